@@ -1,0 +1,110 @@
+"""The execution stage's interface: what an executor takes and what it gives back.
+
+Every executor (sequential, Block-STM) implements `Executor`. Sequential is the
+reference: any other implementation must return exactly the same receipts, gas and
+post-state root for the same block and pre-state.
+
+The stage knows nothing of RPC, networking or how blocks are stored: it reads trie
+nodes through a `StateView` and hands back the new nodes (`ExecutionResult.state_nodes`)
+for storage to persist with the block in one atomic batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Protocol, Sequence, Type
+
+from eth.abc import ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
+
+
+class NodeReader(Protocol):
+    """Read-only access to content-addressed state nodes (trie nodes and code by hash)."""
+
+    def __getitem__(self, key: bytes) -> bytes: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StateView:
+    """A read view of a world state: the nodes and the root to start from."""
+
+    nodes: NodeReader
+    state_root: bytes
+
+
+@dataclass(frozen=True)
+class BlockEnv:
+    """The block environment transactions run in (what the EVM sees of the header)."""
+
+    vm_class: Type[VirtualMachineAPI]  # fork rules, e.g. PragueVM
+    chain_id: int
+    number: int
+    timestamp: int
+    coinbase: bytes
+    gas_limit: int
+    parent_hash: bytes
+    difficulty: int = 0
+    mix_hash: bytes = b"\x00" * 32  # prevRandao from Paris on
+    base_fee_per_gas: Optional[int] = None  # London on
+    excess_blob_gas: Optional[int] = None  # Cancun on
+    parent_beacon_block_root: Optional[bytes] = None  # Cancun on
+    # Hashes of earlier blocks, by number, for the BLOCKHASH opcode (up to 256 back).
+    block_hashes: Mapping[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlockInput:
+    """A block to execute: its environment and its ordered transactions."""
+
+    env: BlockEnv
+    transactions: Sequence[SignedTransactionAPI]
+    withdrawals: Sequence[WithdrawalAPI] = ()
+    # Proof-of-work rewards (mainnet replay only): uncle headers' (number, coinbase).
+    apply_pow_rewards: bool = False
+    uncles: Sequence[tuple[int, bytes]] = ()
+
+
+@dataclass
+class ExecutionStats:
+    """What it cost: for logs, metrics and `laminar bench`."""
+
+    executor: str
+    transactions: int
+    seconds: float
+    workers: int = 1
+    incarnations: int = 0  # Block-STM: executions including re-runs; sequential: = transactions
+
+
+@dataclass
+class ExecutionResult:
+    """The outcome of a block: receipts in transaction order and the new state."""
+
+    receipts: tuple[ReceiptAPI, ...]
+    gas_used: int
+    logs_bloom: int
+    post_state_root: bytes
+    # New state nodes (trie nodes, contract code) keyed by hash; storage persists them.
+    state_nodes: dict[bytes, bytes]
+    stats: ExecutionStats
+
+
+class InvalidBlockError(Exception):
+    """A transaction in the block cannot be applied (bad nonce, no funds, gas over limit...).
+
+    Carries the index of the offending transaction so a proposer can drop it and a
+    validator can reject the proposal.
+    """
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"transaction {index} is invalid: {reason}")
+        self.index = index
+        self.reason = reason
+
+
+class Executor(Protocol):
+    """Runs a block over a pre-state; pure with respect to the pre-state (writes nothing)."""
+
+    name: str
+
+    def execute(self, block: BlockInput, pre_state: StateView) -> ExecutionResult: ...

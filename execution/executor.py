@@ -63,6 +63,10 @@ class BlockInput:
     # Proof-of-work rewards (mainnet replay only): uncle headers' (number, coinbase).
     apply_pow_rewards: bool = False
     uncles: Sequence[tuple[int, bytes]] = ()
+    # How many uncles the block has, for the miner's nephew reward, when their headers are
+    # unknown (replay from a block JSON that lists only uncle hashes): uncle rewards are
+    # then skipped. None means len(uncles).
+    uncle_count: Optional[int] = None
 
 
 @dataclass

@@ -1,0 +1,79 @@
+"""`laminar replay BLOCK_DIR [--executor sequential]`: replay a mainnet block, print JSON.
+
+Exit status: 0 when everything checkable matches the header, 1 when something does not,
+2 when the input is unusable (message on stderr, starting with "error: ").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from execution.executor import Executor
+from execution.replay import ReplayInputError, replay_block_dir
+from execution.sequential import SequentialExecutor
+
+# Executor name -> factory. Other executors (Block-STM) register here.
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "sequential": SequentialExecutor,
+}
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "block_dir",
+        metavar="BLOCK_DIR",
+        help="folder with block.json, prestate.json, block_hashes.json (or .json.gz)",
+    )
+    parser.add_argument(
+        "--executor",
+        default="sequential",
+        help=f"executor to run the block with (one of: {', '.join(sorted(EXECUTORS))})",
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return add_replay_arguments(
+        argparse.ArgumentParser(
+            prog="laminar replay",
+            description="Re-execute an Ethereum mainnet block over its pre-state and "
+            "compare gasUsed, logsBloom and receiptsRoot with its header.",
+        )
+    )
+
+
+def run_replay(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """Run `laminar replay`; `args` is a parsed namespace or an argv list. Exit status."""
+    if args is None or not isinstance(args, argparse.Namespace):
+        args = build_parser().parse_args(None if args is None else list(args))
+    block_dir: Any = getattr(args, "block_dir", None)
+    executor_name = getattr(args, "executor", None) or "sequential"
+    if block_dir is None:
+        print("error: no BLOCK_DIR given", file=sys.stderr)
+        return 2
+    factory = EXECUTORS.get(executor_name)
+    if factory is None:
+        print(
+            f"error: unknown executor {executor_name!r} "
+            f"(known: {', '.join(sorted(EXECUTORS))})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = replay_block_dir(block_dir, factory())
+    except ReplayInputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_replay(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The sequential executor: the reference every other executor must match exactly.
+
+It runs a block's transactions one after another on py-evm's state object, the way
+py-evm's `VM.import_block` does (block pre-processing, `apply_all_transactions`,
+withdrawals, block post-processing, block rewards, persist), but without a chain
+database, a header chain or header validation: the environment comes from `BlockEnv` and
+the pre-state from a `StateView`, and every write lands in an `OverlayDB` whose buffer
+becomes `ExecutionResult.state_nodes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Optional, Sequence, Type
+
+from eth.abc import (
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+    VirtualMachineAPI,
+    WithdrawalAPI,
+)
+from eth.constants import EMPTY_SHA3, SYSTEM_ADDRESS, SYSTEM_MESSAGE_GAS
+from eth.vm.interrupt import EVMMissingData
+from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks import CancunVM, LondonVM, PragueVM, ShanghaiVM
+from eth.vm.forks.cancun.constants import (
+    BEACON_ROOTS_ADDRESS,
+    BEACON_ROOTS_CONTRACT_CODE,
+    BLOB_TX_TYPE,
+    HISTORY_BUFFER_LENGTH,
+)
+from eth.vm.forks.prague.constants import (
+    CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS,
+    DELEGATION_DESIGNATION_PREFIX,
+    HISTORY_SERVE_WINDOW,
+    HISTORY_STORAGE_ADDRESS,
+    HISTORY_STORAGE_CONTRACT_CODE,
+    WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS,
+)
+from eth.vm.message import Message
+from eth_utils import ValidationError
+
+from execution.executor import (
+    BlockEnv,
+    BlockInput,
+    ExecutionResult,
+    ExecutionStats,
+    InvalidBlockError,
+    StateView,
+)
+from execution.overlay import OverlayDB
+
+# py-evm logs every transaction and computation at DEBUG; unless someone configured
+# the "eth" logger on purpose, keep that out (a root logger at DEBUG would cost more
+# than the execution itself).
+_eth_logger = logging.getLogger("eth")
+if _eth_logger.level == logging.NOTSET:
+    _eth_logger.setLevel(logging.WARNING)
+
+MAX_PREV_HASHES = 256
+_DELEGATED_CODE_LENGTH = len(DELEGATION_DESIGNATION_PREFIX) + 20
+
+
+class _GasHeader:
+    """What py-evm's `make_receipt` reads of the header: the cumulative gas so far."""
+
+    __slots__ = ("gas_used",)
+
+    def __init__(self, gas_used: int) -> None:
+        self.gas_used = gas_used
+
+
+class _UncleHeader:
+    """What py-evm's `get_uncle_reward` reads of an uncle header."""
+
+    __slots__ = ("block_number", "coinbase")
+
+    def __init__(self, block_number: int, coinbase: bytes) -> None:
+        self.block_number = block_number
+        self.coinbase = coinbase
+
+
+def prev_hashes_for(env: BlockEnv) -> list[bytes]:
+    """Ancestor hashes newest first (parent at index 0), as py-evm's BLOCKHASH reads them.
+
+    Unknown ancestors in the middle of the window read as empty (BLOCKHASH gives 0); the
+    list stops after the oldest known one.
+    """
+    hashes = env.block_hashes
+    known = {int(n): h for n, h in hashes.items()} if hashes else {}
+    if env.number > 0:
+        known.setdefault(env.number - 1, env.parent_hash)
+    lowest = max(env.number - MAX_PREV_HASHES, 0)
+    in_window = [n for n in known if lowest <= n < env.number]
+    if not in_window:
+        return []
+    oldest = min(in_window)
+    return [known.get(n, b"") for n in range(env.number - 1, oldest - 1, -1)]
+
+
+def make_execution_context(env: BlockEnv) -> ExecutionContext:
+    vm_class = env.vm_class
+    base_fee = env.base_fee_per_gas
+    if issubclass(vm_class, LondonVM) and base_fee is None:
+        raise ValueError(
+            f"{vm_class.__name__} block {env.number} needs base_fee_per_gas (EIP-1559)"
+        )
+    excess_blob_gas = env.excess_blob_gas
+    if issubclass(vm_class, CancunVM) and excess_blob_gas is None:
+        excess_blob_gas = 0  # no blobs on this chain: BLOBBASEFEE reads the minimum
+    return ExecutionContext(
+        coinbase=env.coinbase,
+        timestamp=env.timestamp,
+        block_number=env.number,
+        difficulty=env.difficulty,
+        mix_hash=env.mix_hash,
+        gas_limit=env.gas_limit,
+        prev_hashes=prev_hashes_for(env),
+        chain_id=env.chain_id,
+        base_fee_per_gas=base_fee,
+        excess_blob_gas=excess_blob_gas,
+    )
+
+
+def _fee_cap(tx: SignedTransactionAPI) -> int:
+    try:
+        return tx.max_fee_per_gas
+    except AttributeError:  # pre-Berlin legacy transactions
+        return tx.gas_price
+
+
+def _eth(wei: int) -> str:
+    return f"{wei} wei ({wei / 10**18:.6g} ETH)"
+
+
+def check_transaction(
+    state: StateAPI,
+    env: BlockEnv,
+    tx: SignedTransactionAPI,
+    gas_used: int,
+) -> Optional[str]:
+    """Why `tx` cannot be applied to `state` now, in words; None when it can.
+
+    The same rules py-evm enforces (and it still enforces them after this), checked first
+    so the reason is readable, plus the ones py-evm leaves to the client: chain id,
+    EIP-3607 (no transactions from accounts with code) and no blob transactions.
+    """
+    type_id = getattr(tx, "type_id", None)
+    if type_id == BLOB_TX_TYPE:
+        return (
+            "blob transactions (type 3) are not accepted: this chain has no data "
+            "availability layer for blobs"
+        )
+    if gas_used + tx.gas > env.gas_limit:
+        return (
+            f"gas limit {tx.gas} exceeds the block's remaining gas "
+            f"{env.gas_limit - gas_used} (block gas limit {env.gas_limit}, "
+            f"{gas_used} already used)"
+        )
+    tx_chain_id = getattr(tx, "chain_id", None)
+    if tx_chain_id is not None and tx_chain_id != env.chain_id:
+        return f"signed for chain id {tx_chain_id}, but this chain's id is {env.chain_id}"
+    try:
+        sender = tx.sender
+    except Exception as exc:  # eth_keys BadSignature, ValidationError...
+        return f"invalid signature: cannot recover the sender ({exc})"
+    intrinsic = tx.intrinsic_gas
+    if tx.gas < intrinsic:
+        return f"intrinsic gas too low: gas limit {tx.gas} is below the intrinsic cost {intrinsic}"
+    nonce = state.get_nonce(sender)
+    if tx.nonce != nonce:
+        which = "too low" if tx.nonce < nonce else "too high"
+        return (
+            f"nonce {which}: sender 0x{sender.hex()} has nonce {nonce}, "
+            f"transaction has nonce {tx.nonce}"
+        )
+    code_hash = state.get_code_hash(sender)
+    if code_hash != EMPTY_SHA3:
+        code = state.get_code(sender)
+        delegated = (
+            issubclass(env.vm_class, PragueVM)
+            and len(code) == _DELEGATED_CODE_LENGTH
+            and code.startswith(DELEGATION_DESIGNATION_PREFIX)
+        )
+        if not delegated:
+            return f"sender 0x{sender.hex()} is a contract (has code): rejected by EIP-3607"
+    fee_cap = _fee_cap(tx)
+    base_fee = env.base_fee_per_gas
+    if base_fee is not None and issubclass(env.vm_class, LondonVM) and fee_cap < base_fee:
+        return f"max fee per gas {fee_cap} is below the block's base fee {base_fee}"
+    max_cost = tx.gas * fee_cap + tx.value
+    balance = state.get_balance(sender)
+    if balance < max_cost:
+        return (
+            f"insufficient funds: sender 0x{sender.hex()} has {_eth(balance)}, "
+            f"the transaction may cost up to {_eth(max_cost)} (gas {tx.gas} x "
+            f"fee cap {fee_cap} + value {tx.value})"
+        )
+    return None
+
+
+def _system_call(state: StateAPI, address: bytes) -> None:
+    """A Prague system call (EIP-7002/7251 request dequeue), as py-evm's `execute_bytecode`."""
+    code = state.get_code(address)
+    if not code:
+        return
+    message = Message(
+        gas=SYSTEM_MESSAGE_GAS,
+        to=address,
+        sender=SYSTEM_ADDRESS,
+        value=0,
+        data=b"",
+        code=code,
+        code_address=address,
+    )
+    tx_context = state.get_transaction_context_class()(gas_price=0, origin=SYSTEM_ADDRESS)
+    state.computation_class.apply_computation(state, message, tx_context)
+
+
+def block_preprocessing(state: StateAPI, env: BlockEnv) -> None:
+    """py-evm's `block_preprocessing`: EIP-4788 beacon root (Cancun), EIP-2935 (Prague)."""
+    vm_class = env.vm_class
+    if issubclass(vm_class, CancunVM):
+        if state.get_code(BEACON_ROOTS_ADDRESS) == BEACON_ROOTS_CONTRACT_CODE:
+            root = env.parent_beacon_block_root or b"\x00" * 32
+            slot = env.timestamp % HISTORY_BUFFER_LENGTH
+            state.set_storage(BEACON_ROOTS_ADDRESS, slot, env.timestamp)
+            state.set_storage(
+                BEACON_ROOTS_ADDRESS,
+                slot + HISTORY_BUFFER_LENGTH,
+                int.from_bytes(root, "big"),
+            )
+    if issubclass(vm_class, PragueVM):
+        if state.get_code(HISTORY_STORAGE_ADDRESS) == HISTORY_STORAGE_CONTRACT_CODE:
+            state.set_storage(
+                HISTORY_STORAGE_ADDRESS,
+                (env.number - 1) % HISTORY_SERVE_WINDOW,
+                int.from_bytes(env.parent_hash, "big"),
+            )
+
+
+def block_postprocessing(state: StateAPI, env: BlockEnv) -> None:
+    """The state side of py-evm's Prague `block_postprocessing` (request system calls).
+
+    The requests themselves (and the deposit log scan, which writes no state) are not
+    collected: the executor's result carries no requests hash.
+    """
+    if issubclass(env.vm_class, PragueVM):
+        _system_call(state, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS)
+        _system_call(state, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS)
+
+
+def apply_withdrawals(state: StateAPI, withdrawals: Sequence[WithdrawalAPI]) -> None:
+    """py-evm's `VM.apply_all_withdrawals`: credit (gwei), then drop touched empty accounts."""
+    touched: list[bytes] = []
+    for withdrawal in withdrawals:
+        withdrawal.validate()
+        state.apply_withdrawal(withdrawal)
+        if withdrawal.address not in touched:
+            touched.append(withdrawal.address)
+    for address in touched:
+        if state.account_is_empty(address):
+            state.delete_account(address)
+
+
+def assign_pow_rewards(
+    state: StateAPI,
+    vm_class: Type[VirtualMachineAPI],
+    number: int,
+    coinbase: bytes,
+    uncles: Iterable[tuple[int, bytes]],
+    uncle_count: int,
+) -> None:
+    """py-evm's `VM._assign_block_rewards`: miner reward + nephew rewards, uncle rewards."""
+    reward = vm_class.get_block_reward() + uncle_count * vm_class.get_nephew_reward()
+    state.delta_balance(coinbase, reward)
+    for uncle_number, uncle_coinbase in uncles:
+        uncle = _UncleHeader(uncle_number, uncle_coinbase)
+        state.delta_balance(uncle_coinbase, vm_class.get_uncle_reward(number, uncle))
+
+
+class SequentialExecutor:
+    """Runs transactions one after another: the reference executor."""
+
+    name = "sequential"
+
+    def execute(self, block: BlockInput, pre_state: StateView) -> ExecutionResult:
+        started = time.perf_counter()
+        env = block.env
+        vm_class = env.vm_class
+        transactions = tuple(block.transactions)
+
+        db = OverlayDB(pre_state.nodes)
+        state = vm_class.get_state_class()(
+            db, make_execution_context(env), pre_state.state_root
+        )
+
+        block_preprocessing(state, env)
+
+        # VM.apply_all_transactions, without the header copies: the only header field
+        # make_receipt reads is the cumulative gas. Pre-Byzantium make_receipt computes
+        # the intermediate state root each receipt carries (the fork requires it);
+        # afterwards no per-transaction root is computed.
+        receipts: list[ReceiptAPI] = []
+        gas_used = 0
+        bloom = 0
+        header = _GasHeader(0)
+        for index, tx in enumerate(transactions):
+            reason = check_transaction(state, env, tx, gas_used)
+            if reason is not None:
+                raise InvalidBlockError(index, reason)
+            state.lock_changes()
+            try:
+                computation = state.apply_transaction(tx)
+            except ValidationError as exc:
+                raise InvalidBlockError(index, _readable(exc)) from exc
+            header.gas_used = gas_used
+            receipt = vm_class.make_receipt(header, tx, computation, state)
+            gas_used = receipt.gas_used
+            bloom |= int(receipt.bloom)
+            receipts.append(receipt)
+
+        if block.withdrawals:
+            if not issubclass(vm_class, ShanghaiVM):
+                raise ValueError(
+                    f"withdrawals given for a {vm_class.fork} block: they start at Shanghai"
+                )
+            apply_withdrawals(state, block.withdrawals)
+
+        block_postprocessing(state, env)
+
+        if block.apply_pow_rewards and env.number > 0:
+            uncle_count = (
+                len(block.uncles) if block.uncle_count is None else block.uncle_count
+            )
+            snapshot = state.snapshot()
+            try:
+                assign_pow_rewards(
+                    state, vm_class, env.number, env.coinbase, block.uncles, uncle_count
+                )
+            except EVMMissingData:
+                state.revert(snapshot)
+                raise
+            else:
+                state.commit(snapshot)
+
+        state.persist()
+        post_root = state.state_root
+        seconds = time.perf_counter() - started
+        return ExecutionResult(
+            receipts=tuple(receipts),
+            gas_used=gas_used,
+            logs_bloom=bloom,
+            post_state_root=post_root,
+            state_nodes=db.pending(),
+            stats=ExecutionStats(
+                executor=self.name,
+                transactions=len(transactions),
+                seconds=seconds,
+                workers=1,
+                incarnations=len(transactions),
+            ),
+        )
+
+
+def _readable(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.replace("\n", " ")

@@ -1,0 +1,316 @@
+"""The chain: wires storage and execution into propose / commit / read.
+
+Consensus decides *when* and *what* to commit; `Chain` knows *how*: it builds a block
+from ordered transactions with the configured executor (`propose`), persists it with its
+state in one atomic batch (`commit`), and answers state reads at any committed block.
+It holds no networking and no RPC.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
+from eth.constants import BLANK_ROOT_HASH, EMPTY_UNCLE_HASH, ZERO_HASH32
+from eth.db.account import AccountDB
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
+from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
+from eth_hash.auto import keccak
+
+from execution.executor import (
+    BlockEnv,
+    BlockInput,
+    ExecutionResult,
+    Executor,
+    InvalidBlockError,
+    StateView,
+)
+from execution.forks import LAMINAR_VM
+from execution.overlay import OverlayDB
+from execution.prestate import load_prestate
+from execution.roots import make_header_roots
+from node.genesis import Genesis
+from storage.chain_store import ChainStore
+from storage.leveldb import LevelDB
+
+log = logging.getLogger("laminar.chain")
+
+BLOCKHASH_WINDOW = 256  # BLOCKHASH reaches this many blocks back
+EIP7702_DELEGATION_PREFIX = b"\xef\x01\x00"
+
+
+class GenesisMismatchError(RuntimeError):
+    """The data dir holds a chain from another genesis than the one given."""
+
+
+@dataclass
+class Proposal:
+    """A block built and executed but not yet committed."""
+
+    block: BlockAPI
+    result: ExecutionResult
+    dropped: list[tuple[SignedTransactionAPI, str]] = field(default_factory=list)
+
+    @property
+    def header(self) -> BlockHeaderAPI:
+        return self.block.header
+
+
+@dataclass(frozen=True)
+class AccountState:
+    balance: int
+    nonce: int
+    code: bytes
+
+
+class StateReader:
+    """Account reads at one state root, over the node's database (read-only)."""
+
+    def __init__(self, db: LevelDB, state_root: bytes) -> None:
+        self._accounts = AccountDB(OverlayDB(db), state_root)
+
+    def get_balance(self, address: bytes) -> int:
+        return self._accounts.get_balance(address)
+
+    def get_nonce(self, address: bytes) -> int:
+        return self._accounts.get_nonce(address)
+
+    def get_code(self, address: bytes) -> bytes:
+        return self._accounts.get_code(address)
+
+    def has_code(self, address: bytes) -> bool:
+        """True for contracts; an EIP-7702 delegation (0xef0100 || address) is not code here."""
+        code = self._accounts.get_code(address)
+        return bool(code) and not code.startswith(EIP7702_DELEGATION_PREFIX)
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        return self._accounts.get_storage(address, slot)
+
+
+class Chain:
+    """One canonical chain over one LevelDB; every block is final once committed."""
+
+    vm_class = LAMINAR_VM
+
+    def __init__(self, db: LevelDB, executor: Executor, genesis: Genesis) -> None:
+        self.db = db
+        self.executor = executor
+        self.genesis = genesis
+        block_class = self.vm_class.get_block_class()
+        self.block_class = block_class
+        self.header_class = block_class._meta.sedes[block_class._meta.field_names.index("header")]
+        self.store = ChainStore(db, block_class, self.vm_class.get_receipt_builder())
+        self._head: BlockHeaderAPI = self._open()
+        self._recent_hashes: deque[bytes] = deque(maxlen=BLOCKHASH_WINDOW)
+        self._load_recent_hashes()
+        self._commit_listeners: list[Callable[[BlockAPI, Sequence[ReceiptAPI]], None]] = []
+
+    # ---- opening --------------------------------------------------------------------
+
+    def _genesis_config_bytes(self) -> bytes:
+        return json.dumps(self.genesis.to_json(), sort_keys=True).encode()
+
+    def _open(self) -> BlockHeaderAPI:
+        head_hash = self.store.head_hash()
+        if head_hash is None:
+            return self._write_genesis()
+        stored = self.store.get_chain_config()
+        if stored != self._genesis_config_bytes():
+            raise GenesisMismatchError(
+                f"the data dir {self.db.path} holds a chain made from a different genesis; "
+                "use another --datadir, or start without --genesis to resume it"
+            )
+        header = self.store.get_header(head_hash)
+        if header is None:
+            raise RuntimeError(f"database corrupt: head block {head_hash.hex()} has no header")
+        return header
+
+    def _write_genesis(self) -> BlockHeaderAPI:
+        prestate = {
+            "0x" + address.hex(): {
+                "balance": hex(account.balance),
+                "nonce": account.nonce,
+                "code": "0x" + account.code.hex(),
+                "storage": {hex(k): hex(v) for k, v in account.storage.items()},
+            }
+            for address, account in self.genesis.alloc.items()
+        }
+        nodes, state_root = load_prestate(prestate)
+        header = self.header_class(
+            difficulty=0,
+            block_number=0,
+            gas_limit=self.genesis.gas_limit,
+            timestamp=self.genesis.timestamp,
+            coinbase=b"\x00" * 20,
+            parent_hash=ZERO_HASH32,
+            uncles_hash=EMPTY_UNCLE_HASH,
+            state_root=state_root,
+            transaction_root=BLANK_ROOT_HASH,
+            receipt_root=BLANK_ROOT_HASH,
+            bloom=0,
+            gas_used=0,
+            extra_data=self.genesis.extra_data,
+            base_fee_per_gas=self.genesis.base_fee_per_gas,
+        )
+        block = self.block_class(header, [], [], [])
+        self.store.commit_block(
+            block, [], nodes, certificate=b"", chain_config=self._genesis_config_bytes()
+        )
+        log.info("wrote genesis block %s", "0x" + header.hash.hex())
+        return header
+
+    def _load_recent_hashes(self) -> None:
+        first = max(0, self._head.block_number - BLOCKHASH_WINDOW + 1)
+        for number in range(first, self._head.block_number + 1):
+            block_hash = self.store.canonical_hash(number)
+            if block_hash is None:
+                raise RuntimeError(f"database corrupt: no canonical hash at height {number}")
+            self._recent_hashes.append(block_hash)
+
+    # ---- reads ----------------------------------------------------------------------
+
+    @property
+    def head(self) -> BlockHeaderAPI:
+        return self._head
+
+    @property
+    def chain_id(self) -> int:
+        return self.genesis.chain_id
+
+    def header_by_number(self, number: int) -> Optional[BlockHeaderAPI]:
+        if number > self._head.block_number or number < 0:
+            return None
+        block_hash = self.store.canonical_hash(number)
+        return self.store.get_header(block_hash) if block_hash else None
+
+    def header_by_hash(self, block_hash: bytes) -> Optional[BlockHeaderAPI]:
+        return self.store.get_header(block_hash)
+
+    def block_by_hash(self, block_hash: bytes) -> Optional[BlockAPI]:
+        return self.store.get_block(block_hash)
+
+    def receipts(self, block_hash: bytes) -> tuple[ReceiptAPI, ...]:
+        return self.store.get_receipts(block_hash) or ()
+
+    def state_at(self, header: BlockHeaderAPI) -> StateReader:
+        return StateReader(self.db, header.state_root)
+
+    def head_state(self) -> StateReader:
+        return self.state_at(self._head)
+
+    def state_view(self, header: BlockHeaderAPI) -> StateView:
+        return StateView(self.db, header.state_root)
+
+    def next_base_fee(self) -> int:
+        return calculate_expected_base_fee_per_gas(self._head)
+
+    def env_for_child_of(
+        self, parent: BlockHeaderAPI, timestamp: int, coinbase: bytes
+    ) -> BlockEnv:
+        """The environment of the block after `parent` (also used for eth_call on `parent`)."""
+        number = parent.block_number + 1
+        hashes = {}
+        if parent.hash == self._head.hash:
+            recent = list(self._recent_hashes)
+            first = number - len(recent)
+            hashes = {first + i: h for i, h in enumerate(recent)}
+        else:
+            for n in range(max(0, number - BLOCKHASH_WINDOW), number):
+                block_hash = self.store.canonical_hash(n)
+                if block_hash is not None:
+                    hashes[n] = block_hash
+        return BlockEnv(
+            vm_class=self.vm_class,
+            chain_id=self.chain_id,
+            number=number,
+            timestamp=max(timestamp, parent.timestamp + 1),
+            coinbase=coinbase,
+            gas_limit=parent.gas_limit,
+            parent_hash=parent.hash,
+            difficulty=0,
+            # prevRandao: no beacon chain here; derived from the parent so it is deterministic.
+            mix_hash=keccak(parent.hash),
+            base_fee_per_gas=calculate_expected_base_fee_per_gas(parent),
+            excess_blob_gas=calc_excess_blob_gas_prague(parent),
+            parent_beacon_block_root=ZERO_HASH32,
+            block_hashes=hashes,
+        )
+
+    # ---- propose and commit -----------------------------------------------------------
+
+    def propose(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        timestamp: Optional[int] = None,
+        coinbase: bytes = b"\x00" * 20,
+    ) -> Proposal:
+        """Build and execute the next block; invalid transactions are dropped, not fatal."""
+        parent = self._head
+        env = self.env_for_child_of(
+            parent, int(timestamp if timestamp is not None else time.time()), coinbase
+        )
+        txs = list(transactions)
+        dropped: list[tuple[SignedTransactionAPI, str]] = []
+        while True:
+            try:
+                result = self.executor.execute(
+                    BlockInput(env=env, transactions=txs), self.state_view(parent)
+                )
+                break
+            except InvalidBlockError as exc:
+                dropped.append((txs[exc.index], exc.reason))
+                del txs[exc.index]
+        tx_root, receipt_root = make_header_roots(txs, result.receipts)
+        header = self.header_class(
+            difficulty=0,
+            block_number=env.number,
+            gas_limit=env.gas_limit,
+            timestamp=env.timestamp,
+            coinbase=coinbase,
+            parent_hash=parent.hash,
+            uncles_hash=EMPTY_UNCLE_HASH,
+            state_root=result.post_state_root,
+            transaction_root=tx_root,
+            receipt_root=receipt_root,
+            bloom=result.logs_bloom,
+            gas_used=result.gas_used,
+            extra_data=b"",
+            mix_hash=env.mix_hash,
+            base_fee_per_gas=env.base_fee_per_gas,
+            withdrawals_root=BLANK_ROOT_HASH,
+            blob_gas_used=0,
+            excess_blob_gas=env.excess_blob_gas,
+            parent_beacon_block_root=env.parent_beacon_block_root,
+        )
+        block = self.block_class(header, txs, [], [])
+        return Proposal(block=block, result=result, dropped=dropped)
+
+    def write_block(self, proposal: Proposal, certificate: bytes) -> None:
+        """The durable part of a commit (blocking I/O; may run in a worker thread)."""
+        if proposal.header.parent_hash != self._head.hash:
+            raise RuntimeError("proposal does not extend the current head")
+        self.store.commit_block(
+            proposal.block, proposal.result.receipts, proposal.result.state_nodes, certificate
+        )
+
+    def advance_head(self, proposal: Proposal) -> None:
+        """Make a written block the head in memory and tell listeners (trio thread)."""
+        self._head = proposal.header
+        self._recent_hashes.append(proposal.header.hash)
+        for listener in self._commit_listeners:
+            try:
+                listener(proposal.block, proposal.result.receipts)
+            except Exception:  # a listener bug must not stop the chain
+                log.exception("commit listener failed")
+
+    def commit(self, proposal: Proposal, certificate: bytes) -> None:
+        self.write_block(proposal, certificate)
+        self.advance_head(proposal)
+
+    def on_commit(self, listener: Callable[[BlockAPI, Sequence[ReceiptAPI]], None]) -> None:
+        self._commit_listeners.append(listener)

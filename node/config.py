@@ -1,0 +1,181 @@
+"""Node configuration: defaults, an optional TOML file, and command-line overrides.
+
+Precedence: command line > config file > defaults. Unknown keys and bad values are
+errors that name the key, so a typo never silently falls back to a default.
+
+Example `laminar.toml`:
+
+    datadir = "/var/lib/laminar"
+    genesis = "genesis.json"          # absent: the dev genesis
+    validator_key = "validator.key"   # absent: the dev validator key (dev genesis only)
+
+    [rpc]
+    address = "127.0.0.1:8545"
+    gas_cap = 50000000
+    logs_block_range = 10000
+
+    [consensus]
+    block_time = 1.0
+
+    [execution]
+    executor = "sequential"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+DEFAULT_RPC_HOST = "127.0.0.1"
+DEFAULT_RPC_PORT = 8545
+DEFAULT_DATADIR = Path.home() / ".laminar"
+EXECUTORS = ("sequential",)
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the setting and says what is expected."""
+
+
+@dataclass
+class RpcSettings:
+    host: str = DEFAULT_RPC_HOST
+    port: int = DEFAULT_RPC_PORT
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_batch: int = 100
+    gas_cap: int = 50_000_000  # eth_call / eth_estimateGas gas ceiling, as geth's RPCGasCap
+    logs_block_range: int = 10_000  # eth_getLogs: most blocks one query may span
+    logs_max_results: int = 10_000
+    max_filters: int = 1_000
+    filter_timeout_s: float = 300.0  # filters not polled for this long are removed
+
+
+@dataclass
+class ConsensusSettings:
+    block_time: float = 1.0
+    max_block_txs: Optional[int] = None
+
+
+@dataclass
+class ExecutionSettings:
+    executor: str = "sequential"
+    workers: int = 1
+
+
+@dataclass
+class MempoolSettings:
+    max_pool_size: int = 5_000
+    max_per_sender: int = 64
+    max_tx_bytes: int = 128 * 1024
+    min_priority_fee: int = 0
+
+
+@dataclass
+class NodeConfig:
+    datadir: Path = DEFAULT_DATADIR
+    genesis: Optional[Path] = None
+    validator_key: Optional[Path] = None
+    log_level: str = "info"
+    rpc: RpcSettings = field(default_factory=RpcSettings)
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    mempool: MempoolSettings = field(default_factory=MempoolSettings)
+
+    @property
+    def chaindata(self) -> Path:
+        return self.datadir / "chaindata"
+
+
+def parse_host_port(text: str, what: str = "--rpc") -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{what}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what}: port {port} is out of range 0-65535")
+    return host.strip("[]"), port
+
+
+def _coerce(section: str, name: str, value: Any, current: Any) -> Any:
+    expected = type(current)
+    key = f"{section}.{name}" if section else name
+    if isinstance(current, bool) or expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false")
+        return value
+    if isinstance(current, Path) or name in ("datadir", "genesis", "validator_key"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a path string")
+        return Path(value).expanduser()
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number")
+        return float(value)
+    if isinstance(current, int) or current is None and name.startswith("max_"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer")
+        return value
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string")
+        return value
+    return value
+
+
+def _apply(section: str, target: Any, values: dict[str, Any]) -> None:
+    known = {f.name for f in fields(target)}
+    for name, value in values.items():
+        if name not in known:
+            where = f"[{section}]" if section else "top level"
+            raise ConfigError(f"unknown setting {name!r} at {where}; known: {sorted(known)}")
+        current = getattr(target, name)
+        if hasattr(current, "__dataclass_fields__"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            _apply(name, current, value)
+        elif name == "address" and section == "rpc":
+            pass
+        else:
+            setattr(target, name, _coerce(section, name, value, current))
+
+
+def load_config_file(path: Path, config: NodeConfig) -> None:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    rpc = data.get("rpc")
+    if isinstance(rpc, dict) and "address" in rpc:
+        if not isinstance(rpc["address"], str):
+            raise ConfigError("rpc.address: expected \"HOST:PORT\"")
+        config.rpc.host, config.rpc.port = parse_host_port(rpc.pop("address"), "rpc.address")
+    _apply("", config, data)
+    base = path.parent
+    for name in ("genesis", "validator_key"):
+        value = getattr(config, name)
+        if value is not None and not value.is_absolute():
+            setattr(config, name, base / value)
+
+
+def validate(config: NodeConfig) -> None:
+    if config.execution.executor not in EXECUTORS:
+        raise ConfigError(
+            f"execution.executor: {config.execution.executor!r} is not one of {list(EXECUTORS)}"
+        )
+    if config.execution.workers < 1:
+        raise ConfigError("execution.workers: must be at least 1")
+    if not config.consensus.block_time > 0:
+        raise ConfigError("consensus.block_time: must be a positive number of seconds")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log_level: one of debug, info, warning, error")
+    for name in ("max_body_bytes", "max_batch", "gas_cap", "logs_block_range", "max_filters"):
+        if getattr(config.rpc, name) < 1:
+            raise ConfigError(f"rpc.{name}: must be at least 1")
+    if config.mempool.max_pool_size < 1:
+        raise ConfigError("mempool.max_pool_size: must be at least 1")

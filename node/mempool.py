@@ -1,0 +1,535 @@
+"""Transaction pool.
+
+The mempool receives raw signed transactions (from JSON-RPC
+``eth_sendRawTransaction`` and, later, p2p gossip), validates them against the
+current head state and keeps them until the block producer pulls them with
+:meth:`Mempool.select_for_block`.
+
+It knows nothing about RPC or storage: account state is read through the small
+:class:`AccountReader` protocol, which the node implements over the head state.
+
+Concurrency: the pool lives on the single trio thread; no locks are used and no
+method awaits except :meth:`Mempool.wait_for_transactions`.
+
+Policy summary (geth-like, see ``MempoolConfig`` for the knobs):
+
+* Only EIP-155 replay-protected legacy txs and typed txs 0x01/0x02/0x04 are
+  accepted; blob txs (0x03) are rejected: this chain has no DA layer.
+* Fee floor: ``max_fee_per_gas`` must be >= the base fee of the *next* block
+  (the ``base_fee`` argument of :meth:`Mempool.add_raw`), and
+  ``max_priority_fee_per_gas`` (the gas price for legacy txs) must be >=
+  ``MempoolConfig.min_priority_fee`` (default 0 for a devnet). There is no
+  separate absolute minimum gas price.
+* Intrinsic gas is py-evm's value for the fork (base cost, calldata, creation,
+  access list, EIP-7702 authorizations) plus the EIP-3860 initcode word cost
+  for creations (Shanghai+, which py-evm charges at execution time rather than
+  in ``intrinsic_gas``), and the gas limit must also cover the EIP-7623 calldata
+  floor (Prague+).
+* Balance: the sender's balance must cover ``gas * max_fee + value`` of the new
+  tx *plus* the same cost of all its other pooled txs (geth's overdraft rule).
+* Replacement (same sender and nonce) needs both the fee cap and the tip to be
+  strictly higher and at least ``price_bump_percent`` % higher.
+* When the pool is full, the cheapest *tail* transaction (highest nonce) of
+  another sender is evicted if the new tx pays a strictly higher effective tip;
+  evicting only tails never opens a nonce gap in someone else's queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+import rlp
+import trio
+from eth.abc import SignedTransactionAPI
+from eth.constants import CREATE_CONTRACT_ADDRESS
+from eth.vm.forks.shanghai.computation import ShanghaiComputation
+from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
+
+ACCESS_LIST_TX_TYPE = 0x01
+DYNAMIC_FEE_TX_TYPE = 0x02
+BLOB_TX_TYPE = 0x03
+SET_CODE_TX_TYPE = 0x04
+SUPPORTED_TYPED_TX_TYPES = frozenset({ACCESS_LIST_TX_TYPE, DYNAMIC_FEE_TX_TYPE, SET_CODE_TX_TYPE})
+
+TX_GAS = 21000  # smallest possible tx gas; block filling stops below this
+
+
+class AccountReader(Protocol):
+    """Read-only view of the head state used by the mempool.
+
+    ``has_code`` implements EIP-3607 (senders with deployed code are
+    rejected). Implementations must return False for accounts whose code is an
+    EIP-7702 delegation designator (``0xef0100 || address``): since Prague such
+    accounts are still EOAs and may send transactions.
+    """
+
+    def get_nonce(self, address: bytes) -> int: ...
+
+    def get_balance(self, address: bytes) -> int: ...
+
+    def has_code(self, address: bytes) -> bool: ...
+
+
+class MempoolError(ValueError):
+    """A transaction was rejected. ``str(err)`` is a user-facing, geth-like message."""
+
+
+@dataclass
+class MempoolConfig:
+    chain_id: int
+    block_gas_limit: int = 30_000_000
+    max_tx_bytes: int = 128 * 1024  # geth txMaxSize
+    max_pool_size: int = 5000
+    max_per_sender: int = 64
+    price_bump_percent: int = 10
+    # Minimum max_priority_fee_per_gas (gas price for legacy txs), in wei.
+    min_priority_fee: int = 0
+    # Max distance between a tx nonce and the sender's account nonce.
+    max_nonce_gap: int = 64
+
+
+@dataclass
+class PooledTx:
+    tx: SignedTransactionAPI
+    hash: bytes
+    sender: bytes
+    raw: bytes
+    received_at: float = field(default_factory=time.time)
+    seq: int = 0  # insertion order, tie-breaker for equal prices
+
+    @property
+    def nonce(self) -> int:
+        return self.tx.nonce
+
+    @property
+    def gas(self) -> int:
+        return self.tx.gas
+
+    @property
+    def max_fee(self) -> int:
+        return self.tx.max_fee_per_gas
+
+    @property
+    def max_priority_fee(self) -> int:
+        return self.tx.max_priority_fee_per_gas
+
+    @property
+    def cost(self) -> int:
+        """Upper bound the sender can be charged: gas * max_fee + value."""
+        return self.tx.gas * self.tx.max_fee_per_gas + self.tx.value
+
+    def effective_tip(self, base_fee: int) -> int:
+        """Miner tip per gas at ``base_fee`` (negative if the fee cap is below it)."""
+        return min(self.tx.max_priority_fee_per_gas, self.tx.max_fee_per_gas - base_fee)
+
+
+def encode_transaction(tx: SignedTransactionAPI) -> bytes:
+    """Canonical wire encoding (legacy RLP or typed envelope)."""
+    return tx.encode() if tx.type_id is not None else rlp.encode(tx)
+
+
+class Mempool:
+    def __init__(self, config: MempoolConfig, reader: AccountReader, fork_vm_class: type) -> None:
+        self.config = config
+        self.reader = reader
+        self.fork_vm_class = fork_vm_class
+        self._builder = fork_vm_class.get_transaction_builder()
+        state_class = fork_vm_class.get_state_class()
+        # Fork feature detection (so the pool follows the fork it is given).
+        self._has_initcode_rules = issubclass(state_class.computation_class, ShanghaiComputation)
+        self._executor_class = state_class.transaction_executor_class
+
+        self._by_hash: dict[bytes, PooledTx] = {}
+        self._by_sender: dict[bytes, dict[int, PooledTx]] = {}
+        self._seq = itertools.count()
+        # Set (and replaced by a fresh one) every time a tx enters the pool.
+        self._new_tx_event = trio.Event()
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def __iter__(self) -> Iterator[PooledTx]:
+        return iter(list(self._by_hash.values()))
+
+    def get(self, tx_hash: bytes) -> PooledTx | None:
+        return self._by_hash.get(tx_hash)
+
+    def get_by_sender_nonce(self, sender: bytes, nonce: int) -> PooledTx | None:
+        return self._by_sender.get(sender, {}).get(nonce)
+
+    def senders(self) -> list[bytes]:
+        return list(self._by_sender)
+
+    def _executable_run(self, sender: bytes) -> list[PooledTx]:
+        """Pooled txs of ``sender`` with consecutive nonces from the account nonce."""
+        txs = self._by_sender.get(sender)
+        if not txs:
+            return []
+        nonce = self.reader.get_nonce(sender)
+        run = []
+        while nonce in txs:
+            run.append(txs[nonce])
+            nonce += 1
+        return run
+
+    def pending_nonce(self, address: bytes) -> int:
+        """Account nonce + consecutive pooled txs (eth_getTransactionCount "pending")."""
+        return self.reader.get_nonce(address) + len(self._executable_run(address))
+
+    def pending_transactions(self) -> list[PooledTx]:
+        """Executable txs (consecutive nonces from the account nonce), by sender then nonce."""
+        out: list[PooledTx] = []
+        for sender in self._by_sender:
+            out.extend(self._executable_run(sender))
+        return out
+
+    def queued_transactions(self) -> list[PooledTx]:
+        """Pooled txs that are not executable yet (behind a nonce gap)."""
+        pending = {p.hash for p in self.pending_transactions()}
+        return [
+            p
+            for sender_txs in self._by_sender.values()
+            for _, p in sorted(sender_txs.items())
+            if p.hash not in pending
+        ]
+
+    def has_executable(self) -> bool:
+        return any(
+            self.reader.get_nonce(sender) in txs for sender, txs in self._by_sender.items()
+        )
+
+    # ---------------------------------------------------------- notification
+
+    @property
+    def new_tx_event(self) -> trio.Event:
+        """The current event; it is set when the next tx enters the pool (or on
+        :meth:`on_new_head`).
+
+        A fresh event replaces it after each add, so always re-read this
+        property before awaiting.
+        """
+        return self._new_tx_event
+
+    async def wait_for_transactions(self) -> None:
+        """Return once the pool holds at least one executable tx.
+
+        Returns immediately if one is already there; otherwise sleeps until a
+        tx is added (no polling). Executability is by nonce only: a tx whose fee
+        cap is below a risen base fee still counts.
+        """
+        while not self.has_executable():
+            await self._new_tx_event.wait()
+
+    def _notify(self) -> None:
+        event, self._new_tx_event = self._new_tx_event, trio.Event()
+        event.set()
+
+    # ------------------------------------------------------------- validation
+
+    def _intrinsic_gas(self, tx: SignedTransactionAPI) -> int:
+        gas = tx.intrinsic_gas
+        if self._has_initcode_rules and tx.to == CREATE_CONTRACT_ADDRESS:
+            gas += INITCODE_WORD_COST * ((len(tx.data) + 31) // 32)
+        return gas
+
+    def _floor_data_gas(self, tx: SignedTransactionAPI) -> int:
+        # EIP-7623 (Prague): returns 0 on earlier forks.
+        return self._executor_class.calc_data_floor_gas(tx, 0, 0)
+
+    def _decode(self, raw: bytes) -> SignedTransactionAPI:
+        if len(raw) == 0:
+            raise MempoolError("invalid transaction: empty input")
+        if len(raw) > self.config.max_tx_bytes:
+            raise MempoolError(
+                f"oversized data: transaction size {len(raw)}, limit {self.config.max_tx_bytes}"
+            )
+        first = raw[0]
+        if first == BLOB_TX_TYPE:
+            raise MempoolError(
+                "blob transactions are not supported: this chain has no data availability layer"
+            )
+        if first < 0x7F and first not in SUPPORTED_TYPED_TX_TYPES:
+            raise MempoolError(f"transaction type not supported: 0x{first:02x}")
+        try:
+            tx = self._builder.decode(raw)
+        except Exception as exc:  # rlp / py-evm raise a variety of types
+            raise MempoolError(f"invalid transaction: rlp decoding failed ({exc})") from None
+        try:
+            canonical = encode_transaction(tx) == raw
+        except Exception:
+            canonical = False
+        if not canonical:
+            raise MempoolError("invalid transaction: non-canonical encoding")
+        return tx
+
+    def _validate_stateless(self, tx: SignedTransactionAPI) -> bytes:
+        """Checks that do not need account state. Returns the sender."""
+        cfg = self.config
+        if tx.chain_id is None:
+            raise MempoolError("only replay-protected (EIP-155) transactions allowed")
+        if tx.chain_id != cfg.chain_id:
+            raise MempoolError(
+                f"invalid chain id: transaction has {tx.chain_id}, this chain is {cfg.chain_id}"
+            )
+        if tx.gas > cfg.block_gas_limit:
+            raise MempoolError(
+                f"exceeds block gas limit: tx gas {tx.gas}, block gas limit {cfg.block_gas_limit}"
+            )
+        if tx.to == CREATE_CONTRACT_ADDRESS and self._has_initcode_rules and len(tx.data) > MAX_INITCODE_SIZE:
+            raise MempoolError(
+                f"max initcode size exceeded: code size {len(tx.data)}, limit {MAX_INITCODE_SIZE}"
+            )
+        try:
+            intrinsic = self._intrinsic_gas(tx)
+            floor = self._floor_data_gas(tx)
+        except Exception as exc:
+            raise MempoolError(f"invalid transaction: {exc}") from None
+        if tx.gas < intrinsic:
+            raise MempoolError(f"intrinsic gas too low: have {tx.gas}, want {intrinsic}")
+        if tx.gas < floor:
+            raise MempoolError(
+                f"insufficient gas for floor data gas cost: have {tx.gas}, want {floor}"
+            )
+        try:
+            tx.validate()  # field ranges, low-s, signature validity, 7702 auth list
+        except Exception as exc:
+            raise MempoolError(f"invalid transaction: {exc}") from None
+        try:
+            sender = bytes(tx.sender)
+        except Exception as exc:
+            raise MempoolError(f"invalid sender: {exc}") from None
+        if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+            raise MempoolError(
+                "max priority fee per gas higher than max fee per gas: "
+                f"tip {tx.max_priority_fee_per_gas}, fee cap {tx.max_fee_per_gas}"
+            )
+        return sender
+
+    def _is_replacement_ok(self, old: PooledTx, new_tx: SignedTransactionAPI) -> bool:
+        bump = 100 + self.config.price_bump_percent
+        old_cap, old_tip = old.max_fee, old.max_priority_fee
+        new_cap, new_tip = new_tx.max_fee_per_gas, new_tx.max_priority_fee_per_gas
+        if new_cap <= old_cap or new_tip <= old_tip:
+            return False
+        return new_cap * 100 >= old_cap * bump and new_tip * 100 >= old_tip * bump
+
+    def _pick_victim(self, exclude_sender: bytes, base_fee: int) -> PooledTx | None:
+        """Cheapest tail (highest-nonce) tx among senders other than ``exclude_sender``."""
+        victim: PooledTx | None = None
+        victim_key = None
+        for sender, txs in self._by_sender.items():
+            if sender == exclude_sender or not txs:
+                continue
+            tail = txs[max(txs)]
+            # lowest effective tip first, then lowest fee cap, then the newest
+            key = (tail.effective_tip(base_fee), tail.max_fee, -tail.seq)
+            if victim_key is None or key < victim_key:
+                victim, victim_key = tail, key
+        return victim
+
+    # ------------------------------------------------------------- mutation
+
+    def add_raw(self, raw: bytes, base_fee: int) -> PooledTx:
+        """Validate and add a raw signed tx. ``base_fee`` is the next block's base fee.
+
+        Raises :class:`MempoolError` on rejection; the pool is then unchanged.
+        """
+        raw = bytes(raw)
+        cfg = self.config
+        tx = self._decode(raw)
+        tx_hash = bytes(tx.hash)
+        if tx_hash in self._by_hash:
+            raise MempoolError(f"already known: 0x{tx_hash.hex()}")
+        sender = self._validate_stateless(tx)
+
+        if tx.max_fee_per_gas < base_fee:
+            raise MempoolError(
+                "max fee per gas less than block base fee: "
+                f"maxFeePerGas {tx.max_fee_per_gas}, baseFee {base_fee}"
+            )
+        if tx.max_priority_fee_per_gas < cfg.min_priority_fee:
+            raise MempoolError(
+                "transaction underpriced: "
+                f"tip {tx.max_priority_fee_per_gas}, minimum tip {cfg.min_priority_fee}"
+            )
+
+        # --- state-dependent checks
+        if self.reader.has_code(sender):
+            raise MempoolError(f"sender not an eoa: address 0x{sender.hex()} has code (EIP-3607)")
+        account_nonce = self.reader.get_nonce(sender)
+        if tx.nonce < account_nonce:
+            raise MempoolError(f"nonce too low: next nonce is {account_nonce}, tx nonce {tx.nonce}")
+        if tx.nonce - account_nonce > cfg.max_nonce_gap:
+            raise MempoolError(
+                f"nonce too high: next nonce is {account_nonce}, tx nonce {tx.nonce}, "
+                f"at most {cfg.max_nonce_gap} ahead allowed"
+            )
+
+        sender_txs = self._by_sender.get(sender, {})
+        old = sender_txs.get(tx.nonce)
+        cost = tx.gas * tx.max_fee_per_gas + tx.value
+        balance = self.reader.get_balance(sender)
+        if balance < cost:
+            raise MempoolError(
+                f"insufficient funds for gas * price + value: balance {balance}, tx cost {cost}"
+            )
+        others_cost = sum(p.cost for n, p in sender_txs.items() if n != tx.nonce)
+        if balance < cost + others_cost:
+            raise MempoolError(
+                f"insufficient funds for gas * price + value: balance {balance}, tx cost {cost}, "
+                f"cost of the sender's other pooled transactions {others_cost}"
+            )
+
+        victim: PooledTx | None = None
+        if old is not None:
+            if not self._is_replacement_ok(old, tx):
+                raise MempoolError(
+                    "replacement transaction underpriced: both max fee per gas and max priority "
+                    f"fee per gas must be at least {cfg.price_bump_percent}% higher than the "
+                    f"pooled transaction's ({old.max_fee}, {old.max_priority_fee})"
+                )
+        else:
+            if len(sender_txs) >= cfg.max_per_sender:
+                raise MempoolError(
+                    f"too many pooled transactions from sender: limit {cfg.max_per_sender}"
+                )
+            if len(self._by_hash) >= cfg.max_pool_size:
+                victim = self._pick_victim(sender, base_fee)
+                new_key = (min(tx.max_priority_fee_per_gas, tx.max_fee_per_gas - base_fee),
+                           tx.max_fee_per_gas)
+                if victim is None or new_key <= (victim.effective_tip(base_fee), victim.max_fee):
+                    raise MempoolError("txpool is full")
+
+        # --- all checks passed: mutate
+        pooled = PooledTx(tx=tx, hash=tx_hash, sender=sender, raw=raw, seq=next(self._seq))
+        if old is not None:
+            self._remove(old)
+        if victim is not None:
+            self._remove(victim)
+        self._by_sender.setdefault(sender, {})[tx.nonce] = pooled
+        self._by_hash[tx_hash] = pooled
+        self._notify()
+        return pooled
+
+    def _remove(self, pooled: PooledTx) -> None:
+        self._by_hash.pop(pooled.hash, None)
+        txs = self._by_sender.get(pooled.sender)
+        if txs is not None and txs.get(pooled.nonce) is pooled:
+            del txs[pooled.nonce]
+            if not txs:
+                del self._by_sender[pooled.sender]
+
+    def remove(self, tx_hash: bytes) -> PooledTx | None:
+        pooled = self._by_hash.get(tx_hash)
+        if pooled is not None:
+            self._remove(pooled)
+        return pooled
+
+    def _prune_stale_nonces(self, sender: bytes) -> None:
+        txs = self._by_sender.get(sender)
+        if not txs:
+            return
+        account_nonce = self.reader.get_nonce(sender)
+        for nonce in [n for n in txs if n < account_nonce]:
+            self._remove(txs[nonce])
+
+    def remove_committed(self, txs: Iterable[SignedTransactionAPI]) -> None:
+        """Drop txs included in a committed block, plus any of their senders'
+        pooled txs whose nonce is now below the account nonce (the reader must
+        already reflect the new head)."""
+        senders = set()
+        for tx in txs:
+            self.remove(bytes(tx.hash))
+            try:
+                senders.add(bytes(tx.sender))
+            except Exception:
+                continue
+        for sender in senders:
+            self._prune_stale_nonces(sender)
+
+    def on_new_head(self, reader: AccountReader | None = None) -> None:
+        """Re-validate against a new head state: drop txs whose nonce is below the
+        account nonce, txs of senders that now have code (EIP-3607), and txs whose own
+        cost exceeds the sender's balance. Cumulative affordability is re-checked lazily
+        in :meth:`select_for_block`."""
+        if reader is not None:
+            self.reader = reader
+        for sender in list(self._by_sender):
+            self._prune_stale_nonces(sender)
+            txs = self._by_sender.get(sender)
+            if not txs:
+                continue
+            if self.reader.has_code(sender):
+                for p in list(txs.values()):
+                    self._remove(p)
+                continue
+            balance = self.reader.get_balance(sender)
+            for p in [p for p in txs.values() if p.cost > balance]:
+                self._remove(p)
+        # A new head can make queued txs executable (e.g. a gap filled by a tx
+        # that reached the chain through another node): wake waiters to re-check.
+        self._notify()
+
+    # ------------------------------------------------------------ selection
+
+    def select_for_block(
+        self, base_fee: int, gas_limit: int, max_txs: int | None = None
+    ) -> list[SignedTransactionAPI]:
+        """Pick txs for the next block.
+
+        Per sender: consecutive nonces from the account nonce, as long as the
+        balance covers the cumulative ``gas * max_fee + value``. Across senders:
+        highest effective tip first (ties: earliest received), always taking a
+        sender's lowest remaining nonce next (heap merge, as geth). A sender whose
+        next tx has a fee cap below ``base_fee`` or does not fit in the remaining
+        gas is skipped for the rest of the block (its later nonces cannot go
+        first). Gas accounting uses the tx gas limit. Does not modify the pool.
+        """
+        runs: dict[bytes, list[PooledTx]] = {}
+        for sender in self._by_sender:
+            run = self._executable_run(sender)
+            if not run:
+                continue
+            balance = self.reader.get_balance(sender)
+            spent = 0
+            affordable = []
+            for p in run:
+                spent += p.cost
+                if spent > balance:
+                    break
+                affordable.append(p)
+            if affordable:
+                runs[sender] = affordable
+
+        heap: list[tuple[int, int, bytes, int]] = []
+        for sender, run in runs.items():
+            head = run[0]
+            heap.append((-head.effective_tip(base_fee), head.seq, sender, 0))
+        heapq.heapify(heap)
+
+        selected: list[SignedTransactionAPI] = []
+        gas_left = gas_limit
+        while heap:
+            if max_txs is not None and len(selected) >= max_txs:
+                break
+            if gas_left < TX_GAS:
+                break
+            _, _, sender, idx = heapq.heappop(heap)
+            p = runs[sender][idx]
+            if p.max_fee < base_fee or p.gas > gas_left:
+                continue  # drop this sender for this block
+            selected.append(p.tx)
+            gas_left -= p.gas
+            if idx + 1 < len(runs[sender]):
+                nxt = runs[sender][idx + 1]
+                heapq.heappush(heap, (-nxt.effective_tip(base_fee), nxt.seq, sender, idx + 1))
+        return selected

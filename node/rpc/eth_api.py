@@ -1,0 +1,500 @@
+"""The eth_, net_, web3_ and laminar_ JSON-RPC methods, over the chain and the mempool.
+
+Handlers read committed data only (blocks are final once committed) and hand new
+transactions to the mempool; they never write to storage. Heavy work (EVM calls, log
+scans) runs in a worker thread so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import trio
+from eth.abc import BlockAPI, BlockHeaderAPI
+from eth_abi import decode as abi_decode
+from eth_bloom import BloomFilter
+
+from consensus.certificate import CommitCertificate, InvalidCertificateError
+from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
+from execution.executor import BlockEnv
+from node.chain import Chain
+from node.config import RpcSettings
+from node.mempool import Mempool, MempoolError
+from node.rpc import encoding, params
+from node.rpc.errors import (
+    RpcError,
+    execution_reverted,
+    invalid_params,
+    limit_exceeded,
+    server_error,
+)
+from node.rpc.filters import FilterManager, LogCriteria, parse_log_criteria
+from node.rpc.server import Methods
+from node.rpc.subscriptions import SubscriptionHub
+
+CLIENT_VERSION = f"Laminar/v0.1.0/{platform.system().lower()}/python{platform.python_version()}"
+ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+GWEI = 10**9
+DEFAULT_PRIORITY_FEE = 1 * GWEI  # suggested tip when recent blocks carry no transactions
+FEE_HISTORY_MAX_BLOCKS = 1024
+TIP_SAMPLE_BLOCKS = 20
+PERCENT = 100
+
+
+def decode_revert_reason(output: bytes) -> Optional[str]:
+    if output[:4] != ERROR_STRING_SELECTOR:
+        return None
+    try:
+        (reason,) = abi_decode(["string"], output[4:])
+    except Exception:
+        return None
+    return reason
+
+
+@dataclass
+class EthApi:
+    chain: Chain
+    mempool: Mempool
+    settings: RpcSettings
+    filters: FilterManager
+    validators: tuple[bytes, ...]
+
+    # ---- block resolution -----------------------------------------------------------
+
+    def _header(self, ref: Any) -> Optional[BlockHeaderAPI]:
+        if isinstance(ref, tuple):
+            return self.chain.header_by_hash(ref[1])
+        if ref == "earliest":
+            return self.chain.header_by_number(0)
+        if isinstance(ref, str):  # latest, pending, safe, finalized: instant finality
+            return self.chain.head
+        return self.chain.header_by_number(ref)
+
+    def _require_header(self, raw: Any) -> BlockHeaderAPI:
+        header = self._header(params.block_ref(raw))
+        if header is None:
+            raise server_error("header not found")
+        return header
+
+    def _block(self, header: BlockHeaderAPI) -> BlockAPI:
+        block = self.chain.block_by_hash(header.hash)
+        if block is None:
+            raise server_error("block not found")
+        return block
+
+    def env_of(self, header: BlockHeaderAPI) -> BlockEnv:
+        """The block context for eth_call at `header`, as geth gives it: that block's own."""
+        child = self.chain.env_for_child_of(
+            self.chain.header_by_hash(header.parent_hash) or header, header.timestamp, header.coinbase
+        ) if header.block_number > 0 else None
+        hashes = dict(child.block_hashes) if child else {}
+        return BlockEnv(
+            vm_class=self.chain.vm_class,
+            chain_id=self.chain.chain_id,
+            number=header.block_number,
+            timestamp=header.timestamp,
+            coinbase=header.coinbase,
+            gas_limit=header.gas_limit,
+            parent_hash=header.parent_hash,
+            difficulty=header.difficulty,
+            mix_hash=header.mix_hash,
+            base_fee_per_gas=header.base_fee_per_gas,
+            excess_blob_gas=header.excess_blob_gas,
+            parent_beacon_block_root=header.parent_beacon_block_root,
+            block_hashes=hashes,
+        )
+
+    # ---- simple reads ---------------------------------------------------------------
+
+    def chain_id(self) -> str:
+        return encoding.quantity(self.chain.chain_id)
+
+    def net_version(self) -> str:
+        return str(self.chain.chain_id)
+
+    def net_listening(self) -> bool:
+        return True
+
+    def net_peer_count(self) -> str:
+        return encoding.quantity(0)
+
+    def client_version(self) -> str:
+        return CLIENT_VERSION
+
+    def syncing(self) -> bool:
+        return False
+
+    def accounts(self) -> list:
+        return []
+
+    def block_number(self) -> str:
+        return encoding.quantity(self.chain.head.block_number)
+
+    def get_balance(self, address: Any, block: Any = None) -> str:
+        header = self._require_header(block)
+        return encoding.quantity(
+            self.chain.state_at(header).get_balance(params.address(address, "address"))
+        )
+
+    def get_transaction_count(self, address: Any, block: Any = None) -> str:
+        sender = params.address(address, "address")
+        if block == "pending":
+            return encoding.quantity(self.mempool.pending_nonce(sender))
+        header = self._require_header(block)
+        return encoding.quantity(self.chain.state_at(header).get_nonce(sender))
+
+    def get_code(self, address: Any, block: Any = None) -> str:
+        header = self._require_header(block)
+        return encoding.data(self.chain.state_at(header).get_code(params.address(address, "address")))
+
+    def get_storage_at(self, address: Any, slot: Any, block: Any = None) -> str:
+        header = self._require_header(block)
+        value = self.chain.state_at(header).get_storage(
+            params.address(address, "address"), params.storage_slot(slot, "slot")
+        )
+        return "0x" + value.to_bytes(32, "big").hex()
+
+    # ---- blocks and transactions ----------------------------------------------------
+
+    def get_block_by_number(self, block: Any, full: Any = False) -> Optional[dict]:
+        header = self._header(params.block_ref(block))
+        if header is None:
+            return None
+        return encoding.encode_block(self._block(header), params.boolean(full, "full"))
+
+    def get_block_by_hash(self, block_hash: Any, full: Any = False) -> Optional[dict]:
+        header = self.chain.header_by_hash(params.hash32(block_hash, "blockHash"))
+        if header is None:
+            return None
+        return encoding.encode_block(self._block(header), params.boolean(full, "full"))
+
+    def get_block_transaction_count_by_number(self, block: Any) -> Optional[str]:
+        header = self._header(params.block_ref(block))
+        if header is None:
+            return None
+        return encoding.quantity(len(self._block(header).transactions))
+
+    def get_block_transaction_count_by_hash(self, block_hash: Any) -> Optional[str]:
+        header = self.chain.header_by_hash(params.hash32(block_hash, "blockHash"))
+        if header is None:
+            return None
+        return encoding.quantity(len(self._block(header).transactions))
+
+    def get_transaction_by_hash(self, tx_hash: Any) -> Optional[dict]:
+        raw_hash = params.hash32(tx_hash, "transactionHash")
+        location = self.chain.store.get_tx_location(raw_hash)
+        if location is None:
+            pooled = self.mempool.get(raw_hash)
+            return encoding.encode_transaction(pooled.tx, None, None) if pooled else None
+        block = self.chain.block_by_hash(location.block_hash)
+        return encoding.encode_transaction(
+            block.transactions[location.index], block.header, location.index
+        )
+
+    def get_transaction_by_block_number_and_index(self, block: Any, index: Any) -> Optional[dict]:
+        header = self._header(params.block_ref(block))
+        position = params.quantity(index, "index")
+        if header is None:
+            return None
+        txs = self._block(header).transactions
+        if position >= len(txs):
+            return None
+        return encoding.encode_transaction(txs[position], header, position)
+
+    def get_transaction_receipt(self, tx_hash: Any) -> Optional[dict]:
+        location = self.chain.store.get_tx_location(params.hash32(tx_hash, "transactionHash"))
+        if location is None:
+            return None
+        block = self.chain.block_by_hash(location.block_hash)
+        return encoding.encode_receipt(
+            block, self.chain.receipts(location.block_hash), location.index
+        )
+
+    def get_uncle_count(self, _block: Any) -> str:
+        return encoding.quantity(0)
+
+    # ---- transactions in ------------------------------------------------------------
+
+    def send_raw_transaction(self, raw: Any) -> str:
+        encoded = params.hex_bytes(raw, "transaction")
+        try:
+            pooled = self.mempool.add_raw(encoded, self.chain.next_base_fee())
+        except MempoolError as exc:
+            raise server_error(str(exc)) from None
+        return encoding.data(pooled.hash)
+
+    # ---- EVM calls ------------------------------------------------------------------
+
+    def _call_request(self, tx: Any) -> CallRequest:
+        fields = params.obj(tx, "transaction")
+        data_field = fields.get("input", fields.get("data"))
+        return CallRequest(
+            sender=params.address(fields["from"], "from") if fields.get("from") else b"\x00" * 20,
+            to=params.address(fields["to"], "to") if fields.get("to") else None,
+            data=params.hex_bytes(data_field, "input") if data_field is not None else b"",
+            value=params.quantity(fields["value"], "value") if fields.get("value") else 0,
+            gas=params.quantity(fields["gas"], "gas") if fields.get("gas") else None,
+        )
+
+    @staticmethod
+    def _failed_call(result) -> RpcError:
+        if result.reverted:
+            return execution_reverted(result.output, decode_revert_reason(result.output))
+        return server_error(result.error or "execution failed")
+
+    async def eth_call(self, tx: Any, block: Any = None) -> str:
+        request = self._call_request(tx)
+        header = self._require_header(block)
+        env, view = self.env_of(header), self.chain.state_view(header)
+        try:
+            result = await trio.to_thread.run_sync(call, env, view, request, self.settings.gas_cap)
+        except CallError as exc:
+            raise server_error(str(exc)) from None
+        if not result.success:
+            raise self._failed_call(result)
+        return encoding.data(result.output)
+
+    async def estimate_gas(self, tx: Any, block: Any = None) -> str:
+        request = self._call_request(tx)
+        header = self._require_header(block)
+        env, view = self.env_of(header), self.chain.state_view(header)
+        try:
+            gas = await trio.to_thread.run_sync(
+                estimate_gas, env, view, request, min(self.settings.gas_cap, header.gas_limit)
+            )
+        except CallError as exc:
+            raise server_error(str(exc)) from None
+        except EstimateFailed as exc:
+            raise self._failed_call(exc.result) from None
+        return encoding.quantity(gas)
+
+    # ---- fees -----------------------------------------------------------------------
+
+    def _suggested_tip(self) -> int:
+        tips = []
+        head = self.chain.head
+        for number in range(head.block_number, max(-1, head.block_number - TIP_SAMPLE_BLOCKS), -1):
+            header = self.chain.header_by_number(number)
+            for tx in self._block(header).transactions:
+                paid = encoding.effective_gas_price(tx, header.base_fee_per_gas)
+                tips.append(paid - header.base_fee_per_gas)
+        if not tips:
+            return DEFAULT_PRIORITY_FEE
+        tips.sort()
+        return max(tips[len(tips) * 60 // PERCENT], 0)
+
+    def max_priority_fee(self) -> str:
+        return encoding.quantity(self._suggested_tip())
+
+    def gas_price(self) -> str:
+        return encoding.quantity(self.chain.next_base_fee() + self._suggested_tip())
+
+    def fee_history(self, block_count: Any, newest: Any, percentiles: Any = None) -> dict:
+        count = block_count if isinstance(block_count, int) else params.quantity(block_count, "blockCount")
+        if count < 1:
+            raise invalid_params("blockCount: must be at least 1")
+        count = min(count, FEE_HISTORY_MAX_BLOCKS)
+        newest_header = self._require_header(newest)
+        if percentiles is not None:
+            if not isinstance(percentiles, list) or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= PERCENT
+                for p in percentiles
+            ) or percentiles != sorted(percentiles):
+                raise invalid_params("rewardPercentiles: an increasing list of numbers in 0..100")
+        oldest = max(0, newest_header.block_number - count + 1)
+        base_fees, ratios, rewards = [], [], []
+        for number in range(oldest, newest_header.block_number + 1):
+            header = self.chain.header_by_number(number)
+            base_fees.append(encoding.quantity(header.base_fee_per_gas))
+            ratios.append(header.gas_used / header.gas_limit)
+            if percentiles is not None:
+                rewards.append(self._block_rewards(header, percentiles))
+        from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
+
+        base_fees.append(encoding.quantity(calculate_expected_base_fee_per_gas(newest_header)))
+        result = {
+            "oldestBlock": encoding.quantity(oldest),
+            "baseFeePerGas": base_fees,
+            "gasUsedRatio": ratios,
+            "baseFeePerBlobGas": [encoding.quantity(1)] * len(base_fees),
+            "blobGasUsedRatio": [0.0] * len(ratios),
+        }
+        if percentiles is not None:
+            result["reward"] = rewards
+        return result
+
+    def _block_rewards(self, header: BlockHeaderAPI, percentiles: list) -> list[str]:
+        """Tips at the given gas-weighted percentiles of one block, as geth computes them."""
+        block = self._block(header)
+        if not block.transactions:
+            return [encoding.quantity(0)] * len(percentiles)
+        receipts = self.chain.receipts(header.hash)
+        items = []
+        previous = 0
+        for tx, receipt in zip(block.transactions, receipts):
+            tip = encoding.effective_gas_price(tx, header.base_fee_per_gas) - header.base_fee_per_gas
+            items.append((tip, receipt.gas_used - previous))
+            previous = receipt.gas_used
+        items.sort()
+        result, index, cumulative = [], 0, items[0][1]
+        for p in percentiles:
+            threshold = header.gas_used * p / PERCENT
+            while cumulative < threshold and index < len(items) - 1:
+                index += 1
+                cumulative += items[index][1]
+            result.append(encoding.quantity(items[index][0]))
+        return result
+
+    # ---- logs and filters -----------------------------------------------------------
+
+    def _range(self, criteria: LogCriteria) -> tuple[int, int]:
+        head = self.chain.head.block_number
+        first = head if criteria.from_block is None else criteria.from_block
+        last = head if criteria.to_block is None else criteria.to_block
+        if first > last:
+            raise invalid_params("fromBlock is after toBlock")
+        if last - first + 1 > self.settings.logs_block_range:
+            raise limit_exceeded(
+                f"block range too large: at most {self.settings.logs_block_range} blocks per query"
+            )
+        return first, min(last, head)
+
+    def collect_logs(self, criteria: LogCriteria, first: int, last: int) -> list[dict]:
+        logs: list[dict] = []
+        for number in range(first, last + 1):
+            header = self.chain.header_by_number(number)
+            if header is None:
+                break
+            logs.extend(self.block_logs(header, criteria))
+            if len(logs) > self.settings.logs_max_results:
+                raise limit_exceeded(
+                    f"query returned more than {self.settings.logs_max_results} results; "
+                    "narrow the block range or the filter"
+                )
+        return logs
+
+    def block_logs(self, header: BlockHeaderAPI, criteria: LogCriteria) -> list[dict]:
+        if not criteria.might_match(BloomFilter(header.bloom)):
+            return []
+        block = self._block(header)
+        receipts = self.chain.receipts(header.hash)
+        result, log_index = [], 0
+        for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts)):
+            for encoded in encoding.encode_logs(receipt, header, tx, tx_index, log_index):
+                if criteria.matches(encoded):
+                    result.append(encoded)
+            log_index += len(receipt.logs)
+        return result
+
+    async def get_logs(self, filter_object: Any) -> list[dict]:
+        criteria = parse_log_criteria(filter_object, self._header)
+        if criteria.block_hash is not None:
+            header = self.chain.header_by_hash(criteria.block_hash)
+            if header is None:
+                raise server_error("unknown block")
+            return self.block_logs(header, criteria)
+        first, last = self._range(criteria)
+        return await trio.to_thread.run_sync(self.collect_logs, criteria, first, last)
+
+    def new_filter(self, filter_object: Any) -> str:
+        criteria = parse_log_criteria(filter_object, self._header)
+        return self.filters.new_log_filter(criteria, self.chain.head.block_number)
+
+    def new_block_filter(self) -> str:
+        return self.filters.new_block_filter(self.chain.head.block_number)
+
+    def new_pending_transaction_filter(self) -> str:
+        return self.filters.new_pending_filter()
+
+    def get_filter_changes(self, filter_id: Any) -> list:
+        return self.filters.changes(filter_id, self)
+
+    def get_filter_logs(self, filter_id: Any) -> list:
+        criteria = self.filters.log_criteria(filter_id)
+        first, last = self._range(criteria)
+        return self.collect_logs(criteria, first, last)
+
+    def uninstall_filter(self, filter_id: Any) -> bool:
+        return self.filters.uninstall(filter_id)
+
+    # ---- laminar_ namespace ---------------------------------------------------------
+
+    def laminar_validators(self) -> list[str]:
+        return [encoding.data(v) for v in self.validators]
+
+    def laminar_get_commit(self, block: Any) -> Optional[dict]:
+        header = self._header(params.block_ref(block))
+        if header is None:
+            return None
+        raw = self.chain.store.get_certificate(header.hash)
+        if not raw:
+            return None  # genesis has no commit
+        try:
+            cert = CommitCertificate.decode(raw)
+            signers = cert.signers(self.chain.chain_id)
+        except InvalidCertificateError as exc:
+            raise server_error(f"stored certificate unreadable: {exc}") from None
+        return {
+            "height": encoding.quantity(cert.height),
+            "round": encoding.quantity(cert.round),
+            "blockHash": encoding.data(cert.block_hash),
+            "signatures": [encoding.data(s) for s in cert.signatures],
+            "signers": [encoding.data(a) for a in signers],
+        }
+
+
+def register_eth_api(methods: Methods, api: EthApi) -> None:
+    table = {
+        "eth_chainId": api.chain_id,
+        "net_version": api.net_version,
+        "net_listening": api.net_listening,
+        "net_peerCount": api.net_peer_count,
+        "web3_clientVersion": api.client_version,
+        "eth_syncing": api.syncing,
+        "eth_accounts": api.accounts,
+        "eth_blockNumber": api.block_number,
+        "eth_getBalance": api.get_balance,
+        "eth_getTransactionCount": api.get_transaction_count,
+        "eth_getCode": api.get_code,
+        "eth_getStorageAt": api.get_storage_at,
+        "eth_getBlockByNumber": api.get_block_by_number,
+        "eth_getBlockByHash": api.get_block_by_hash,
+        "eth_getBlockTransactionCountByNumber": api.get_block_transaction_count_by_number,
+        "eth_getBlockTransactionCountByHash": api.get_block_transaction_count_by_hash,
+        "eth_getTransactionByHash": api.get_transaction_by_hash,
+        "eth_getTransactionByBlockNumberAndIndex": api.get_transaction_by_block_number_and_index,
+        "eth_getTransactionReceipt": api.get_transaction_receipt,
+        "eth_getUncleCountByBlockNumber": api.get_uncle_count,
+        "eth_sendRawTransaction": api.send_raw_transaction,
+        "eth_call": api.eth_call,
+        "eth_estimateGas": api.estimate_gas,
+        "eth_gasPrice": api.gas_price,
+        "eth_maxPriorityFeePerGas": api.max_priority_fee,
+        "eth_feeHistory": api.fee_history,
+        "eth_getLogs": api.get_logs,
+        "eth_newFilter": api.new_filter,
+        "eth_newBlockFilter": api.new_block_filter,
+        "eth_newPendingTransactionFilter": api.new_pending_transaction_filter,
+        "eth_getFilterChanges": api.get_filter_changes,
+        "eth_getFilterLogs": api.get_filter_logs,
+        "eth_uninstallFilter": api.uninstall_filter,
+        "laminar_validators": api.laminar_validators,
+        "laminar_getCommit": api.laminar_get_commit,
+    }
+    for name, handler in table.items():
+        methods.register(name, handler)
+
+
+def register_subscriptions(hub: SubscriptionHub, api: EthApi) -> None:
+    def parse_logs_filter(*args: Any) -> LogCriteria:
+        filter_object = args[0] if args else {}
+        return parse_log_criteria(filter_object, api._header, allow_range=False)
+
+    def select_logs(criteria: LogCriteria, logs: list[dict]) -> list[dict]:
+        return [log for log in logs if criteria.matches(log)]
+
+    hub.register_kind("newHeads")
+    hub.register_kind("logs", parse_params=parse_logs_filter, select=select_logs)

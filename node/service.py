@@ -1,0 +1,208 @@
+"""Wiring of one node: storage, chain, mempool, consensus engine and JSON-RPC server.
+
+Data flows one way: RPC feeds the mempool, consensus orders blocks from it, the chain
+executes and persists them, and commit listeners tell the mempool, filters and
+subscriptions what became final.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import trio
+from eth.abc import BlockAPI, ReceiptAPI
+from eth_keys import keys
+
+from consensus.single import SingleValidatorEngine
+from execution.executor import Executor
+from execution.sequential import SequentialExecutor
+from node import genesis as genesis_module
+from node.chain import Chain
+from node.config import NodeConfig
+from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
+from node.mempool import Mempool, MempoolConfig
+from node.rpc import encoding
+from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
+from node.rpc.filters import FilterManager
+from node.rpc.server import Methods, RpcServerConfig, serve_rpc
+from node.rpc.subscriptions import SubscriptionHub
+from storage.chain_store import CHAIN_CONFIG_KEY
+from storage.leveldb import LevelDB
+
+log = logging.getLogger("laminar.node")
+
+VALIDATOR_KEY_FILE = "validator.key"
+PRIVATE_KEY_BYTES = 32
+
+
+class NodeSetupError(RuntimeError):
+    """The node cannot start as configured; the message says what to change."""
+
+
+def make_executor(config: NodeConfig) -> Executor:
+    if config.execution.executor == "sequential":
+        return SequentialExecutor()
+    raise NodeSetupError(f"unknown executor {config.execution.executor!r}")
+
+
+def read_key_file(path: Path) -> bytes:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise NodeSetupError(f"cannot read validator key {path}: {exc.strerror}") from None
+    body = text[2:] if text.startswith("0x") else text
+    try:
+        key = bytes.fromhex(body)
+    except ValueError:
+        raise NodeSetupError(f"validator key {path}: expected 32 bytes of hex") from None
+    if len(key) != PRIVATE_KEY_BYTES:
+        raise NodeSetupError(f"validator key {path}: expected 32 bytes, got {len(key)}")
+    return key
+
+
+def resolve_genesis(config: NodeConfig, db: LevelDB) -> tuple[Genesis, bool]:
+    """The genesis to run: the stored one on restart, else the file given, else the dev one.
+
+    Returns (genesis, is_dev).
+    """
+    stored = db.get(CHAIN_CONFIG_KEY)
+    given = load_genesis_file(config.genesis) if config.genesis else None
+    if stored is not None:
+        stored_genesis = parse_genesis(json.loads(stored))
+        if given is not None and given != stored_genesis:
+            raise NodeSetupError(
+                f"the data dir {config.datadir} holds a chain from a different genesis than "
+                f"{config.genesis}; use another --datadir, or drop --genesis to resume it"
+            )
+        dev_validator = keys.PrivateKey(genesis_module.dev_validator_key()).public_key
+        is_dev = config.genesis is None and stored_genesis.validators == (
+            dev_validator.to_canonical_address(),
+        )
+        return stored_genesis, is_dev
+    if given is not None:
+        return given, False
+    dev_key = keys.PrivateKey(genesis_module.dev_validator_key())
+    return genesis_module.dev_genesis((dev_key.public_key.to_canonical_address(),)), True
+
+
+def resolve_validator_key(config: NodeConfig, genesis: Genesis, is_dev: bool) -> bytes:
+    key_path = config.validator_key or config.datadir / VALIDATOR_KEY_FILE
+    if config.validator_key is None and not key_path.exists():
+        if not is_dev:
+            raise NodeSetupError(
+                "this chain's genesis is not the dev genesis: give the validator's key with "
+                "--validator-key FILE (32 bytes of hex)"
+            )
+        key_path.write_text("0x" + genesis_module.dev_validator_key().hex() + "\n")
+        key_path.chmod(0o600)
+    key = read_key_file(key_path)
+    address = keys.PrivateKey(key).public_key.to_canonical_address()
+    if address not in genesis.validators:
+        raise NodeSetupError(
+            f"validator key {key_path} (address 0x{address.hex()}) is not in the genesis "
+            "validator set"
+        )
+    if len(genesis.validators) != 1:
+        raise NodeSetupError(
+            f"the genesis names {len(genesis.validators)} validators; this node runs the "
+            "single-validator engine, which needs exactly one"
+        )
+    return key
+
+
+@dataclass
+class Node:
+    """A running node's parts, for tests and tools that embed one."""
+
+    config: NodeConfig
+    chain: Chain
+    mempool: Mempool
+    engine: SingleValidatorEngine
+    rpc_port: Optional[int] = None
+
+
+def print_banner(node: Node, is_dev: bool) -> None:
+    lines = [
+        f"Laminar node, chain id {node.chain.chain_id}, head #{node.chain.head.block_number}",
+        f"data dir: {node.config.datadir}",
+        f"JSON-RPC (HTTP + WebSocket): http://{node.config.rpc.host}:{node.rpc_port}",
+    ]
+    if is_dev:
+        lines.append("")
+        lines.append(f"Dev accounts (mnemonic: \"{genesis_module.DEV_MNEMONIC}\"), 10,000 ETH each:")
+        for index, account in enumerate(genesis_module.dev_accounts()):
+            lines.append(f"  ({index}) {account.address}  key {account.private_key}")
+        lines.append("These keys are public: never use them on a real network.")
+    print("\n".join(lines), flush=True)
+
+
+def _publish_commit(
+    node: Node, hub: SubscriptionHub, api: EthApi, block: BlockAPI, receipts: Sequence[ReceiptAPI]
+) -> None:
+    node.mempool.on_new_head(node.chain.head_state())
+    node.mempool.remove_committed(block.transactions)
+    if hub.has_subscribers("newHeads"):
+        hub.publish("newHeads", encoding.encode_header(block.header, 0))
+    if hub.has_subscribers("logs"):
+        logs = []
+        log_index = 0
+        for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts)):
+            logs.extend(encoding.encode_logs(receipt, block.header, tx, tx_index, log_index))
+            log_index += len(receipt.logs)
+        if logs:
+            hub.publish("logs", logs)
+
+
+async def run_node(
+    config: NodeConfig, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a node until cancelled; reports the bound RPC port through `task_status`."""
+    db = LevelDB(config.chaindata)
+    try:
+        try:
+            genesis, is_dev = resolve_genesis(config, db)
+        except GenesisError as exc:
+            raise NodeSetupError(f"genesis: {exc}") from None
+        validator_key = resolve_validator_key(config, genesis, is_dev)
+        chain = Chain(db, make_executor(config), genesis)
+        mempool = Mempool(
+            MempoolConfig(
+                chain_id=genesis.chain_id,
+                block_gas_limit=genesis.gas_limit,
+                max_tx_bytes=config.mempool.max_tx_bytes,
+                max_pool_size=config.mempool.max_pool_size,
+                max_per_sender=config.mempool.max_per_sender,
+                min_priority_fee=config.mempool.min_priority_fee,
+            ),
+            chain.head_state(),
+            chain.vm_class,
+        )
+        engine = SingleValidatorEngine(
+            chain, mempool, validator_key, config.consensus.block_time,
+            config.consensus.max_block_txs,
+        )
+        node = Node(config, chain, mempool, engine)
+        hub = SubscriptionHub()
+        filters = FilterManager(config.rpc.max_filters, config.rpc.filter_timeout_s)
+        api = EthApi(chain, mempool, config.rpc, filters, genesis.validators)
+        methods = Methods()
+        register_eth_api(methods, api)
+        register_subscriptions(hub, api)
+        chain.on_commit(lambda block, receipts: _publish_commit(node, hub, api, block, receipts))
+        rpc_config = RpcServerConfig(
+            host=config.rpc.host,
+            port=config.rpc.port,
+            max_body_bytes=config.rpc.max_body_bytes,
+            max_batch=config.rpc.max_batch,
+        )
+        async with trio.open_nursery() as nursery:
+            node.rpc_port = await nursery.start(serve_rpc, rpc_config, methods, hub)
+            await nursery.start(engine.run)
+            print_banner(node, is_dev)
+            task_status.started(node)
+    finally:
+        db.close()

@@ -1,0 +1,142 @@
+"""Blocks, receipts, the transaction index, commit certificates and chain metadata.
+
+Key layout (every key has a one-byte prefix, so none is 32 bytes long and none can
+collide with a state node, which is keyed by its bare 32-byte hash):
+
+    h + block_hash            -> header RLP
+    b + block_hash            -> block RLP (header, transactions, uncles, withdrawals)
+    r + block_hash            -> receipts RLP (the logs live inside them)
+    c + block_hash            -> commit certificate (opaque bytes from consensus)
+    n + number (8 bytes BE)   -> canonical block hash
+    t + tx_hash               -> RLP [block_hash, tx_index]
+    m + name                  -> chain metadata (head hash, chain config JSON)
+
+`commit_block` writes a block, its receipts, index entries, the state nodes it produced
+and the new head pointer in one synced batch: after a crash the node is either at the
+old head or at the new one, with every state node of that head present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence, Type
+
+import rlp
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, ReceiptBuilderAPI
+from rlp.sedes import CountableList, big_endian_int, binary
+
+from storage.leveldb import LevelDB
+
+HEADER_PREFIX = b"h"
+BLOCK_PREFIX = b"b"
+RECEIPTS_PREFIX = b"r"
+CERTIFICATE_PREFIX = b"c"
+CANONICAL_PREFIX = b"n"
+TX_INDEX_PREFIX = b"t"
+META_PREFIX = b"m"
+
+HEAD_KEY = META_PREFIX + b"head"
+CHAIN_CONFIG_KEY = META_PREFIX + b"chain-config"
+
+STATE_NODE_KEY_LENGTH = 32
+NUMBER_KEY_BYTES = 8
+
+
+class CorruptDatabaseError(RuntimeError):
+    """The database holds something the node did not write (or was damaged)."""
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    block_hash: bytes
+    index: int
+
+
+def _number_key(number: int) -> bytes:
+    return CANONICAL_PREFIX + number.to_bytes(NUMBER_KEY_BYTES, "big")
+
+
+class ChainStore:
+    """The canonical chain as persisted: one block per height (BFT finality, no reorgs)."""
+
+    def __init__(
+        self,
+        db: LevelDB,
+        block_class: Type[BlockAPI],
+        receipt_builder: Type[ReceiptBuilderAPI],
+    ) -> None:
+        self.db = db
+        self._block_class = block_class
+        self._header_class = block_class._meta.sedes[block_class._meta.field_names.index("header")]
+        self._receipts_sedes = CountableList(receipt_builder)
+
+    # ---- metadata -------------------------------------------------------------------
+
+    def get_chain_config(self) -> Optional[bytes]:
+        return self.db.get(CHAIN_CONFIG_KEY)
+
+    def head_hash(self) -> Optional[bytes]:
+        return self.db.get(HEAD_KEY)
+
+    # ---- reads ----------------------------------------------------------------------
+
+    def canonical_hash(self, number: int) -> Optional[bytes]:
+        return self.db.get(_number_key(number))
+
+    def get_header(self, block_hash: bytes) -> Optional[BlockHeaderAPI]:
+        encoded = self.db.get(HEADER_PREFIX + block_hash)
+        if encoded is None:
+            return None
+        return rlp.decode(encoded, sedes=self._header_class)
+
+    def get_block(self, block_hash: bytes) -> Optional[BlockAPI]:
+        encoded = self.db.get(BLOCK_PREFIX + block_hash)
+        if encoded is None:
+            return None
+        return rlp.decode(encoded, sedes=self._block_class)
+
+    def get_receipts(self, block_hash: bytes) -> Optional[tuple[ReceiptAPI, ...]]:
+        encoded = self.db.get(RECEIPTS_PREFIX + block_hash)
+        if encoded is None:
+            return None
+        return tuple(rlp.decode(encoded, sedes=self._receipts_sedes))
+
+    def get_certificate(self, block_hash: bytes) -> Optional[bytes]:
+        return self.db.get(CERTIFICATE_PREFIX + block_hash)
+
+    def get_tx_location(self, tx_hash: bytes) -> Optional[TxLocation]:
+        encoded = self.db.get(TX_INDEX_PREFIX + tx_hash)
+        if encoded is None:
+            return None
+        block_hash, index = rlp.decode(encoded, sedes=rlp.sedes.List([binary, big_endian_int]))
+        return TxLocation(block_hash, index)
+
+    # ---- the one write path ---------------------------------------------------------
+
+    def commit_block(
+        self,
+        block: BlockAPI,
+        receipts: Sequence[ReceiptAPI],
+        state_nodes: Mapping[bytes, bytes],
+        certificate: bytes,
+        chain_config: Optional[bytes] = None,
+    ) -> None:
+        """Persist a block as the new head, with its state, atomically and durably."""
+        header = block.header
+        block_hash = header.hash
+        puts: dict[bytes, bytes] = {}
+        for key, value in state_nodes.items():
+            if len(key) != STATE_NODE_KEY_LENGTH:
+                raise ValueError(f"state node key of {len(key)} bytes; expected 32")
+            puts[key] = value
+        puts[HEADER_PREFIX + block_hash] = rlp.encode(header)
+        puts[BLOCK_PREFIX + block_hash] = rlp.encode(block)
+        puts[RECEIPTS_PREFIX + block_hash] = rlp.encode(list(receipts), sedes=self._receipts_sedes)
+        puts[CERTIFICATE_PREFIX + block_hash] = certificate
+        puts[_number_key(header.block_number)] = block_hash
+        for index, tx in enumerate(block.transactions):
+            puts[TX_INDEX_PREFIX + tx.hash] = rlp.encode([block_hash, index])
+        if chain_config is not None:
+            puts[CHAIN_CONFIG_KEY] = chain_config
+        puts[HEAD_KEY] = block_hash
+        self.db.write_atomically(puts)

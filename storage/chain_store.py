@@ -5,7 +5,8 @@ collide with a state node, which is keyed by its bare 32-byte hash):
 
     h + block_hash            -> header RLP
     b + block_hash            -> block RLP (header, transactions, uncles, withdrawals)
-    r + block_hash            -> receipts RLP (the logs live inside them)
+    r + block_hash            -> RLP list of receipts, each in its consensus encoding
+                                 (typed receipts as type || payload); logs live inside
     c + block_hash            -> commit certificate (opaque bytes from consensus)
     n + number (8 bytes BE)   -> canonical block hash
     t + tx_hash               -> RLP [block_hash, tx_index]
@@ -68,7 +69,7 @@ class ChainStore:
         self.db = db
         self._block_class = block_class
         self._header_class = block_class._meta.sedes[block_class._meta.field_names.index("header")]
-        self._receipts_sedes = CountableList(receipt_builder)
+        self._receipt_builder = receipt_builder
 
     # ---- metadata -------------------------------------------------------------------
 
@@ -99,7 +100,10 @@ class ChainStore:
         encoded = self.db.get(RECEIPTS_PREFIX + block_hash)
         if encoded is None:
             return None
-        return tuple(rlp.decode(encoded, sedes=self._receipts_sedes))
+        return tuple(
+            self._receipt_builder.decode(item)
+            for item in rlp.decode(encoded, sedes=CountableList(binary))
+        )
 
     def get_certificate(self, block_hash: bytes) -> Optional[bytes]:
         return self.db.get(CERTIFICATE_PREFIX + block_hash)
@@ -131,7 +135,9 @@ class ChainStore:
             puts[key] = value
         puts[HEADER_PREFIX + block_hash] = rlp.encode(header)
         puts[BLOCK_PREFIX + block_hash] = rlp.encode(block)
-        puts[RECEIPTS_PREFIX + block_hash] = rlp.encode(list(receipts), sedes=self._receipts_sedes)
+        puts[RECEIPTS_PREFIX + block_hash] = rlp.encode(
+            [receipt.encode() for receipt in receipts], sedes=CountableList(binary)
+        )
         puts[CERTIFICATE_PREFIX + block_hash] = certificate
         puts[_number_key(header.block_number)] = block_hash
         for index, tx in enumerate(block.transactions):

@@ -1,0 +1,117 @@
+"""Shared fixtures: real `laminar node` processes on loopback, with their own data dirs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAMINAR = [sys.executable, "-m", "node.cli"]
+RPC_LINE = re.compile(r"JSON-RPC \(HTTP \+ WebSocket\): http://([\d.]+):(\d+)")
+STARTUP_TIMEOUT_S = 60
+TEST_BLOCK_TIME_S = "0.2"
+
+DEV_KEYS = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+]
+
+
+@dataclass
+class NodeProcess:
+    """A node subprocess; `output` collects everything it printed (stdout and stderr)."""
+
+    datadir: Path
+    process: subprocess.Popen
+    port: int
+    output: list[str] = field(default_factory=list)
+    _reader: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as a crash or power loss would leave it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def start_node(datadir: Path, *extra: str, block_time: str = TEST_BLOCK_TIME_S) -> NodeProcess:
+    """Start `laminar node` on a free port and return once its RPC server listens."""
+    command = [
+        *LAMINAR, "node", "--datadir", str(datadir), "--rpc", "127.0.0.1:0",
+        "--block-time", block_time, *extra,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output: list[str] = []
+    ready = threading.Event()
+    port_holder: list[int] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            output.append(line)
+            match = RPC_LINE.search(line)
+            if match and not port_holder:
+                port_holder.append(int(match.group(2)))
+                ready.set()
+        ready.set()  # process ended: wake the waiter
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if not ready.wait(STARTUP_TIMEOUT_S) or not port_holder:
+        process.kill()
+        process.wait()
+        raise RuntimeError("node did not start:\n" + "".join(output))
+    return NodeProcess(datadir, process, port_holder[0], output, reader)
+
+
+@pytest.fixture
+def node_factory(tmp_path):
+    """Start nodes on demand; every node started is killed at teardown."""
+    started: list[NodeProcess] = []
+
+    def factory(*extra: str, datadir: Optional[Path] = None, **kwargs) -> NodeProcess:
+        node = start_node(datadir or tmp_path / f"node{len(started)}", *extra, **kwargs)
+        started.append(node)
+        return node
+
+    yield factory
+    for node in started:
+        node.kill()
+
+
+@pytest.fixture
+def dev_node(node_factory) -> NodeProcess:
+    return node_factory()

@@ -31,6 +31,10 @@ echo "setting up $VENV (first run, or dependencies changed)..." >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3" "setuptools==75.8.0" "wheel==0.48.0"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.lock"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
+# The editable install's build backend is chatty; keep its output unless it fails.
+if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" > "$VENV/install.log" 2>&1; then
+    cat "$VENV/install.log" >&2
+    exit 1
+fi
 echo "$want" > "$STAMP"
 echo "setup done" >&2

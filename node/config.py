@@ -100,22 +100,25 @@ def parse_host_port(text: str, what: str = "--rpc") -> tuple[str, int]:
     return host.strip("[]"), port
 
 
-def _coerce(section: str, name: str, value: Any, current: Any) -> Any:
-    expected = type(current)
-    key = f"{section}.{name}" if section else name
-    if isinstance(current, bool) or expected is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false")
-        return value
-    if isinstance(current, Path) or name in ("datadir", "genesis", "validator_key"):
+PATH_SETTINGS = ("datadir", "genesis", "validator_key")
+OPTIONAL_INT_SETTINGS = ("max_block_txs",)
+
+
+def _coerce(key: str, name: str, value: Any, current: Any) -> Any:
+    """Check a config-file value against the type of the setting's default."""
+    if name in PATH_SETTINGS:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a path string")
         return Path(value).expanduser()
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false")
+        return value
     if isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number")
         return float(value)
-    if isinstance(current, int) or current is None and name.startswith("max_"):
+    if isinstance(current, int) or name in OPTIONAL_INT_SETTINGS:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer")
         return value
@@ -123,7 +126,7 @@ def _coerce(section: str, name: str, value: Any, current: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string")
         return value
-    return value
+    raise ConfigError(f"{key}: cannot be set from a config file")
 
 
 def _apply(section: str, target: Any, values: dict[str, Any]) -> None:
@@ -137,10 +140,9 @@ def _apply(section: str, target: Any, values: dict[str, Any]) -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"[{name}] must be a table")
             _apply(name, current, value)
-        elif name == "address" and section == "rpc":
-            pass
         else:
-            setattr(target, name, _coerce(section, name, value, current))
+            key = f"{section}.{name}" if section else name
+            setattr(target, name, _coerce(key, name, value, current))
 
 
 def load_config_file(path: Path, config: NodeConfig) -> None:

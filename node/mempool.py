@@ -45,7 +45,7 @@ from typing import Iterable, Iterator, Protocol
 import rlp
 import trio
 from eth.abc import SignedTransactionAPI
-from eth.constants import CREATE_CONTRACT_ADDRESS
+from eth.constants import CREATE_CONTRACT_ADDRESS, SECPK1_N
 from eth.vm.forks.shanghai.computation import ShanghaiComputation
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
 
@@ -303,6 +303,10 @@ class Mempool:
             tx.validate()  # field ranges, low-s, signature validity, 7702 auth list
         except Exception as exc:
             raise MempoolError(f"invalid transaction: {exc}") from None
+        # py-evm's typed-tx validate() checks neither low-s nor r, s != 0 (only legacy
+        # txs get EIP-2's check): enforce them for every type, as geth does.
+        if not (0 < tx.r < SECPK1_N and 0 < tx.s <= SECPK1_N // 2 and tx.y_parity in (0, 1)):
+            raise MempoolError("invalid transaction: invalid signature values (r, s, y parity)")
         try:
             sender = bytes(tx.sender)
         except Exception as exc:

@@ -8,7 +8,6 @@ scans) runs in a worker thread so the event loop keeps serving.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -16,6 +15,7 @@ import trio
 from eth.abc import BlockAPI, BlockHeaderAPI
 from eth_abi import decode as abi_decode
 from eth_bloom import BloomFilter
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 
 from consensus.certificate import CommitCertificate, InvalidCertificateError
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
@@ -224,6 +224,7 @@ class EthApi:
             pooled = self.mempool.add_raw(encoded, self.chain.next_base_fee())
         except MempoolError as exc:
             raise server_error(str(exc)) from None
+        self.filters.on_pending_transaction(pooled.hash)
         return encoding.data(pooled.hash)
 
     # ---- EVM calls ------------------------------------------------------------------
@@ -312,8 +313,6 @@ class EthApi:
             ratios.append(header.gas_used / header.gas_limit)
             if percentiles is not None:
                 rewards.append(self._block_rewards(header, percentiles))
-        from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
-
         base_fees.append(encoding.quantity(calculate_expected_base_fee_per_gas(newest_header)))
         result = {
             "oldestBlock": encoding.quantity(oldest),

@@ -87,14 +87,17 @@ async def _run_until_signalled(config) -> None:
 
 def run_node_command(args: argparse.Namespace) -> int:
     from node.config import ConfigError
-    from node.service import NodeSetupError
-    from storage.leveldb import DataDirInUseError
 
     try:
         config = _node_config(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # Imported only now: py-evm takes about a second to import, and a bad command line
+    # or config file should be reported at once.
+    from node.service import NodeSetupError
+    from storage.leveldb import DataDirInUseError
+
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

@@ -23,6 +23,7 @@ Example `laminar.toml`:
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, Optional
 
 DEFAULT_RPC_HOST = "127.0.0.1"
 DEFAULT_RPC_PORT = 8545
+MAX_PORT = 65535
 DEFAULT_DATADIR = Path.home() / ".laminar"
 EXECUTORS = ("sequential",)
 
@@ -95,8 +97,8 @@ def parse_host_port(text: str, what: str = "--rpc") -> tuple[str, int]:
         port = int(port_text)
     except ValueError:
         raise ConfigError(f"{what}: port {port_text!r} is not a number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{what}: port {port} is out of range 0-65535")
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"{what}: port {port} is out of range 0-{MAX_PORT}")
     return host.strip("[]"), port
 
 
@@ -172,8 +174,10 @@ def validate(config: NodeConfig) -> None:
         )
     if config.execution.workers < 1:
         raise ConfigError("execution.workers: must be at least 1")
-    if not config.consensus.block_time > 0:
+    if not 0 < config.consensus.block_time < math.inf:  # also refuses nan and inf
         raise ConfigError("consensus.block_time: must be a positive number of seconds")
+    if not 0 <= config.rpc.port <= MAX_PORT:
+        raise ConfigError(f"rpc.port: {config.rpc.port} is out of range 0-{MAX_PORT}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level: one of debug, info, warning, error")
     for name in ("max_body_bytes", "max_batch", "gas_cap", "logs_block_range", "max_filters"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -64,6 +65,21 @@ def read_key_file(path: Path) -> bytes:
     return key
 
 
+def write_key_file(path: Path, key: bytes) -> None:
+    """Write a key file atomically (temp file, fsync, rename), readable by the owner only.
+
+    A crash mid-write must not leave an empty or partial key file: the data dir could
+    not be started again ("expected 32 bytes, got 0").
+    """
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write("0x" + key.hex() + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temp, path)
+
+
 def resolve_genesis(config: NodeConfig, db: LevelDB) -> tuple[Genesis, bool]:
     """The genesis to run: the stored one on restart, else the file given, else the dev one.
 
@@ -97,8 +113,7 @@ def resolve_validator_key(config: NodeConfig, genesis: Genesis, is_dev: bool) ->
                 "this chain's genesis is not the dev genesis: give the validator's key with "
                 "--validator-key FILE (32 bytes of hex)"
             )
-        key_path.write_text("0x" + genesis_module.dev_validator_key().hex() + "\n")
-        key_path.chmod(0o600)
+        write_key_file(key_path, genesis_module.dev_validator_key())
     key = read_key_file(key_path)
     address = keys.PrivateKey(key).public_key.to_canonical_address()
     if address not in genesis.validators:

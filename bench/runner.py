@@ -1,0 +1,596 @@
+"""Run executors side by side on the same block and pre-state; time and compare them.
+
+For each executor and run:
+
+* `execute` time: `executor.execute(block, pre_state)` alone (what ExecutionStats says);
+* whole-block time: that plus the block's tail as a node commits it: the transactions
+  and receipts tries (header roots), encoding the transactions and receipts, and one
+  atomic, fsynced LevelDB batch with the new state nodes (`result.state_nodes`) and the
+  encoded block data, into a fresh database that already holds the pre-state.
+
+Transactions are decoded anew before every run (py-evm caches a recovered sender on the
+transaction object, which would flatter whichever executor runs second), and the
+garbage collector runs before every timed section. Execution reads the pre-state from
+memory (the nodes dict), the same for every executor.
+
+"identical" compares the parallel executor's result with the sequential one's: the
+receipts (encoded bytes, in order), gas used, logs bloom and post-state root.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import rlp
+
+from execution.executor import BlockInput, ExecutionResult, Executor, StateView
+from execution.roots import make_header_roots
+from storage.leveldb import LevelDB
+
+# Executor name -> (module, class, whether the constructor takes the worker count).
+# Imported lazily: Block-STM may not exist (or not import) in this checkout.
+EXECUTORS: dict[str, tuple[str, str, bool]] = {
+    "sequential": ("execution.sequential", "SequentialExecutor", False),
+    "blockstm": ("execution.blockstm", "BlockSTMExecutor", True),
+}
+PREFERRED_PARALLEL = "blockstm"
+
+_STATE_BLOCK_KEY = b"\x01bench-block:"
+_STATE_RECEIPTS_KEY = b"\x01bench-receipts:"
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor's module or class cannot be imported."""
+
+
+def load_executor_class(name: str) -> tuple[type, bool]:
+    try:
+        module_name, class_name, takes_workers = EXECUTORS[name]
+    except KeyError:
+        raise ExecutorUnavailable(
+            f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})"
+        ) from None
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
+    except Exception as exc:  # ImportError, or a half-written module's own error
+        raise ExecutorUnavailable(
+            f"executor {name!r} is not available: cannot import "
+            f"{module_name}.{class_name} ({type(exc).__name__}: {exc})"
+        ) from None
+    return cls, takes_workers
+
+
+def make_executor(name: str, workers: int) -> Executor:
+    cls, takes_workers = load_executor_class(name)
+    return cls(workers) if takes_workers else cls()
+
+
+def default_parallel() -> tuple[str, Optional[str]]:
+    """The parallel executor to use by default, and a note when falling back."""
+    try:
+        load_executor_class(PREFERRED_PARALLEL)
+    except ExecutorUnavailable as exc:
+        return "sequential", f"{exc}; the sequential executor stands in for it"
+    return PREFERRED_PARALLEL, None
+
+
+def machine_info() -> dict[str, Any]:
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = None
+    return {
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable,
+        "cpu_model": model or platform.processor() or None,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+
+
+# -------------------------------------------------------------------------- one run
+
+
+def _encode(obj: Any) -> bytes:
+    encode = getattr(obj, "encode", None)
+    return encode() if callable(encode) else rlp.encode(obj)
+
+
+def receipt_status_ok(receipt: Any) -> bool:
+    """Post-Byzantium receipts carry status 1 (b'\\x01') where the state root was."""
+    return bytes(receipt.state_root) == b"\x01"
+
+
+@dataclass
+class Run:
+    """One executor's outcome on one block (the fastest of the repeats)."""
+
+    executor: str
+    execute_s: Optional[float] = None
+    block_s: Optional[float] = None
+    roots_s: Optional[float] = None
+    persist_s: Optional[float] = None
+    result: Optional[ExecutionResult] = None
+    error: Optional[str] = None
+    incarnations: Optional[int] = None
+    traceback: Optional[str] = None
+
+    def keep_fastest(self, other: "Run") -> None:
+        if other.error is not None:
+            self.error = self.error or other.error
+            self.traceback = self.traceback or other.traceback
+            return
+        if self.result is None:
+            self.result = other.result
+            self.incarnations = other.incarnations
+        for name in ("execute_s", "block_s", "roots_s", "persist_s"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if theirs is not None and (mine is None or theirs < mine):
+                setattr(self, name, theirs)
+
+
+def commit_tail(block: BlockInput, result: ExecutionResult, db: LevelDB) -> tuple[float, float]:
+    """The block's tail after execution: header roots, then the atomic persist.
+
+    Returns `(roots_s, persist_s)`.
+    """
+    started = time.perf_counter()
+    transactions = tuple(block.transactions)
+    tx_root, receipts_root = make_header_roots(transactions, result.receipts)
+    encoded_block = rlp.encode([_encode(tx) for tx in transactions])
+    encoded_receipts = rlp.encode([_encode(r) for r in result.receipts])
+    roots_done = time.perf_counter()
+    puts = dict(result.state_nodes)
+    puts[_STATE_BLOCK_KEY + tx_root] = encoded_block
+    puts[_STATE_RECEIPTS_KEY + receipts_root] = encoded_receipts
+    db.write_atomically(puts)
+    finished = time.perf_counter()
+    return roots_done - started, finished - roots_done
+
+
+class _Scratch:
+    """A fresh LevelDB in a temp dir holding the pre-state, for one run's persist."""
+
+    def __init__(self, root: Path, nodes: Any) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+        self.db = LevelDB(self.path / "db")
+        items = nodes.items() if hasattr(nodes, "items") else ()
+        batch = dict(items)
+        if batch:
+            self.db.write_atomically(batch)
+
+    def close(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_executor(
+    executor: Executor,
+    block: BlockInput,
+    pre_state: StateView,
+    scratch_root: Path,
+) -> Run:
+    """Execute once and commit the tail; any exception is reported in `Run.error`."""
+    run = Run(executor=getattr(executor, "name", type(executor).__name__))
+    scratch = _Scratch(scratch_root, pre_state.nodes)
+    try:
+        gc.collect()
+        started = time.perf_counter()
+        try:
+            result = executor.execute(block, pre_state)
+        except Exception as exc:
+            run.error = _describe(exc)
+            run.traceback = traceback.format_exc()
+            return run
+        run.execute_s = time.perf_counter() - started
+        run.result = result
+        try:
+            run.roots_s, run.persist_s = commit_tail(block, result, scratch.db)
+        except Exception as exc:
+            run.error = f"commit: {_describe(exc)}"
+            return run
+        run.block_s = run.execute_s + run.roots_s + run.persist_s
+        stats = getattr(result, "stats", None)
+        run.incarnations = getattr(stats, "incarnations", None)
+        return run
+    finally:
+        scratch.close()
+
+
+# ---------------------------------------------------------------------- comparisons
+
+
+def compare(reference: ExecutionResult, other: ExecutionResult) -> dict[str, bool]:
+    return {
+        "receipts": [_encode(r) for r in reference.receipts]
+        == [_encode(r) for r in other.receipts],
+        "gas_used": reference.gas_used == other.gas_used,
+        "logs_bloom": int(reference.logs_bloom) == int(other.logs_bloom),
+        "state_root": reference.post_state_root == other.post_state_root,
+    }
+
+
+def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def make_record(
+    *,
+    workload: str,
+    description: str,
+    txs: int,
+    workers: int,
+    sequential: Run,
+    parallel: Run,
+    machine: dict[str, Any],
+    repeat: int,
+    extra: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    errors = []
+    if sequential.error:
+        errors.append(f"sequential ({sequential.executor}): {sequential.error}")
+    if parallel.error:
+        errors.append(f"parallel ({parallel.executor}): {parallel.error}")
+    if sequential.result is not None and parallel.result is not None:
+        detail: Optional[dict[str, bool]] = compare(sequential.result, parallel.result)
+        identical = all(detail.values()) and not errors
+    else:
+        detail = None
+        identical = False
+    incarnations = parallel.incarnations
+    record: dict[str, Any] = {
+        "workload": workload,
+        "description": description,
+        "txs": txs,
+        "workers": workers,
+        "sequential_executor": sequential.executor,
+        "parallel_executor": parallel.executor,
+        "sequential_s": sequential.execute_s,
+        "parallel_s": parallel.execute_s,
+        "speedup": _ratio(sequential.execute_s, parallel.execute_s),
+        "incarnations_per_tx": (
+            incarnations / txs if incarnations is not None and txs else None
+        ),
+        "identical": identical,
+        "identical_detail": detail,
+        "sequential_block_s": sequential.block_s,
+        "parallel_block_s": parallel.block_s,
+        "block_speedup": _ratio(sequential.block_s, parallel.block_s),
+        "tail": {
+            "sequential_roots_s": sequential.roots_s,
+            "sequential_persist_s": sequential.persist_s,
+            "parallel_roots_s": parallel.roots_s,
+            "parallel_persist_s": parallel.persist_s,
+        },
+        "gas_used": sequential.result.gas_used if sequential.result is not None else None,
+        "repeat": repeat,
+        "error": "; ".join(errors) if errors else None,
+        "machine": machine,
+    }
+    if extra:
+        record.update(extra)
+    return record
+
+
+# ------------------------------------------------------------------------ workloads
+
+
+StepHook = Callable[[str, int], None]  # (description, transactions) before a step
+DoneHook = Callable[[int], None]  # transactions done after a step
+
+
+def _noop_step(_: str, __: int) -> None:
+    pass
+
+
+def _noop_done(_: int) -> None:
+    pass
+
+
+def _pair_runs(
+    label: str,
+    txs: int,
+    make_block: Callable[[], BlockInput],
+    pre_state: StateView,
+    sequential: Executor,
+    parallel: Executor,
+    repeat: int,
+    scratch_root: Path,
+    on_step: StepHook,
+    on_done: DoneHook,
+    parallel_label: str,
+) -> tuple[Run, Run]:
+    seq_best = Run(executor=getattr(sequential, "name", "sequential"))
+    par_best = Run(executor=getattr(parallel, "name", "parallel"))
+    for _ in range(repeat):
+        on_step(f"{label}: sequential", txs)
+        seq_best.keep_fastest(run_executor(sequential, make_block(), pre_state, scratch_root))
+        on_done(txs)
+        on_step(f"{label}: {parallel_label}", txs)
+        par_best.keep_fastest(run_executor(parallel, make_block(), pre_state, scratch_root))
+        on_done(txs)
+    return seq_best, par_best
+
+
+def bench_synthetic(
+    workload: Any,  # bench.workloads.Workload
+    sequential: Executor,
+    parallel: Executor,
+    *,
+    workers: int,
+    repeat: int,
+    scratch_root: Path,
+    machine: dict[str, Any],
+    on_step: StepHook = _noop_step,
+    on_done: DoneHook = _noop_done,
+    parallel_label: str = "parallel",
+) -> dict[str, Any]:
+    seq, par = _pair_runs(
+        workload.name, workload.txs, workload.block, workload.pre_state(), sequential,
+        parallel, repeat, scratch_root, on_step, on_done, parallel_label,
+    )
+    check = _check(workload, seq.result)
+    return make_record(
+        workload=workload.name,
+        description=workload.description,
+        txs=workload.txs,
+        workers=workers,
+        sequential=seq,
+        parallel=par,
+        machine=machine,
+        repeat=repeat,
+        extra={**check, "params": workload.params},
+    )
+
+
+def _check(workload: Any, result: Optional[ExecutionResult]) -> dict[str, Any]:
+    """Did the block do what it should: every receipt status 1, enough gas each."""
+    if result is None:
+        return {"all_succeeded": False, "min_tx_gas": None, "failed_txs": None}
+    previous = 0
+    min_gas = None
+    failed = 0
+    for receipt in result.receipts:
+        used = receipt.gas_used - previous
+        previous = receipt.gas_used
+        min_gas = used if min_gas is None else min(min_gas, used)
+        if not receipt_status_ok(receipt):
+            failed += 1
+    ok = (
+        failed == 0
+        and len(result.receipts) == workload.txs
+        and (min_gas or 0) >= workload.min_gas_per_tx
+    )
+    return {"all_succeeded": ok, "min_tx_gas": min_gas, "failed_txs": failed}
+
+
+# -------------------------------------------------------------------------- mainnet
+
+
+class _Capture:
+    """Wraps an executor for `replay_block_dir`: times `execute` and keeps its inputs."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+        self.block: Optional[BlockInput] = None
+        self.pre_state: Optional[StateView] = None
+
+    def execute(self, block: BlockInput, pre_state: StateView) -> ExecutionResult:
+        self.block, self.pre_state = block, pre_state
+        return self.inner.execute(block, pre_state)
+
+
+def mainnet_block_dirs(root: Path, limit: Optional[int] = None) -> list[Path]:
+    """Block folders under `root` (or `root` itself if it is one), by block number."""
+    root = Path(root)
+    if (root / "block.json").exists() or (root / "block.json.gz").exists():
+        dirs = [root]
+    else:
+        dirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        dirs.sort(key=lambda p: (0, int(p.name)) if p.name.isdigit() else (1, p.name))
+    return dirs[:limit] if limit else dirs
+
+
+def count_block_transactions(block_dir: Path) -> int:
+    from execution.replay import read_json
+
+    try:
+        block = read_json(Path(block_dir), "block.json")
+        return len(block.get("transactions") or [])
+    except Exception:
+        return 0
+
+
+def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tuple[Run, Optional[dict]]:
+    """Replay one mainnet block with `executor`, then commit its tail like a synthetic run."""
+    from execution.replay import replay_block_dir
+
+    capture = _Capture(executor)
+    run = Run(executor=capture.name)
+    # replay_block_dir catches InvalidBlockError itself; time execute inside it.
+    timed = _Timed(capture)
+    gc.collect()
+    try:
+        report = replay_block_dir(block_dir, timed)
+    except Exception as exc:
+        run.error = _describe(exc)
+        return run, None
+    if timed.error is not None:
+        run.error = timed.error
+        return run, report
+    if "invalid" in report:
+        run.error = f"invalid block: {report['invalid']}"
+        return run, report
+    result = timed.result
+    run.execute_s = timed.seconds
+    run.result = result
+    run.incarnations = getattr(getattr(result, "stats", None), "incarnations", None)
+    scratch = _Scratch(scratch_root, capture.pre_state.nodes if capture.pre_state else {})
+    try:
+        gc.collect()
+        run.roots_s, run.persist_s = commit_tail(capture.block, result, scratch.db)
+        run.block_s = run.execute_s + run.roots_s + run.persist_s
+    except Exception as exc:
+        run.error = f"commit: {_describe(exc)}"
+    finally:
+        scratch.close()
+    return run, report
+
+
+class _Timed:
+    """Executor wrapper that times `execute` and keeps the result (or the error)."""
+
+    def __init__(self, inner: _Capture) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.seconds: Optional[float] = None
+        self.result: Optional[ExecutionResult] = None
+        self.error: Optional[str] = None
+
+    def execute(self, block: BlockInput, pre_state: StateView) -> ExecutionResult:
+        from execution.executor import InvalidBlockError
+
+        started = time.perf_counter()
+        try:
+            result = self.inner.execute(block, pre_state)
+        except InvalidBlockError:
+            raise  # replay reports it as an invalid block
+        except Exception as exc:
+            self.error = _describe(exc)
+            raise
+        self.seconds = time.perf_counter() - started
+        self.result = result
+        return result
+
+
+def bench_mainnet(
+    block_dirs: Sequence[Path],
+    sequential: Executor,
+    parallel: Executor,
+    *,
+    workers: int,
+    repeat: int,
+    scratch_root: Path,
+    machine: dict[str, Any],
+    on_step: StepHook = _noop_step,
+    on_done: DoneHook = _noop_done,
+    parallel_label: str = "parallel",
+    tx_counts: Optional[dict[Path, int]] = None,
+) -> dict[str, Any]:
+    """Replay every block with both executors; one aggregated record, per-block inside."""
+    blocks: list[dict[str, Any]] = []
+    totals = {"seq": 0.0, "par": 0.0, "seq_block": 0.0, "par_block": 0.0}
+    complete = {"seq": True, "par": True}
+    txs_total = 0
+    incarnations_total = 0
+    incarnations_known = True
+    identical_all = True
+    header_ok_all = True
+    errors: list[str] = []
+    for block_dir in block_dirs:
+        count = (tx_counts or {}).get(block_dir)
+        if count is None:
+            count = count_block_transactions(block_dir)
+        seq_best = Run(executor=getattr(sequential, "name", "sequential"))
+        par_best = Run(executor=getattr(parallel, "name", "parallel"))
+        seq_report = None
+        for _ in range(repeat):
+            on_step(f"mainnet {block_dir.name}: sequential", count)
+            seq_run, report = _replay_run(block_dir, sequential, scratch_root)
+            seq_report = seq_report or report
+            seq_best.keep_fastest(seq_run)
+            on_done(count)
+            on_step(f"mainnet {block_dir.name}: {parallel_label}", count)
+            par_run, _ = _replay_run(block_dir, parallel, scratch_root)
+            par_best.keep_fastest(par_run)
+            on_done(count)
+        record = make_record(
+            workload=f"mainnet/{block_dir.name}",
+            description=f"mainnet block {block_dir.name}",
+            txs=count if seq_report is None else seq_report.get("transactions", count),
+            workers=workers,
+            sequential=seq_best,
+            parallel=par_best,
+            machine=machine,
+            repeat=repeat,
+        )
+        header_ok = bool(seq_report and seq_report.get("ok"))
+        record["header_ok"] = header_ok
+        record["fork"] = seq_report.get("fork") if seq_report else None
+        del record["machine"]
+        blocks.append(record)
+        txs_total += record["txs"]
+        identical_all &= record["identical"]
+        header_ok_all &= header_ok
+        if record["error"]:
+            errors.append(f"block {block_dir.name}: {record['error']}")
+        for key, run, block_key in (
+            ("seq", seq_best, "seq_block"), ("par", par_best, "par_block"),
+        ):
+            if run.execute_s is None or run.block_s is None:
+                complete[key] = False
+            else:
+                totals[key] += run.execute_s
+                totals[block_key] += run.block_s
+        if par_best.incarnations is None:
+            incarnations_known = False
+        else:
+            incarnations_total += par_best.incarnations
+
+    seq_s = totals["seq"] if complete["seq"] and blocks else None
+    par_s = totals["par"] if complete["par"] and blocks else None
+    seq_block_s = totals["seq_block"] if complete["seq"] and blocks else None
+    par_block_s = totals["par_block"] if complete["par"] and blocks else None
+    return {
+        "workload": "mainnet",
+        "description": f"{len(blocks)} real Ethereum mainnet blocks, replayed (sums)",
+        "txs": txs_total,
+        "workers": workers,
+        "sequential_executor": getattr(sequential, "name", "sequential"),
+        "parallel_executor": getattr(parallel, "name", "parallel"),
+        "sequential_s": seq_s,
+        "parallel_s": par_s,
+        "speedup": _ratio(seq_s, par_s),
+        "incarnations_per_tx": (
+            incarnations_total / txs_total if incarnations_known and txs_total else None
+        ),
+        "identical": identical_all and bool(blocks),
+        "sequential_block_s": seq_block_s,
+        "parallel_block_s": par_block_s,
+        "block_speedup": _ratio(seq_block_s, par_block_s),
+        "all_succeeded": None,  # real blocks have failing transactions
+        "header_ok": header_ok_all and bool(blocks),
+        "repeat": repeat,
+        "error": "; ".join(errors) if errors else None,
+        "blocks": blocks,
+        "machine": machine,
+    }

@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import rlp
 
+from bench import EXECUTOR_NAMES
 from execution.executor import BlockInput, ExecutionResult, Executor, StateView
 from execution.roots import make_header_roots
 from storage.leveldb import LevelDB
@@ -44,6 +45,7 @@ EXECUTORS: dict[str, tuple[str, str, bool]] = {
     "blockstm": ("execution.blockstm", "BlockSTMExecutor", True),
 }
 PREFERRED_PARALLEL = "blockstm"
+assert set(EXECUTORS) == set(EXECUTOR_NAMES)
 
 _STATE_BLOCK_KEY = b"\x01bench-block:"
 _STATE_RECEIPTS_KEY = b"\x01bench-receipts:"

@@ -28,6 +28,7 @@ from eth.db.account import AccountDB
 from eth_keys import keys
 from eth_utils import keccak
 
+from bench import DEFAULT_HOT_SHARE, DEFAULT_SIZES
 from bench.contracts import CompiledContract, compiled, mapping_slot
 from execution.executor import BlockEnv, BlockInput, StateView
 from execution.forks import LAMINAR_VM
@@ -50,8 +51,6 @@ GAS_VAULT = 80_000
 GAS_ERC20 = 90_000
 GAS_SWAP = 150_000
 
-DEFAULT_SIZES = {"transfers": 2000, "erc20": 2000, "amm": 500, "mixed": 2000}
-DEFAULT_HOT_SHARE = 0.1
 SYNTHETIC = tuple(DEFAULT_SIZES)
 
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

@@ -35,7 +35,7 @@ from execution.overlay import OverlayDB
 from execution.prestate import load_prestate
 from execution.roots import make_header_roots
 from node.genesis import Genesis
-from storage.chain_store import ChainStore
+from storage.chain_store import ChainStore, TxLocation
 from storage.leveldb import LevelDB
 
 log = logging.getLogger("laminar.chain")
@@ -189,7 +189,23 @@ class Chain:
         return self.store.get_header(block_hash) if block_hash else None
 
     def header_by_hash(self, block_hash: bytes) -> Optional[BlockHeaderAPI]:
-        return self.store.get_header(block_hash)
+        """A committed block's header, once that block is the head or below it.
+
+        A block is written (in a worker thread) before it becomes the head; in between it
+        must stay invisible, or a reader could see a receipt in block N while the head,
+        "latest" and header_by_number(N) still answer from block N-1.
+        """
+        header = self.store.get_header(block_hash)
+        if header is None or header.block_number > self._head.block_number:
+            return None
+        return header
+
+    def tx_location(self, tx_hash: bytes) -> Optional[TxLocation]:
+        """Where a transaction was committed (same visibility rule as header_by_hash)."""
+        location = self.store.get_tx_location(tx_hash)
+        if location is None or self.header_by_hash(location.block_hash) is None:
+            return None
+        return location
 
     def block_by_hash(self, block_hash: bytes) -> Optional[BlockAPI]:
         return self.store.get_block(block_hash)
@@ -209,25 +225,26 @@ class Chain:
     def next_base_fee(self) -> int:
         return calculate_expected_base_fee_per_gas(self._head)
 
+    def _hashes_before(self, number: int) -> dict[int, bytes]:
+        """Canonical hashes of the BLOCKHASH window below block `number`."""
+        if number == self._head.block_number + 1:
+            first = number - len(self._recent_hashes)
+            return {first + i: h for i, h in enumerate(self._recent_hashes)}
+        hashes = {}
+        for n in range(max(0, number - BLOCKHASH_WINDOW), number):
+            block_hash = self.store.canonical_hash(n)
+            if block_hash is not None:
+                hashes[n] = block_hash
+        return hashes
+
     def env_for_child_of(
         self, parent: BlockHeaderAPI, timestamp: int, coinbase: bytes
     ) -> BlockEnv:
-        """The environment of the block after `parent` (also used for eth_call on `parent`)."""
-        number = parent.block_number + 1
-        hashes = {}
-        if parent.hash == self._head.hash:
-            recent = list(self._recent_hashes)
-            first = number - len(recent)
-            hashes = {first + i: h for i, h in enumerate(recent)}
-        else:
-            for n in range(max(0, number - BLOCKHASH_WINDOW), number):
-                block_hash = self.store.canonical_hash(n)
-                if block_hash is not None:
-                    hashes[n] = block_hash
+        """The environment of the block to build on `parent`."""
         return BlockEnv(
             vm_class=self.vm_class,
             chain_id=self.chain_id,
-            number=number,
+            number=parent.block_number + 1,
             timestamp=max(timestamp, parent.timestamp + 1),
             coinbase=coinbase,
             gas_limit=parent.gas_limit,
@@ -238,7 +255,25 @@ class Chain:
             base_fee_per_gas=calculate_expected_base_fee_per_gas(parent),
             excess_blob_gas=calc_excess_blob_gas_prague(parent),
             parent_beacon_block_root=ZERO_HASH32,
-            block_hashes=hashes,
+            block_hashes=self._hashes_before(parent.block_number + 1),
+        )
+
+    def env_of(self, header: BlockHeaderAPI) -> BlockEnv:
+        """The environment a committed block ran in (eth_call at that block uses it)."""
+        return BlockEnv(
+            vm_class=self.vm_class,
+            chain_id=self.chain_id,
+            number=header.block_number,
+            timestamp=header.timestamp,
+            coinbase=header.coinbase,
+            gas_limit=header.gas_limit,
+            parent_hash=header.parent_hash,
+            difficulty=header.difficulty,
+            mix_hash=header.mix_hash,
+            base_fee_per_gas=header.base_fee_per_gas,
+            excess_blob_gas=header.excess_blob_gas,
+            parent_beacon_block_root=header.parent_beacon_block_root,
+            block_hashes=self._hashes_before(header.block_number),
         )
 
     # ---- propose and commit -----------------------------------------------------------

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_node_parser(subparsers)
     _add_replay_parser(subparsers)
+    from bench.cli import add_bench_parser
+
+    add_bench_parser(subparsers)
     return parser
 
 
@@ -135,6 +138,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from execution.replay_cli import run_replay
 
         return run_replay(args)
+    if args.command == "bench":
+        from bench.cli import run_bench
+
+        return run_bench(args)
     return EXIT_USAGE
 
 

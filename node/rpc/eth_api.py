@@ -19,7 +19,6 @@ from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 
 from consensus.certificate import CommitCertificate, InvalidCertificateError
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
-from execution.executor import BlockEnv
 from node.chain import Chain
 from node.config import RpcSettings
 from node.mempool import Mempool, MempoolError
@@ -66,7 +65,7 @@ class EthApi:
 
     def _header(self, ref: Any) -> Optional[BlockHeaderAPI]:
         if isinstance(ref, tuple):
-            return self._header_by_hash(ref[1])
+            return self.chain.header_by_hash(ref[1])
         if ref == "earliest":
             return self.chain.header_by_number(0)
         if isinstance(ref, str):  # latest, pending, safe, finalized: instant finality
@@ -84,48 +83,6 @@ class EthApi:
         if block is None:
             raise server_error("block not found")
         return block
-
-    def _header_by_hash(self, block_hash: bytes) -> Optional[BlockHeaderAPI]:
-        """A block by hash, once it is the head or below it.
-
-        The engine writes a block to storage (in a worker thread) before it makes that
-        block the head; in between, the block must not be served, or a client could see
-        a receipt in block N while eth_blockNumber, "latest" and eth_getBlockByNumber(N)
-        still answer from block N-1.
-        """
-        header = self.chain.header_by_hash(block_hash)
-        if header is None or header.block_number > self.chain.head.block_number:
-            return None
-        return header
-
-    def _tx_location(self, tx_hash: bytes):
-        """Where a transaction was mined, once its block is the head or below (see above)."""
-        location = self.chain.store.get_tx_location(tx_hash)
-        if location is None or self._header_by_hash(location.block_hash) is None:
-            return None
-        return location
-
-    def env_of(self, header: BlockHeaderAPI) -> BlockEnv:
-        """The block context for eth_call at `header`, as geth gives it: that block's own."""
-        child = self.chain.env_for_child_of(
-            self.chain.header_by_hash(header.parent_hash) or header, header.timestamp, header.coinbase
-        ) if header.block_number > 0 else None
-        hashes = dict(child.block_hashes) if child else {}
-        return BlockEnv(
-            vm_class=self.chain.vm_class,
-            chain_id=self.chain.chain_id,
-            number=header.block_number,
-            timestamp=header.timestamp,
-            coinbase=header.coinbase,
-            gas_limit=header.gas_limit,
-            parent_hash=header.parent_hash,
-            difficulty=header.difficulty,
-            mix_hash=header.mix_hash,
-            base_fee_per_gas=header.base_fee_per_gas,
-            excess_blob_gas=header.excess_blob_gas,
-            parent_beacon_block_root=header.parent_beacon_block_root,
-            block_hashes=hashes,
-        )
 
     # ---- simple reads ---------------------------------------------------------------
 
@@ -186,7 +143,7 @@ class EthApi:
         return encoding.encode_block(self._block(header), params.boolean(full, "full"))
 
     def get_block_by_hash(self, block_hash: Any, full: Any = False) -> Optional[dict]:
-        header = self._header_by_hash(params.hash32(block_hash, "blockHash"))
+        header = self.chain.header_by_hash(params.hash32(block_hash, "blockHash"))
         if header is None:
             return None
         return encoding.encode_block(self._block(header), params.boolean(full, "full"))
@@ -198,14 +155,14 @@ class EthApi:
         return encoding.quantity(len(self._block(header).transactions))
 
     def get_block_transaction_count_by_hash(self, block_hash: Any) -> Optional[str]:
-        header = self._header_by_hash(params.hash32(block_hash, "blockHash"))
+        header = self.chain.header_by_hash(params.hash32(block_hash, "blockHash"))
         if header is None:
             return None
         return encoding.quantity(len(self._block(header).transactions))
 
     def get_transaction_by_hash(self, tx_hash: Any) -> Optional[dict]:
         raw_hash = params.hash32(tx_hash, "transactionHash")
-        location = self._tx_location(raw_hash)
+        location = self.chain.tx_location(raw_hash)
         if location is None:
             pooled = self.mempool.get(raw_hash)
             return encoding.encode_transaction(pooled.tx, None, None) if pooled else None
@@ -225,7 +182,7 @@ class EthApi:
         return encoding.encode_transaction(txs[position], header, position)
 
     def get_transaction_receipt(self, tx_hash: Any) -> Optional[dict]:
-        location = self._tx_location(params.hash32(tx_hash, "transactionHash"))
+        location = self.chain.tx_location(params.hash32(tx_hash, "transactionHash"))
         if location is None:
             return None
         block = self.chain.block_by_hash(location.block_hash)
@@ -269,7 +226,7 @@ class EthApi:
     async def eth_call(self, tx: Any, block: Any = None) -> str:
         request = self._call_request(tx)
         header = self._require_header(block)
-        env, view = self.env_of(header), self.chain.state_view(header)
+        env, view = self.chain.env_of(header), self.chain.state_view(header)
         try:
             result = await trio.to_thread.run_sync(call, env, view, request, self.settings.gas_cap)
         except CallError as exc:
@@ -281,7 +238,7 @@ class EthApi:
     async def estimate_gas(self, tx: Any, block: Any = None) -> str:
         request = self._call_request(tx)
         header = self._require_header(block)
-        env, view = self.env_of(header), self.chain.state_view(header)
+        env, view = self.chain.env_of(header), self.chain.state_view(header)
         try:
             gas = await trio.to_thread.run_sync(
                 estimate_gas, env, view, request, min(self.settings.gas_cap, header.gas_limit)
@@ -411,7 +368,7 @@ class EthApi:
     async def get_logs(self, filter_object: Any) -> list[dict]:
         criteria = parse_log_criteria(filter_object, self._header)
         if criteria.block_hash is not None:
-            header = self._header_by_hash(criteria.block_hash)
+            header = self.chain.header_by_hash(criteria.block_hash)
             if header is None:
                 raise server_error("unknown block")
             return self.block_logs(header, criteria)

@@ -1,0 +1,329 @@
+"""`laminar bench`: sequential vs parallel executor on the same blocks, side by side.
+
+    laminar bench [--workload W ...|all] [--txs N] [--workers K] [--parallel NAME]
+                  [--hot-share F] [--json FILE] [--plot FILE.png]
+
+Exit status: 0 when every workload ran on both executors with identical results (and,
+for the synthetic workloads, every transaction succeeded); 1 when a result differs, an
+executor failed or a check failed; 2 for unusable flags (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+WORKLOADS = ("transfers", "erc20", "amm", "mixed", "mainnet")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MAINNET_DIR = REPO_ROOT / "tests" / "data" / "mainnet"
+
+# Relative cost of signing a transaction vs executing it, for the progress estimate.
+_SIGN_WEIGHT = 0.15
+_MAINNET_LOAD_WEIGHT = 0.6  # replay also loads the prestate JSON and builds its trie
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (at least 1), got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _gwei(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of gwei, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return int(round(value * 10**9))
+
+
+def _workload(text: str) -> str:
+    if text not in WORKLOADS and text != "all":
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {text!r} (choose from: {', '.join(WORKLOADS)}, all)"
+        )
+    return text
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from bench import DEFAULT_HOT_SHARE, DEFAULT_SIZES, EXECUTOR_NAMES
+
+    parser.add_argument(
+        "--workload", "-w", action="append", type=_workload, metavar="W",
+        help=f"workload to run, may be repeated: {', '.join(WORKLOADS)} or all (default: all)",
+    )
+    parser.add_argument(
+        "--txs", "-n", type=_positive_int, metavar="N",
+        help="transactions per synthetic workload (overrides the per-workload sizes)",
+    )
+    for name, size in DEFAULT_SIZES.items():
+        parser.add_argument(
+            f"--{name}-txs", type=_positive_int, default=size, metavar="N",
+            help=f"transactions in the {name} workload (default {size})",
+        )
+    parser.add_argument(
+        "--hot-share", type=_share, default=DEFAULT_HOT_SHARE, metavar="F",
+        help="mixed workload: share of transactions on hot state, 0..1 "
+        f"(default {DEFAULT_HOT_SHARE})",
+    )
+    parser.add_argument(
+        "--workers", "-k", type=_positive_int, default=None, metavar="K",
+        help=f"parallel executor's worker count (default: CPU count, {os.cpu_count()})",
+    )
+    parser.add_argument(
+        "--parallel", choices=sorted(EXECUTOR_NAMES), default=None,
+        help="executor to compare with the sequential one (default: blockstm if "
+        "execution.blockstm imports, else sequential as a stand-in)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the block builders (default 1)")
+    parser.add_argument(
+        "--repeat", type=_positive_int, default=1, metavar="R",
+        help="run each executor R times per workload and keep the fastest (default 1)",
+    )
+    parser.add_argument(
+        "--tip-gwei", type=_gwei, default=None, metavar="G",
+        help="priority fee of the synthetic transactions, paid to the coinbase (default 1; "
+        "0 removes the coinbase as a point of contention)",
+    )
+    parser.add_argument(
+        "--mainnet-dir", type=Path, default=DEFAULT_MAINNET_DIR, metavar="DIR",
+        help="mainnet workload: a folder of block folders, or one block folder "
+        "(default tests/data/mainnet)",
+    )
+    parser.add_argument(
+        "--mainnet-limit", type=_non_negative_int, default=0, metavar="B",
+        help="mainnet workload: only the first B blocks by number (default: all)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the records as JSON to FILE")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the speedups to a PNG (needs matplotlib)")
+    parser.add_argument(
+        "--cache-dir", type=Path, metavar="DIR",
+        help="where compiled contracts are cached (default $LAMINAR_BENCH_CACHE or "
+        "~/.cache/laminar/bench)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    return parser
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the sequential and the parallel executor side by side",
+        description="Build blocks of signed transactions (and replay real mainnet "
+        "blocks), run each through the sequential and the parallel executor on the same "
+        "pre-state, and report times, speedup, re-executions and whether the results "
+        "are identical.",
+    )
+    return add_bench_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return add_bench_arguments(
+        argparse.ArgumentParser(prog="laminar bench", description=__doc__.splitlines()[0])
+    )
+
+
+def _selected(args: argparse.Namespace) -> list[str]:
+    chosen = args.workload or ["all"]
+    names: list[str] = []
+    for name in chosen:
+        for item in (WORKLOADS if name == "all" else (name,)):
+            if item not in names:
+                names.append(item)
+    return names
+
+
+def _usage_error(message: str) -> int:
+    print(f"laminar bench: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """Run `laminar bench`; `args` is a parsed namespace or an argv list. Exit status."""
+    if args is None or not isinstance(args, argparse.Namespace):
+        args = build_parser().parse_args(None if args is None else list(args))
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from bench import report, runner, workloads
+    from bench.contracts import ContractBuildError
+
+    names = _selected(args)
+    explicit_mainnet = "mainnet" in (args.workload or [])
+    workers = args.workers or os.cpu_count() or 1
+    notes: list[str] = []
+
+    # ------------------------------------------------------------- check the inputs
+    if args.plot is not None and not report.matplotlib_available():
+        return _usage_error(
+            f"--plot needs matplotlib, which is not installed (pip install {report.MATPLOTLIB_PIN})"
+        )
+    if args.parallel is None:
+        parallel_name, note = runner.default_parallel()
+        if note:
+            notes.append(note)
+    else:
+        parallel_name = args.parallel
+    try:
+        sequential = runner.make_executor("sequential", 1)
+        parallel = runner.make_executor(parallel_name, workers)
+    except runner.ExecutorUnavailable as exc:
+        return _usage_error(str(exc))
+    except Exception as exc:
+        return _usage_error(f"cannot create the {parallel_name!r} executor: {exc}")
+    parallel_label = f"{parallel_name} ({workers} workers)"
+
+    block_dirs: list[Path] = []
+    if "mainnet" in names:
+        block_dirs = runner.mainnet_block_dirs(args.mainnet_dir, args.mainnet_limit or None)
+        if not block_dirs:
+            message = f"no mainnet block folders in {args.mainnet_dir}"
+            if explicit_mainnet:
+                return _usage_error(message + " (see --mainnet-dir)")
+            notes.append(message + ": mainnet workload skipped")
+            names.remove("mainnet")
+
+    sizes = {
+        name: args.txs or getattr(args, f"{name}_txs")
+        for name in names if name in workloads.BUILDERS
+    }
+    options: dict[str, Any] = {"cache_dir": args.cache_dir, "hot_share": args.hot_share}
+    if args.tip_gwei is not None:
+        options["tip"] = args.tip_gwei
+
+    # ---------------------------------------------------------------------- run
+    console = Console()  # the table: stdout
+    err_console = Console(stderr=True)
+    machine = runner.machine_info()
+    tx_counts = {d: runner.count_block_transactions(d) for d in block_dirs}
+    total_units = sum(n * (_SIGN_WEIGHT + 2 * args.repeat) for n in sizes.values())
+    total_units += sum(
+        max(n, 1) * 2 * args.repeat * (1 + _MAINNET_LOAD_WEIGHT) for n in tx_counts.values()
+    )
+    records: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=args.quiet,
+    )
+    scratch_root = Path(tempfile.mkdtemp(prefix="laminar-bench-"))
+    try:
+        with progress:
+            task = progress.add_task("starting", total=total_units)
+
+            def sign_tick(n: int) -> None:
+                progress.advance(task, n * _SIGN_WEIGHT)
+
+            def on_step(description: str, _txs: int) -> None:
+                progress.update(task, description=description)
+
+            def on_done(txs: int) -> None:
+                progress.advance(task, txs)
+
+            def on_done_mainnet(txs: int) -> None:
+                progress.advance(task, max(txs, 1) * (1 + _MAINNET_LOAD_WEIGHT))
+
+            for name in names:
+                if name == "mainnet":
+                    records.append(runner.bench_mainnet(
+                        block_dirs, sequential, parallel, workers=workers,
+                        repeat=args.repeat, scratch_root=scratch_root, machine=machine,
+                        on_step=on_step, on_done=on_done_mainnet,
+                        parallel_label=parallel_label, tx_counts=tx_counts,
+                    ))
+                    continue
+                progress.update(task, description=f"{name}: signing {sizes[name]} txs")
+                try:
+                    workload = workloads.build(
+                        name, sizes[name], seed=args.seed, progress=sign_tick, **options
+                    )
+                except ContractBuildError as exc:
+                    progress.stop()
+                    return _usage_error(str(exc))
+                records.append(runner.bench_synthetic(
+                    workload, sequential, parallel, workers=workers, repeat=args.repeat,
+                    scratch_root=scratch_root, machine=machine, on_step=on_step,
+                    on_done=on_done, parallel_label=parallel_label,
+                ))
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch_root, ignore_errors=True)
+
+    elapsed = time.perf_counter() - started
+    report.print_report(records, console, notes)
+    console.print(f"bench took {elapsed:.1f} s", style="dim", highlight=False)
+    if args.json is not None:
+        report.write_json(records, args.json)
+        console.print(f"wrote {args.json}", style="dim", highlight=False)
+    if args.plot is not None:
+        report.write_plot(records, args.plot)
+        console.print(f"wrote {args.plot}", style="dim", highlight=False)
+
+    failed = any(
+        not r.get("identical") or r.get("error") or r.get("all_succeeded") is False
+        or r.get("header_ok") is False
+        for r in records
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_bench(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -235,6 +235,8 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     # ---------------------------------------------------------------------- run
     console = Console()  # the table: stdout
+    if not console.is_terminal:  # piped or redirected: do not squeeze the table to 80
+        console = Console(width=132)
     err_console = Console(stderr=True)
     machine = runner.machine_info()
     tx_counts = {d: runner.count_block_transactions(d) for d in block_dirs}

@@ -42,21 +42,23 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
     )
     caption = (
         f"{machine.get('cpu_count', '?')} CPUs, {machine.get('cpu_model') or 'unknown CPU'}, "
-        f"Python {machine.get('python', '?')}. exec = execute() only; block = exec + "
-        f"tx/receipt tries + state persist (LevelDB). Best of {first.get('repeat', 1)}."
+        f"Python {machine.get('python', '?')}. s = execute() seconds; blk s = whole "
+        f"block: execute + tx/receipt tries + LevelDB persist. inc/tx = parallel "
+        f"incarnations per tx. ok = all txs succeeded (mainnet: matches the header). "
+        f"Best of {first.get('repeat', 1)}."
     )
     table = Table(title=title, caption=caption, caption_justify="left")
     table.add_column("workload")
     table.add_column("txs", justify="right")
-    table.add_column("seq exec s", justify="right")
-    table.add_column("par exec s", justify="right")
+    table.add_column("seq s", justify="right")
+    table.add_column("par s", justify="right")
     table.add_column("speedup", justify="right")
-    table.add_column("incarn/tx", justify="right")
+    table.add_column("inc/tx", justify="right")
     table.add_column("identical", justify="center")
-    table.add_column("seq block s", justify="right")
-    table.add_column("par block s", justify="right")
-    table.add_column("block speedup", justify="right")
-    table.add_column("check", justify="center")
+    table.add_column("seq blk s", justify="right")
+    table.add_column("par blk s", justify="right")
+    table.add_column("blk speedup", justify="right")
+    table.add_column("ok", justify="center")
     for record in records:
         check = record.get("all_succeeded")
         if record.get("workload") == "mainnet":

@@ -354,7 +354,17 @@ def bench_synthetic(
     on_step: StepHook = _noop_step,
     on_done: DoneHook = _noop_done,
     parallel_label: str = "parallel",
+    warmup: int = 32,
 ) -> dict[str, Any]:
+    """Time both executors on `workload` (after an untimed warm-up on its first txs)."""
+    if warmup:
+        # Untimed: first-use costs (imports, trie and EVM code paths, a worker pool)
+        # would otherwise land on whichever executor runs first.
+        on_step(f"{workload.name}: warming up", 0)
+        prefix = workload.block()
+        prefix = BlockInput(env=prefix.env, transactions=prefix.transactions[:warmup])
+        for executor in (sequential, parallel):
+            run_executor(executor, prefix, workload.pre_state(), scratch_root)
     seq, par = _pair_runs(
         workload.name, workload.txs, workload.block, workload.pre_state(), sequential,
         parallel, repeat, scratch_root, on_step, on_done, parallel_label,

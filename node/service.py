@@ -161,7 +161,7 @@ def _publish_commit(
     node.mempool.on_new_head(node.chain.head_state())
     node.mempool.remove_committed(block.transactions)
     if hub.has_subscribers("newHeads"):
-        hub.publish("newHeads", encoding.encode_header(block.header, 0))
+        hub.publish("newHeads", encoding.encode_header(block.header))
     if hub.has_subscribers("logs"):
         logs = []
         log_index = 0

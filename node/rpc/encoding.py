@@ -39,7 +39,8 @@ def effective_gas_price(tx: SignedTransactionAPI, base_fee: Optional[int]) -> in
     return min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
 
 
-def encode_header(header: BlockHeaderAPI, size: int) -> dict[str, Any]:
+def encode_header(header: BlockHeaderAPI, size: Optional[int] = None) -> dict[str, Any]:
+    """A header as blocks and newHeads carry it; `size` (bytes of the block) only for blocks."""
     result = {
         "number": quantity(header.block_number),
         "hash": data(header.hash),
@@ -52,9 +53,7 @@ def encode_header(header: BlockHeaderAPI, size: int) -> dict[str, Any]:
         "receiptsRoot": data(header.receipt_root),
         "miner": data(header.coinbase),
         "difficulty": quantity(header.difficulty),
-        "totalDifficulty": quantity(0),
         "extraData": data(header.extra_data),
-        "size": quantity(size),
         "gasLimit": quantity(header.gas_limit),
         "gasUsed": quantity(header.gas_used),
         "timestamp": quantity(header.timestamp),
@@ -66,6 +65,8 @@ def encode_header(header: BlockHeaderAPI, size: int) -> dict[str, Any]:
         "parentBeaconBlockRoot": data(header.parent_beacon_block_root),
         "requestsHash": data(header.requests_hash),
     }
+    if size is not None:
+        result["size"] = quantity(size)
     return result
 
 

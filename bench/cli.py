@@ -87,7 +87,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help=f"workload to run, may be repeated: {', '.join(WORKLOADS)} or all (default: all)",
     )
     parser.add_argument(
-        "--txs", "-n", type=_positive_int, metavar="N",
+        "--txs", type=_positive_int, metavar="N",
         help="transactions per synthetic workload (overrides the per-workload sizes)",
     )
     for name, size in DEFAULT_SIZES.items():
@@ -101,7 +101,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         f"(default {DEFAULT_HOT_SHARE})",
     )
     parser.add_argument(
-        "--workers", "-k", type=_positive_int, default=None, metavar="K",
+        "--workers", type=_positive_int, default=None, metavar="K",
         help=f"parallel executor's worker count (default: CPU count, {os.cpu_count()})",
     )
     parser.add_argument(

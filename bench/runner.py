@@ -101,6 +101,10 @@ def machine_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = None
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        load = None
     return {
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable,
@@ -108,6 +112,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
+        "load_avg_1m": load,  # at the start: other work on the machine skews timings
     }
 
 

@@ -78,6 +78,7 @@ class ExecutionStats:
     seconds: float
     workers: int = 1
     incarnations: int = 0  # Block-STM: executions including re-runs; sequential: = transactions
+    fallback: bool = False  # Block-STM: the block ran on the sequential executor instead
 
 
 @dataclass

@@ -46,9 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_node_parser(subparsers)
     _add_replay_parser(subparsers)
-    from bench.cli import add_bench_parser
-
-    add_bench_parser(subparsers)
+    try:
+        from bench.cli import add_bench_parser
+    except ModuleNotFoundError as exc:  # bench/ not installed: no `laminar bench`
+        if exc.name not in ("bench", "bench.cli"):
+            raise
+    else:
+        add_bench_parser(subparsers)
     return parser
 
 

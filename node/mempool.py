@@ -15,6 +15,8 @@ Policy summary (geth-like, see ``MempoolConfig`` for the knobs):
 
 * Only EIP-155 replay-protected legacy txs and typed txs 0x01/0x02/0x04 are
   accepted; blob txs (0x03) are rejected: this chain has no DA layer.
+* Signatures: 0 < r < n, 0 < s <= n/2 (EIP-2 low-s) and y parity 0/1 for every
+  tx type ("invalid transaction: invalid signature values (r, s, y parity)").
 * Fee floor: ``max_fee_per_gas`` must be >= the base fee of the *next* block
   (the ``base_fee`` argument of :meth:`Mempool.add_raw`), and
   ``max_priority_fee_per_gas`` (the gas price for legacy txs) must be >=

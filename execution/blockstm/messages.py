@@ -1,0 +1,46 @@
+"""Message tags and state-location keys shared by the coordinator and the workers.
+
+Everything that crosses a process boundary is a small tuple of bytes, ints, dicts and
+lists, pickled by `multiprocessing.Connection.send`.
+
+Coordinator -> worker
+    (BLOCK, block_id, env, pre_root, prelude)     a new block: env is the BlockEnv, prelude
+                                                   the block's pre-transaction storage writes
+                                                   ({key: value}, EIP-4788/2935 slots)
+    (WORK, block_id, updates, tasks)              updates: [(tx, writes, deltas, codes)] write
+                                                   sets of finished incarnations (or
+                                                   (tx, None, None, None): ESTIMATE, the
+                                                   incarnation was aborted); tasks:
+                                                   [(tx, incarnation, raw_tx)]
+    (NODE, block_id, hash, value|None)            answer to NEED
+    (END, block_id)                               block over: drop tasks, acknowledge
+    (STOP,)                                       exit
+Worker -> coordinator
+    (NEED, block_id, hash)                        a trie node / code missing from the cache
+    (DONE, block_id, tx, inc, reads, writes, deltas, codes, outcome)
+    (BLOCKED, block_id, tx, inc, dep)             read an ESTIMATE of tx `dep`
+    (ERROR, block_id, tx, inc, text)              unexpected exception (coordinator falls back)
+    (ENDED, block_id)                             acknowledgement of END
+
+State locations ("keys") are bytes: the 20-byte address plus a one-byte field tag
+(balance, nonce, code hash, existence, storage wipe), or plus the 32-byte big-endian slot
+number for a storage slot (52 bytes).
+"""
+
+from __future__ import annotations
+
+BLOCK, WORK, NODE, END, STOP = 1, 2, 3, 4, 5
+NEED, DONE, BLOCKED, ERROR, ENDED = 11, 12, 13, 14, 15
+
+BAL = b"b"  # balance (int); may carry commutative deltas
+NON = b"n"  # nonce (int)
+COD = b"c"  # code hash (bytes)
+EXI = b"e"  # account exists in the trie (bool)
+WIP = b"w"  # storage wiped in this transaction (True): older slot values read as 0
+
+FIELD_KEY_LEN = 21
+SLOT_KEY_LEN = 52
+
+
+def slot_key(address: bytes, slot: int) -> bytes:
+    return address + slot.to_bytes(32, "big")

@@ -1,0 +1,76 @@
+"""The collaborative scheduler, as the coordinator runs it (single-threaded, no atomics).
+
+Block-STM's two indices become: a min-heap of READY transactions (execution, lowest index
+first) and `validation_idx` (validation, lowest index first). After an incarnation
+finishes, it is validated; if it wrote a location its previous incarnation did not, every
+executed transaction above it is revalidated too. A failed validation aborts the
+incarnation (its writes become ESTIMATEs), schedules the next incarnation and revalidates
+everything above. A reader that met an ESTIMATE of transaction k waits until k's next
+incarnation finishes. The commit index advances over transactions validated with every
+lower transaction already committed (so committed write sets are final).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+READY, EXECUTING, EXECUTED, WAITING, COMMITTED = 0, 1, 2, 3, 4
+
+
+class Scheduler:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.status = [READY] * n
+        self.incarnation = [0] * n
+        self.ready = list(range(n))  # a heap (already sorted)
+        self.dependents: dict[int, list[int]] = {}
+        self.validation_idx = n  # nothing executed yet
+        self.commit_idx = 0
+        self.executions = 0
+        self.aborts = 0
+        self.max_executed = -1
+
+    def next_task(self) -> int:
+        """Lowest READY transaction (marked EXECUTING), or -1."""
+        ready = self.ready
+        status = self.status
+        while ready:
+            tx = heapq.heappop(ready)
+            if status[tx] == READY:
+                status[tx] = EXECUTING
+                self.executions += 1
+                return tx
+        return -1
+
+    def _make_ready(self, tx: int) -> None:
+        self.incarnation[tx] += 1
+        self.status[tx] = READY
+        heapq.heappush(self.ready, tx)
+
+    def finished(self, tx: int, wrote_new: bool) -> None:
+        self.status[tx] = EXECUTED
+        if tx > self.max_executed:
+            self.max_executed = tx
+        for dep in self.dependents.pop(tx, ()):
+            if self.status[dep] == WAITING:
+                self._make_ready(dep)
+        # Block-STM revalidates everything above `tx` only when it wrote a new location;
+        # otherwise `tx` alone. The pointer form revalidates the executed transactions
+        # above in both cases: by-value checks are cheap and the window above the commit
+        # index is small.
+        if tx < self.validation_idx:
+            self.validation_idx = tx
+
+    def blocked(self, tx: int, dep: int) -> None:
+        """`tx` read an ESTIMATE of `dep`: wait for dep's next incarnation to finish."""
+        if self.status[dep] in (EXECUTED, COMMITTED):
+            self._make_ready(tx)
+        else:
+            self.status[tx] = WAITING
+            self.dependents.setdefault(dep, []).append(tx)
+
+    def abort(self, tx: int) -> None:
+        self.aborts += 1
+        self._make_ready(tx)
+        if tx + 1 < self.validation_idx:
+            self.validation_idx = tx + 1

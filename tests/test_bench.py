@@ -1,0 +1,220 @@
+"""`laminar bench`: the executor benchmark harness (small sizes, fast).
+
+The Block-STM executor is used as the parallel side when `execution.blockstm` imports;
+until then the sequential executor stands in for it (`--parallel sequential`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # `bench` may not be in the installed package list
+    sys.path.insert(0, str(REPO_ROOT))
+LAMINAR = [sys.executable, "-m", "node.cli"]
+SYNTHETIC = ["transfers", "erc20", "amm", "mixed"]
+REQUIRED_KEYS = {
+    "workload", "txs", "workers", "sequential_s", "parallel_s", "speedup",
+    "incarnations_per_tx", "identical", "sequential_block_s", "parallel_block_s",
+    "block_speedup", "machine", "all_succeeded",
+}
+
+
+def _blockstm_importable() -> bool:
+    try:
+        from execution.blockstm import BlockSTMExecutor  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+PARALLEL = "blockstm" if _blockstm_importable() else "sequential"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One contract cache for the module: vyper compiles each contract once."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+def bench(cache_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*LAMINAR, "bench", "--quiet", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "LAMINAR_BENCH_CACHE": str(cache_dir)},
+    )
+
+
+@pytest.mark.parametrize("workload", SYNTHETIC)
+def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> None:
+    out = tmp_path / "bench.json"
+    proc = bench(
+        cache_dir, "--workload", workload, "--txs", "40", "--workers", "2",
+        "--parallel", PARALLEL, "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert workload in proc.stdout  # the table
+    records = json.loads(out.read_text())
+    assert isinstance(records, list) and len(records) == 1
+    record = records[0]
+    assert REQUIRED_KEYS <= set(record), REQUIRED_KEYS - set(record)
+    assert record["workload"] == workload
+    assert record["txs"] == 40
+    assert record["workers"] == 2
+    assert record["parallel_executor"] == PARALLEL
+    assert record["identical"] is True
+    assert record["identical_detail"] == {
+        "receipts": True, "gas_used": True, "logs_bloom": True, "state_root": True,
+    }
+    assert record["error"] is None
+    assert record["all_succeeded"] is True
+    assert record["failed_txs"] == 0
+    assert record["sequential_s"] > 0 and record["parallel_s"] > 0
+    assert record["sequential_block_s"] >= record["sequential_s"]
+    assert record["parallel_block_s"] >= record["parallel_s"]
+    assert record["speedup"] == pytest.approx(record["sequential_s"] / record["parallel_s"])
+    assert record["incarnations_per_tx"] >= 1.0
+    assert record["machine"]["cpu_count"] == os.cpu_count()
+    assert record["machine"]["python"]
+    if workload == "transfers":
+        assert record["min_tx_gas"] == 21000
+        assert record["gas_used"] == 40 * 21000
+    if workload in ("erc20", "amm"):
+        assert record["min_tx_gas"] > 21000  # the contract really ran
+
+
+def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = bench(
+        cache_dir, "-w", "mixed", "--txs", "40", "--hot-share", "0.5",
+        "--parallel", PARALLEL, "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = json.loads(out.read_text())
+    assert record["params"]["hot_txs"] == 20
+    assert sum(record["params"]["kinds"].values()) == 40
+    assert record["identical"] is True and record["all_succeeded"] is True
+
+
+def test_mainnet_one_block(cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = bench(
+        cache_dir, "-w", "mainnet", "--mainnet-limit", "2", "--parallel", PARALLEL,
+        "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = json.loads(out.read_text())
+    assert record["workload"] == "mainnet"
+    assert len(record["blocks"]) == 2
+    assert record["identical"] is True
+    assert record["header_ok"] is True
+    assert record["txs"] == sum(b["txs"] for b in record["blocks"]) > 0
+
+
+def test_plot(cache_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    proc = bench(
+        cache_dir, "-w", "transfers", "-w", "erc20", "--txs", "10",
+        "--parallel", PARALLEL, "--plot", str(png),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--txs", "0"], "--txs: must be a positive integer"),
+        (["--txs", "many"], "--txs: expected a positive integer"),
+        (["--workload", "nope"], "unknown workload 'nope'"),
+        (["--hot-share", "1.5"], "--hot-share: must be between 0 and 1"),
+        (["--workers", "0"], "--workers: must be a positive integer"),
+        (["--parallel", "quantum"], "invalid choice: 'quantum'"),
+    ],
+)
+def test_bad_flags_exit_2(cache_dir: Path, args: list[str], message: str) -> None:
+    proc = bench(cache_dir, *args, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(PARALLEL == "blockstm", reason="execution.blockstm imports")
+def test_unavailable_parallel_executor_exits_2(cache_dir: Path) -> None:
+    proc = bench(cache_dir, "-w", "transfers", "--txs", "5", "--parallel", "blockstm", timeout=60)
+    assert proc.returncode == 2
+    assert "executor 'blockstm' is not available" in proc.stderr
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_builders_deterministic(cache_dir: Path, name: str) -> None:
+    from bench.workloads import build
+
+    first = build(name, 12, seed=7, cache_dir=cache_dir, hot_share=0.5)
+    again = build(name, 12, seed=7, cache_dir=cache_dir, hot_share=0.5)
+    other = build(name, 12, seed=8, cache_dir=cache_dir, hot_share=0.5)
+    assert first.encoded_transactions == again.encoded_transactions
+    assert first.state_root == again.state_root
+    assert first.nodes == again.nodes
+    assert first.env == again.env
+    assert len(first.encoded_transactions) == 12
+    assert len(set(first.encoded_transactions)) == 12
+    assert other.encoded_transactions != first.encoded_transactions
+    senders = {tx.sender for tx in first.decode_transactions()}
+    assert len(senders) == 12  # distinct senders: no nonce chains
+
+
+def test_failing_parallel_executor_is_reported(cache_dir: Path, tmp_path: Path) -> None:
+    from bench.runner import bench_synthetic, machine_info
+    from bench.workloads import build
+    from execution.sequential import SequentialExecutor
+
+    class Broken:
+        name = "broken"
+
+        def execute(self, block, pre_state):
+            raise RuntimeError("worker pool exploded")
+
+    workload = build("transfers", 5, seed=1, cache_dir=cache_dir)
+    record = bench_synthetic(
+        workload, SequentialExecutor(), Broken(), workers=2, repeat=1,
+        scratch_root=tmp_path, machine=machine_info(),
+    )
+    assert record["identical"] is False
+    assert "worker pool exploded" in record["error"]
+    assert record["parallel_s"] is None and record["speedup"] is None
+    assert record["sequential_s"] > 0
+    assert record["all_succeeded"] is True
+
+
+def test_different_results_are_not_identical(cache_dir: Path, tmp_path: Path) -> None:
+    from bench.runner import bench_synthetic, machine_info
+    from bench.workloads import build
+    from execution.sequential import SequentialExecutor
+
+    class DropsLastReceipt(SequentialExecutor):
+        name = "wrong"
+
+        def execute(self, block, pre_state):
+            result = super().execute(block, pre_state)
+            result.receipts = result.receipts[:-1]
+            return result
+
+    workload = build("transfers", 4, seed=1, cache_dir=cache_dir)
+    record = bench_synthetic(
+        workload, SequentialExecutor(), DropsLastReceipt(), workers=2, repeat=1,
+        scratch_root=tmp_path, machine=machine_info(),
+    )
+    assert record["identical"] is False
+    assert record["identical_detail"]["receipts"] is False
+    assert record["identical_detail"]["state_root"] is True

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -129,6 +129,35 @@ def receipt_status_ok(receipt: Any) -> bool:
     return bytes(receipt.state_root) == b"\x01"
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What the bench keeps of an ExecutionResult: enough to compare and check it.
+
+    Bytes and ints only, so a kept result adds nothing for the garbage collector to
+    walk while the other executor runs.
+    """
+
+    receipts: tuple[bytes, ...]  # encoded, in order
+    statuses_ok: tuple[bool, ...]
+    cumulative_gas: tuple[int, ...]
+    gas_used: int
+    logs_bloom: int
+    post_state_root: bytes
+    state_nodes: int
+
+
+def summarize(result: ExecutionResult) -> Summary:
+    return Summary(
+        receipts=tuple(_encode(r) for r in result.receipts),
+        statuses_ok=tuple(receipt_status_ok(r) for r in result.receipts),
+        cumulative_gas=tuple(int(r.gas_used) for r in result.receipts),
+        gas_used=int(result.gas_used),
+        logs_bloom=int(result.logs_bloom),
+        post_state_root=bytes(result.post_state_root),
+        state_nodes=len(result.state_nodes),
+    )
+
+
 @dataclass
 class Run:
     """One executor's outcome on one block (the fastest of the repeats)."""
@@ -138,7 +167,7 @@ class Run:
     block_s: Optional[float] = None
     roots_s: Optional[float] = None
     persist_s: Optional[float] = None
-    result: Optional[ExecutionResult] = None
+    result: Optional[Summary] = None
     error: Optional[str] = None
     incarnations: Optional[int] = None
     traceback: Optional[str] = None
@@ -176,6 +205,21 @@ def commit_tail(block: BlockInput, result: ExecutionResult, db: LevelDB) -> tupl
     return roots_done - started, finished - roots_done
 
 
+def _clear_caches() -> None:
+    """Forget what an earlier run of the same block left in process-wide caches.
+
+    py-evm memoizes transaction and receipt tries by their encoded items
+    (`eth.db.trie._make_trie_root_and_nodes`, an lru_cache): without this, whichever
+    executor commits the block second gets its header roots almost for free.
+    """
+    try:
+        from eth.db import trie as eth_trie
+
+        eth_trie._make_trie_root_and_nodes.cache_clear()
+    except AttributeError:  # a py-evm without that cache
+        pass
+
+
 class _Scratch:
     """A fresh LevelDB in a temp dir holding the pre-state, for one run's persist."""
 
@@ -207,6 +251,7 @@ def run_executor(
     run = Run(executor=getattr(executor, "name", type(executor).__name__))
     scratch = _Scratch(scratch_root, pre_state.nodes)
     try:
+        _clear_caches()
         gc.collect()
         started = time.perf_counter()
         try:
@@ -216,15 +261,20 @@ def run_executor(
             run.traceback = traceback.format_exc()
             return run
         run.execute_s = time.perf_counter() - started
-        run.result = result
+        stats = getattr(result, "stats", None)
+        run.incarnations = getattr(stats, "incarnations", None)
+        try:
+            run.result = summarize(result)
+        except Exception as exc:
+            run.error = f"result: {_describe(exc)}"
+            return run
+        _clear_caches()  # untimed: block_s is the sum of the timed parts
         try:
             run.roots_s, run.persist_s = commit_tail(block, result, scratch.db)
         except Exception as exc:
             run.error = f"commit: {_describe(exc)}"
             return run
         run.block_s = run.execute_s + run.roots_s + run.persist_s
-        stats = getattr(result, "stats", None)
-        run.incarnations = getattr(stats, "incarnations", None)
         return run
     finally:
         scratch.close()
@@ -233,12 +283,11 @@ def run_executor(
 # ---------------------------------------------------------------------- comparisons
 
 
-def compare(reference: ExecutionResult, other: ExecutionResult) -> dict[str, bool]:
+def compare(reference: Summary, other: Summary) -> dict[str, bool]:
     return {
-        "receipts": [_encode(r) for r in reference.receipts]
-        == [_encode(r) for r in other.receipts],
+        "receipts": reference.receipts == other.receipts,
         "gas_used": reference.gas_used == other.gas_used,
-        "logs_bloom": int(reference.logs_bloom) == int(other.logs_bloom),
+        "logs_bloom": reference.logs_bloom == other.logs_bloom,
         "state_root": reference.post_state_root == other.post_state_root,
     }
 
@@ -388,18 +437,18 @@ def bench_synthetic(
     )
 
 
-def _check(workload: Any, result: Optional[ExecutionResult]) -> dict[str, Any]:
+def _check(workload: Any, result: Optional[Summary]) -> dict[str, Any]:
     """Did the block do what it should: every receipt status 1, enough gas each."""
     if result is None:
         return {"all_succeeded": False, "min_tx_gas": None, "failed_txs": None}
     previous = 0
     min_gas = None
     failed = 0
-    for receipt in result.receipts:
-        used = receipt.gas_used - previous
-        previous = receipt.gas_used
+    for cumulative, ok in zip(result.cumulative_gas, result.statuses_ok):
+        used = cumulative - previous
+        previous = cumulative
         min_gas = used if min_gas is None else min(min_gas, used)
-        if not receipt_status_ok(receipt):
+        if not ok:
             failed += 1
     ok = (
         failed == 0
@@ -455,6 +504,7 @@ def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tupl
     run = Run(executor=capture.name)
     # replay_block_dir catches InvalidBlockError itself; time execute inside it.
     timed = _Timed(capture)
+    _clear_caches()
     gc.collect()
     try:
         report = replay_block_dir(block_dir, timed)
@@ -469,10 +519,15 @@ def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tupl
         return run, report
     result = timed.result
     run.execute_s = timed.seconds
-    run.result = result
     run.incarnations = getattr(getattr(result, "stats", None), "incarnations", None)
+    try:
+        run.result = summarize(result)
+    except Exception as exc:
+        run.error = f"result: {_describe(exc)}"
+        return run, report
     scratch = _Scratch(scratch_root, capture.pre_state.nodes if capture.pre_state else {})
     try:
+        _clear_caches()  # replay_block_dir already computed the roots once
         gc.collect()
         run.roots_s, run.persist_s = commit_tail(capture.block, result, scratch.db)
         run.block_s = run.execute_s + run.roots_s + run.persist_s

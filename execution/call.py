@@ -13,11 +13,11 @@ from typing import Optional
 from eth.abc import StateAPI
 from eth.exceptions import Revert
 from eth_utils import ValidationError
-from eth.vm.execution_context import ExecutionContext
 from eth.vm.spoof import SpoofTransaction
 
 from execution.executor import BlockEnv, StateView
 from execution.overlay import OverlayDB
+from execution.sequential import make_execution_context
 
 TRANSFER_GAS = 21_000
 
@@ -45,20 +45,9 @@ class CallError(Exception):
 
 
 def _build_state(env: BlockEnv, view: StateView) -> StateAPI:
-    context = ExecutionContext(
-        coinbase=env.coinbase,
-        timestamp=env.timestamp,
-        block_number=env.number,
-        difficulty=env.difficulty,
-        mix_hash=env.mix_hash,
-        gas_limit=env.gas_limit,
-        prev_hashes=[env.block_hashes[n] for n in sorted(env.block_hashes, reverse=True)],
-        chain_id=env.chain_id,
-        base_fee_per_gas=0 if env.base_fee_per_gas is not None else None,
-        excess_blob_gas=env.excess_blob_gas,
-    )
+    free_env = replace(env, base_fee_per_gas=0) if env.base_fee_per_gas is not None else env
     state_class = env.vm_class.get_state_class()
-    return state_class(OverlayDB(view.nodes), context, view.state_root)
+    return state_class(OverlayDB(view.nodes), make_execution_context(free_env), view.state_root)
 
 
 def _spoof(env: BlockEnv, state: StateAPI, request: CallRequest, gas: int) -> SpoofTransaction:
@@ -132,7 +121,3 @@ class EstimateFailed(Exception):
     def __init__(self, result: CallResult) -> None:
         super().__init__(result.error or "execution failed")
         self.result = result
-
-
-def with_gas_limit(env: BlockEnv, gas_limit: int) -> BlockEnv:
-    return replace(env, gas_limit=gas_limit)

@@ -16,8 +16,15 @@ from execution.replay import ReplayInputError, replay_block_dir
 from execution.sequential import SequentialExecutor
 
 # Executor name -> factory. Other executors (Block-STM) register here.
-EXECUTORS: dict[str, Callable[[], Executor]] = {
+def _blockstm(workers: int | None = None) -> Executor:
+    from execution.blockstm import BlockSTMExecutor
+
+    return BlockSTMExecutor(workers)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
     "sequential": SequentialExecutor,
+    "blockstm": _blockstm,
 }
 
 
@@ -31,6 +38,12 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "--executor",
         default="sequential",
         help=f"executor to run the block with (one of: {', '.join(sorted(EXECUTORS))})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Block-STM worker processes (default: the number of CPUs)",
     )
     return parser
 
@@ -62,11 +75,17 @@ def run_replay(args: argparse.Namespace | Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    workers = getattr(args, "workers", None)
+    executor = factory(workers) if executor_name == "blockstm" else factory()
     try:
-        report = replay_block_dir(block_dir, factory())
+        report = replay_block_dir(block_dir, executor)
     except ReplayInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

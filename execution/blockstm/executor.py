@@ -6,12 +6,15 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Optional
 
+import rlp
 from eth.abc import ReceiptAPI
+from eth.rlp.accounts import Account
 from eth.vm.forks import CancunVM, PragueVM, ShanghaiVM, ByzantiumVM
 from eth.vm.forks.cancun.constants import (
     BEACON_ROOTS_ADDRESS,
@@ -50,8 +53,9 @@ from execution.sequential import (
 
 log = logging.getLogger(__name__)
 
-TASKS_IN_FLIGHT = 2  # per worker: it never waits for the coordinator between tasks
-ROOT_EVERY = 24  # fold this many transactions, then update the trie (pipelined persist)
+TASKS_IN_FLIGHT = 6  # per worker: it never waits for the coordinator between tasks
+ROOT_EVERY = 8  # fold this many transactions, then update the trie (pipelined persist)
+SWITCH_INTERVAL_S = 0.0005  # GIL hand-over while the fold thread runs
 LIVENESS_TIMEOUT_S = 5.0  # wait() timeout: then check every worker is still alive
 
 
@@ -312,6 +316,11 @@ class _BlockRun:
         self.state = state = vm_class.get_state_class()(
             self.db, make_execution_context(env), self.pre_state.state_root
         )
+        # A plain dict (py-evm's is a 2048-entry LRU): primed with workers' base reads.
+        self.account_cache: dict = {}
+        self.folded_addresses: set = set()  # written by the fold: never primed again
+        self.fold_lock = threading.Lock()
+        state._account_db._account_cache = self.account_cache
         prelude = _prelude(state, env)
         for key, value in prelude.items():
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
@@ -334,31 +343,64 @@ class _BlockRun:
         sched = self.sched
         n = self.n
         self._dispatch()
-        while self.folded < n:
-            ready = wait(waitables, timeout=0 if self.folded < sched.commit_idx else
-                         LIVENESS_TIMEOUT_S)
-            if not ready:
-                if self.folded < sched.commit_idx:
-                    self._fold_some()
+        # The fold (trie) work runs in a thread so this loop answers workers at once;
+        # a short GIL switch interval bounds how long a worker waits for an answer.
+        self.fold_error: Optional[BaseException] = None
+        self.stop_fold = False
+        self.cond = threading.Condition()
+        folder = threading.Thread(target=self._fold_loop, name="blockstm-fold", daemon=True)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        folder.start()
+        try:
+            while sched.commit_idx < n:
+                ready = wait(waitables, timeout=LIVENESS_TIMEOUT_S)
+                if not ready:
+                    if not pool.alive():
+                        raise WorkerFailure("a worker process died")
                     continue
-                if not pool.alive():
-                    raise WorkerFailure("a worker process died")
-                continue
-            for obj in ready:
-                if obj in sentinels:
-                    raise WorkerFailure(f"worker {sentinels[obj]} died")
-            for obj in ready:
-                w = conn_index[obj]
-                try:
-                    while obj.poll():
-                        self._handle(w, obj.recv())
-                except (EOFError, OSError) as exc:
-                    raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
-            self._validate()
-            self._commit()
-            self._dispatch()
-        self.end_block()
+                for obj in ready:
+                    if obj in sentinels:
+                        raise WorkerFailure(f"worker {sentinels[obj]} died")
+                for obj in ready:
+                    w = conn_index[obj]
+                    try:
+                        while obj.poll():
+                            self._handle(w, obj.recv())
+                    except (EOFError, OSError) as exc:
+                        raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
+                self._validate()
+                before = sched.commit_idx
+                self._commit()
+                if sched.commit_idx != before:
+                    with self.cond:
+                        self.cond.notify()
+                self._dispatch()
+            self.end_block()
+            folder.join()  # the fold thread finishes the committed tail on its own
+        finally:
+            with self.cond:
+                self.stop_fold = True
+                self.cond.notify()
+            folder.join()
+            sys.setswitchinterval(interval)
+        if self.fold_error is not None:
+            raise self.fold_error
         return self._finish()
+
+    def _fold_loop(self) -> None:
+        sched = self.sched
+        n = self.n
+        try:
+            while self.folded < n:
+                with self.cond:
+                    while self.folded >= sched.commit_idx and not self.stop_fold:
+                        self.cond.wait()
+                    if self.stop_fold:
+                        return
+                self._fold_some(limit=sched.commit_idx - self.folded)
+        except BaseException as exc:  # reported by the coordinator loop
+            self.fold_error = exc
 
     def _handle(self, w: int, msg: tuple) -> None:
         tag = msg[0]
@@ -375,8 +417,10 @@ class _BlockRun:
             return
         sched = self.sched
         if tag == m.DONE:
-            _, _, tx, inc, reads, writes, deltas, codes, outcome = msg
+            _, _, tx, inc, reads, writes, deltas, codes, outcome, accounts = msg
             self.in_flight[w] -= 1
+            if accounts:
+                self._prime(accounts)
             if inc != sched.incarnation[tx] or sched.status[tx] != EXECUTING:
                 return
             self.received += 1
@@ -397,6 +441,17 @@ class _BlockRun:
             sched.blocked(tx, dep)
         elif tag == m.ERROR:
             raise WorkerFailure(f"worker {w} failed on transaction {msg[2]}:\n{msg[4]}")
+
+    def _prime(self, accounts: dict) -> None:
+        """Base accounts a worker read: the commit AccountDB needs not walk the trie for
+        them. Only the pre-state value is ever inserted (setdefault: an account the fold
+        already wrote keeps its value; the cache is a plain dict, never evicted)."""
+        cache = self.account_cache
+        folded = self.folded_addresses
+        with self.fold_lock:
+            for address, encoded in accounts.items():
+                if address not in folded and address not in cache:
+                    cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
 
     def _abort(self, tx: int) -> None:
         self.mv.mark_estimate(tx)
@@ -474,7 +529,10 @@ class _BlockRun:
             i = self.folded
             _reads, writes, deltas, codes, outcome = self.results[i]
             state.lock_changes()
-            fold_write_set(state, writes, deltas, codes)
+            with self.fold_lock:
+                self.folded_addresses.update(k[:20] for k in writes)
+                self.folded_addresses.update(k[:20] for k in deltas)
+                fold_write_set(state, writes, deltas, codes)
             receipt = vm_class.make_receipt(
                 self.header, self.txs[i], OutcomeComputation(outcome), state
             )

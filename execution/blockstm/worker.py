@@ -80,6 +80,10 @@ class BlockContext:
         self.base = cache
         self.accounts = AccountDB(OverlayDB(_RemoteNodes(worker)), pre_root)
         self.worker = worker
+        # Base account RLPs loaded for this block and not yet reported: the coordinator
+        # primes its commit AccountDB with them instead of walking the trie again.
+        self.reported: set = set()
+        self.new_accounts: dict[bytes, bytes] = {}
 
     def base_value(self, key: bytes) -> Any:
         base = self.base
@@ -96,7 +100,13 @@ class BlockContext:
                 return value
             if key[20:] == m.WIP:
                 return False
-            encoded = self.accounts._get_encoded_account(address, from_journal=False)
+            encoded = base.get(address)
+            if encoded is None:
+                encoded = self.accounts._get_encoded_account(address, from_journal=False)
+                base[address] = encoded
+            if address not in self.reported:
+                self.reported.add(address)
+                self.new_accounts[address] = encoded
             if encoded:
                 acct = rlp.decode(encoded, sedes=Account)
                 fields = (True, acct.nonce, acct.balance, acct.code_hash)
@@ -236,9 +246,11 @@ class Worker:
             return
         # Our own replica learns our write set at once.
         ctx.apply_update(tx_index, writes, deltas, codes)
-        self.conn.send(
-            (m.DONE, block_id, tx_index, incarnation, reads, writes, deltas, codes, outcome)
-        )
+        accounts = ctx.new_accounts
+        if accounts:
+            ctx.new_accounts = {}
+        self.conn.send((m.DONE, block_id, tx_index, incarnation, reads, writes, deltas,
+                        codes, outcome, accounts))
 
 
 def worker_main(conn: Any, worker_id: int) -> None:

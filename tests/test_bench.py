@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # `bench` may not be in the installed package list
-    sys.path.insert(0, str(REPO_ROOT))
 LAMINAR = [sys.executable, "-m", "node.cli"]
 SYNTHETIC = ["transfers", "erc20", "amm", "mixed"]
 REQUIRED_KEYS = {
@@ -26,15 +24,7 @@ REQUIRED_KEYS = {
 }
 
 
-def _blockstm_importable() -> bool:
-    try:
-        from execution.blockstm import BlockSTMExecutor  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-PARALLEL = "blockstm" if _blockstm_importable() else "sequential"
+PARALLEL = "blockstm"
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +111,6 @@ def test_mainnet_one_block(cache_dir: Path, tmp_path: Path) -> None:
 
 
 def test_plot(cache_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
     proc = bench(
         cache_dir, "-w", "transfers", "-w", "erc20", "--txs", "10",
@@ -147,13 +136,6 @@ def test_bad_flags_exit_2(cache_dir: Path, args: list[str], message: str) -> Non
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-@pytest.mark.skipif(PARALLEL == "blockstm", reason="execution.blockstm imports")
-def test_unavailable_parallel_executor_exits_2(cache_dir: Path) -> None:
-    proc = bench(cache_dir, "-w", "transfers", "--txs", "5", "--parallel", "blockstm", timeout=60)
-    assert proc.returncode == 2
-    assert "executor 'blockstm' is not available" in proc.stderr
 
 
 @pytest.mark.parametrize("name", SYNTHETIC)

@@ -1,8 +1,9 @@
 # pragma version ~=0.4.3
 """
-@title Minimal ERC20 token for `laminar bench`
-@notice The bench writes the balances straight into the pre-state storage (see
-        bench/workloads.py), so the constructor is only there for completeness.
+@title Minimal ERC20 token (the wallet tests deploy it; `laminar bench` writes its
+       balances straight into the pre-state)
+@notice The whole supply is minted to the deployer. Transfers beyond the balance
+        (or allowance) revert with a reason string.
 """
 
 event Transfer:
@@ -15,13 +16,19 @@ event Approval:
     spender: indexed(address)
     value: uint256
 
+name: public(String[32])
+symbol: public(String[32])
+decimals: public(uint8)
 totalSupply: public(uint256)
 balanceOf: public(HashMap[address, uint256])
 allowance: public(HashMap[address, HashMap[address, uint256]])
 
 
 @deploy
-def __init__(_supply: uint256):
+def __init__(_name: String[32], _symbol: String[32], _decimals: uint8, _supply: uint256):
+    self.name = _name
+    self.symbol = _symbol
+    self.decimals = _decimals
     self.totalSupply = _supply
     self.balanceOf[msg.sender] = _supply
     log Transfer(sender=empty(address), receiver=msg.sender, value=_supply)

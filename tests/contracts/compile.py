@@ -1,4 +1,4 @@
-"""Compile the test contracts with the vyper package (once per process, cached)."""
+"""Compile the project's contracts (bench/contracts) with vyper, once per process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import vyper
 
-CONTRACTS_DIR = Path(__file__).resolve().parent
+CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "contracts"
 
 
 @dataclass(frozen=True)

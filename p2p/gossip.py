@@ -1,0 +1,308 @@
+"""GossipSub setup, tuning, validators and per-peer invalid-message accounting.
+
+py-libp2p 0.8.1 defaults that silently drop messages at transaction rates, and what
+we do about each (details and source locations in docs/p2p.md):
+
+* ``GossipSub(max_messages_per_topic_per_second=10.0)`` — ``GossipSub._check_spam_protection``
+  (libp2p/pubsub/gossipsub.py), called from ``GossipSub.publish`` for *every* message,
+  including our own publications: the 11th message per second per (forwarder, topic) is
+  not forwarded. We pass ``spam_protection_enabled=False`` (or a configured limit).
+* ``SUBSCRIPTION_CHANNEL_SIZE = 32`` — module global in libp2p/pubsub/pubsub.py, read by
+  ``Pubsub.subscribe``; ``Pubsub.notify_subscriptions`` does ``send_nowait`` and drops on
+  ``WouldBlock``. We set the module global right before ``subscribe`` (the read happens
+  synchronously, before ``subscribe``'s first checkpoint) and drain the channel.
+* ``OutBoundQueueSize = 32`` — libp2p/pubsub/rpc_queue.py, bound as a *default argument*
+  of ``RpcQueue.__init__``, so changing the module constant has no effect;
+  ``Pubsub._handle_new_peer`` builds ``RpcQueue()`` and ``GossipSub.send_rpc`` drops when
+  ``push`` fails. We resize every queue as it is registered (``_SizedQueues``) and add
+  back-pressure on our publish path (``wait_for_outbound_room``).
+
+Delivery model: the application callback *is* the topic validator. py-libp2p runs a
+synchronous validator between its "seen?" check and "mark seen" without a checkpoint,
+so each distinct message reaches the callback exactly once, and the callback's verdict
+decides whether the message is forwarded. Message ids are content-addressed
+(sha256(topic, data)), so the same transaction published by two nodes is one message.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub import pubsub as _pubsub_module
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+
+from . import codec
+from .config import BanPolicy, Caps, GossipTuning
+
+logger = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    """What a receiver callback may return (``True``/``False`` also accepted)."""
+
+    ACCEPT = "accept"  # deliver and forward
+    IGNORE = "ignore"  # drop, do not forward, do not penalise the sender (e.g. stale)
+    REJECT = "reject"  # drop, do not forward, count against the forwarding peer
+
+
+CallbackResult = Union[bool, Verdict]
+# callback(payload, from_peer) -> bool | Verdict. Synchronous on purpose: see module doc.
+Receiver = Callable[[bytes, ID], CallbackResult]
+
+
+def content_message_id(msg: rpc_pb2.Message) -> bytes:
+    """Content-addressed id: the same bytes on the same topic are the same message."""
+    h = hashlib.sha256()
+    for topic in msg.topicIDs:
+        h.update(topic.encode())
+        h.update(b"\x00")
+    h.update(msg.data)
+    return h.digest()
+
+
+# ---------------------------------------------------------------------------
+# Invalid-message accounting
+# ---------------------------------------------------------------------------
+
+
+class PeerPenalties:
+    """Decaying per-peer invalid-message score, with a ban at a threshold.
+
+    ``record(peer, reason)`` adds 1 to the peer's score (which decays as
+    ``exp(-dt / decay_seconds)``); reaching ``threshold`` bans the peer for
+    ``ban_seconds`` and calls ``on_ban(peer)`` (the service disconnects it).
+    """
+
+    def __init__(
+        self,
+        policy: BanPolicy,
+        on_ban: Callable[[ID], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy
+        self.on_ban = on_ban
+        self._clock = clock
+        self._scores: dict[ID, tuple[float, float]] = {}  # peer -> (score, at)
+        self._banned_until: dict[ID, float] = {}
+        self.invalid_by_reason: Counter[str] = Counter()
+        self.invalid_by_peer: Counter[ID] = Counter()
+        self.bans: int = 0
+
+    def score(self, peer: ID) -> float:
+        entry = self._scores.get(peer)
+        if entry is None:
+            return 0.0
+        value, at = entry
+        return value * math.exp(-(self._clock() - at) / self.policy.decay_seconds)
+
+    def record(self, peer: ID, reason: str) -> bool:
+        """Count one invalid message from ``peer``. Returns True if this banned it."""
+        self.invalid_by_reason[reason] += 1
+        self.invalid_by_peer[peer] += 1
+        if self.is_banned(peer):
+            return False
+        value = self.score(peer) + 1.0
+        self._scores[peer] = (value, self._clock())
+        if value < self.policy.threshold:
+            return False
+        self.ban(peer)
+        return True
+
+    def ban(self, peer: ID, seconds: float | None = None) -> None:
+        duration = self.policy.ban_seconds if seconds is None else seconds
+        self._banned_until[peer] = self._clock() + duration
+        self._scores.pop(peer, None)
+        self.bans += 1
+        logger.warning("banning peer %s for %.0fs (invalid messages)", peer, duration)
+        if self.on_ban is not None:
+            self.on_ban(peer)
+
+    def is_banned(self, peer: ID) -> bool:
+        until = self._banned_until.get(peer)
+        if until is None:
+            return False
+        if self._clock() >= until:
+            del self._banned_until[peer]
+            return False
+        return True
+
+    def banned_peers(self) -> list[ID]:
+        return [p for p in list(self._banned_until) if self.is_banned(p)]
+
+    def expire(self) -> list[ID]:
+        """Drop expired bans; returns the peers whose ban just ended."""
+        now = self._clock()
+        ended = [p for p, until in self._banned_until.items() if now >= until]
+        for p in ended:
+            del self._banned_until[p]
+        # Forget scores that decayed to nothing, so the table does not grow forever.
+        for p, (value, at) in list(self._scores.items()):
+            if value * math.exp(-(now - at) / self.policy.decay_seconds) < 0.01:
+                del self._scores[p]
+        return ended
+
+
+# ---------------------------------------------------------------------------
+# py-libp2p plumbing
+# ---------------------------------------------------------------------------
+
+
+class _SizedQueues(dict):  # type: ignore[type-arg]
+    """``Pubsub.peer_queues`` replacement that resizes each queue as it is registered.
+
+    ``Pubsub._handle_new_peer`` does ``queue = RpcQueue()`` (max 32, a default argument)
+    then ``self.peer_queues[peer_id] = queue`` before any RPC is pushed to it.
+    """
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.max_size = max_size
+
+    def __setitem__(self, key: Any, queue: Any) -> None:
+        inner = getattr(queue, "_queue", None)
+        if inner is not None and hasattr(inner, "max_size"):
+            inner.max_size = self.max_size
+        else:  # pragma: no cover - guards against a py-libp2p upgrade changing internals
+            logger.error("py-libp2p RpcQueue internals changed; outbound queue stays at 32")
+        super().__setitem__(key, queue)
+
+
+def build_pubsub(host: IHost, tuning: GossipTuning) -> tuple[Pubsub, GossipSub]:
+    """A tuned GossipSub router and its Pubsub, attached to ``host`` (not yet running)."""
+    limit = tuning.max_messages_per_topic_per_second
+    router = GossipSub(
+        # v1.1/v1.2 only: v1.2 adds IDONTWANT; v1.3+ extensions/observers are unused.
+        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+        degree=tuning.degree,
+        degree_low=tuning.degree_low,
+        degree_high=tuning.degree_high,
+        gossip_window=tuning.gossip_window,
+        gossip_history=tuning.gossip_history,
+        heartbeat_initial_delay=tuning.heartbeat_initial_delay,
+        heartbeat_interval=tuning.heartbeat_interval,
+        spam_protection_enabled=limit is not None,
+        max_messages_per_topic_per_second=limit if limit is not None else math.inf,
+        # Per-peer ordering/mesh decisions must not depend on loopback "IP diversity".
+        eclipse_protection_enabled=False,
+        adaptive_gossip_enabled=False,
+        max_pending_messages_per_peer=tuning.outbound_queue_size,
+    )
+    pubsub = Pubsub(
+        host,
+        router,
+        cache_size=tuning.validation_cache_size,
+        seen_ttl=tuning.seen_ttl,
+        strict_signing=True,
+        msg_id_constructor=content_message_id,
+        validation_cache_size=tuning.validation_cache_size,
+    )
+    pubsub.peer_queues = _SizedQueues(tuning.outbound_queue_size)
+    return pubsub, router
+
+
+async def subscribe(pubsub: Pubsub, topic: str, channel_size: int) -> Any:
+    """``pubsub.subscribe`` with our subscription-channel size.
+
+    ``Pubsub.subscribe`` reads the module global ``SUBSCRIPTION_CHANNEL_SIZE`` when it
+    opens the channel, before its first ``await``; the value is restored afterwards.
+    """
+    previous = _pubsub_module.SUBSCRIPTION_CHANNEL_SIZE
+    _pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = channel_size
+    try:
+        return await pubsub.subscribe(topic)
+    finally:
+        _pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = previous
+
+
+def max_outbound_queue_len(pubsub: Pubsub) -> int:
+    return max((len(q) for q in pubsub.peer_queues.values()), default=0)
+
+
+async def wait_for_outbound_room(pubsub: Pubsub, high_watermark: int) -> None:
+    """Back-pressure for publishers: wait while some peer's outbound queue is too full.
+
+    RpcQueue exposes no "space available" event, so this polls every 5 ms, and only
+    while a queue is above the watermark (never on the normal path).
+    """
+    while max_outbound_queue_len(pubsub) > high_watermark:
+        await trio.sleep(0.005)
+
+
+# ---------------------------------------------------------------------------
+# Topic validators
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class TopicStats:
+    accepted: int = 0
+    ignored: int = 0
+    rejected: int = 0  # by the callback
+    malformed: int = 0  # envelope errors
+    delivered: int = 0  # drained from the pubsub subscription (sanity counter)
+    published: int = 0
+
+
+class TopicValidator:
+    """The pubsub validator of one topic: strict envelope decoding + the app callback."""
+
+    def __init__(
+        self,
+        topic: str,
+        kind: codec.Kind,
+        caps: Caps,
+        penalties: PeerPenalties,
+        self_id: ID,
+    ) -> None:
+        self.topic = topic
+        self.kind = kind
+        self.caps = caps
+        self.penalties = penalties
+        self.self_id = self_id
+        self.receiver: Receiver | None = None
+        self.stats = TopicStats()
+
+    def __call__(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        if forwarder == self.self_id:
+            return True  # our own publication: the node already handled it
+        try:
+            envelope = codec.decode(msg.data, self.caps, expected=(self.kind,))
+        except codec.DecodeError as exc:
+            self.stats.malformed += 1
+            logger.info("dropping bad %s message from %s: %s", self.topic, forwarder, exc)
+            self.penalties.record(forwarder, exc.reason)
+            return False
+        if self.penalties.is_banned(forwarder):
+            return False
+        receiver = self.receiver
+        if receiver is None:
+            # Nobody to judge it yet: don't forward what we cannot vouch for.
+            self.stats.ignored += 1
+            return False
+        try:
+            result = receiver(envelope.payload, forwarder)
+        except Exception:  # noqa: BLE001 - a node bug must not kill the pubsub task
+            logger.exception("%s receiver raised; message dropped", self.topic)
+            self.stats.ignored += 1
+            return False
+        if result is Verdict.IGNORE:
+            self.stats.ignored += 1
+            return False
+        if result is Verdict.ACCEPT or (not isinstance(result, Verdict) and result):
+            self.stats.accepted += 1
+            return True
+        self.stats.rejected += 1
+        self.penalties.record(forwarder, "rejected_by_node")
+        return False

@@ -75,8 +75,14 @@ class ExecutionStats:
 
     executor: str
     transactions: int
-    seconds: float
+    seconds: float  # the whole execute() call
     workers: int = 1
+    # The two parts of `seconds`. Execution: running the transactions to their final
+    # effects (receipts and state changes, in memory). Commit: folding those changes into
+    # the state trie, the state root and the new nodes. Block-STM parallelises execution;
+    # the commit tail is the same serial trie work for every executor.
+    execution_seconds: float = 0.0
+    commit_seconds: float = 0.0
     incarnations: int = 0  # Block-STM: executions including re-runs; sequential: = transactions
     fallback: bool = False  # Block-STM: the block ran on the sequential executor instead
 

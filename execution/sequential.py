@@ -321,6 +321,7 @@ class SequentialExecutor:
             gas_used = receipt.gas_used
             bloom |= int(receipt.bloom)
             receipts.append(receipt)
+        executed = time.perf_counter()
 
         if block.withdrawals:
             if not issubclass(vm_class, ShanghaiVM):
@@ -348,7 +349,7 @@ class SequentialExecutor:
 
         state.persist()
         post_root = state.state_root
-        seconds = time.perf_counter() - started
+        finished = time.perf_counter()
         return ExecutionResult(
             receipts=tuple(receipts),
             gas_used=gas_used,
@@ -358,9 +359,11 @@ class SequentialExecutor:
             stats=ExecutionStats(
                 executor=self.name,
                 transactions=len(transactions),
-                seconds=seconds,
+                seconds=finished - started,
                 workers=1,
                 incarnations=len(transactions),
+                execution_seconds=executed - started,
+                commit_seconds=finished - executed,
             ),
         )
 

@@ -6,7 +6,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from multiprocessing.connection import wait
@@ -15,7 +14,7 @@ from typing import Any, Callable, Iterator, Optional
 import rlp
 from eth.abc import ReceiptAPI
 from eth.rlp.accounts import Account
-from eth.vm.forks import CancunVM, PragueVM, ShanghaiVM, ByzantiumVM
+from eth.vm.forks import CancunVM, PragueVM, ShanghaiVM
 from eth.vm.forks.cancun.constants import (
     BEACON_ROOTS_ADDRESS,
     BEACON_ROOTS_CONTRACT_CODE,
@@ -54,8 +53,6 @@ from execution.sequential import (
 log = logging.getLogger(__name__)
 
 TASKS_IN_FLIGHT = 6  # per worker: it never waits for the coordinator between tasks
-ROOT_EVERY = 8  # fold this many transactions, then update the trie (pipelined persist)
-SWITCH_INTERVAL_S = 0.0005  # GIL hand-over while the fold thread runs
 LIVENESS_TIMEOUT_S = 5.0  # wait() timeout: then check every worker is still alive
 
 
@@ -231,7 +228,10 @@ class BlockSTMExecutor:
         except BaseException:
             run.end_block()
             raise
-        result.stats.seconds = time.perf_counter() - started
+        finished = time.perf_counter()
+        result.stats.seconds = finished - started
+        result.stats.execution_seconds = run.executed_at - started
+        result.stats.commit_seconds = finished - run.executed_at
         self.last_fallback_reason = None
         return result
 
@@ -239,13 +239,16 @@ class BlockSTMExecutor:
                   reason: str) -> ExecutionResult:
         self.last_fallback_reason = reason
         result = self._sequential.execute(block, pre_state)
+        finished = time.perf_counter()
         result.stats = ExecutionStats(
             executor=self.name,
             transactions=len(block.transactions),
-            seconds=time.perf_counter() - started,
+            seconds=finished - started,
             workers=1,
             incarnations=len(block.transactions),
             fallback=True,
+            execution_seconds=finished - started - result.stats.commit_seconds,
+            commit_seconds=result.stats.commit_seconds,
         )
         return result
 
@@ -318,18 +321,14 @@ class _BlockRun:
         )
         # A plain dict (py-evm's is a 2048-entry LRU): primed with workers' base reads.
         self.account_cache: dict = {}
-        self.folded_addresses: set = set()  # written by the fold: never primed again
-        self.fold_lock = threading.Lock()
+        self.base_accounts: dict[bytes, bytes] = {}  # address -> pre-state RLP, from workers
         state._account_db._account_cache = self.account_cache
         prelude = _prelude(state, env)
         for key, value in prelude.items():
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
-        self.per_tx_root = not issubclass(vm_class, ByzantiumVM)
         self.receipts: list[ReceiptAPI] = []
         self.bloom = 0
         self.header = _GasHeader(0)
-        self.folded = 0
-        self.since_root = 0
 
         for w in range(len(self.pool.conns)):
             self._send(w, (m.BLOCK, self.block_id, env, self.pre_state.state_root, prelude))
@@ -343,64 +342,32 @@ class _BlockRun:
         sched = self.sched
         n = self.n
         self._dispatch()
-        # The fold (trie) work runs in a thread so this loop answers workers at once;
-        # a short GIL switch interval bounds how long a worker waits for an answer.
-        self.fold_error: Optional[BaseException] = None
-        self.stop_fold = False
-        self.cond = threading.Condition()
-        folder = threading.Thread(target=self._fold_loop, name="blockstm-fold", daemon=True)
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        folder.start()
-        try:
-            while sched.commit_idx < n:
-                ready = wait(waitables, timeout=LIVENESS_TIMEOUT_S)
-                if not ready:
-                    if not pool.alive():
-                        raise WorkerFailure("a worker process died")
-                    continue
-                for obj in ready:
-                    if obj in sentinels:
-                        raise WorkerFailure(f"worker {sentinels[obj]} died")
-                for obj in ready:
-                    w = conn_index[obj]
-                    try:
-                        while obj.poll():
-                            self._handle(w, obj.recv())
-                    except (EOFError, OSError) as exc:
-                        raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
-                self._validate()
-                before = sched.commit_idx
-                self._commit()
-                if sched.commit_idx != before:
-                    with self.cond:
-                        self.cond.notify()
-                self._dispatch()
-            self.end_block()
-            folder.join()  # the fold thread finishes the committed tail on its own
-        finally:
-            with self.cond:
-                self.stop_fold = True
-                self.cond.notify()
-            folder.join()
-            sys.setswitchinterval(interval)
-        if self.fold_error is not None:
-            raise self.fold_error
+        while sched.commit_idx < n:
+            ready = wait(waitables, timeout=LIVENESS_TIMEOUT_S)
+            if not ready:
+                if not pool.alive():
+                    raise WorkerFailure("a worker process died")
+                continue
+            for obj in ready:
+                if obj in sentinels:
+                    raise WorkerFailure(f"worker {sentinels[obj]} died")
+            for obj in ready:
+                w = conn_index[obj]
+                try:
+                    while obj.poll():
+                        self._handle(w, obj.recv())
+                except (EOFError, OSError) as exc:
+                    raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
+            self._validate()
+            self._commit()
+            self._dispatch()
+        self.executed_at = time.perf_counter()
+        self.end_block()
+        # The commit tail: the same serial trie work the sequential executor does after
+        # its last transaction (fold the final write sets in order, then one persist).
+        self._prime_account_cache()
+        self._fold_all()
         return self._finish()
-
-    def _fold_loop(self) -> None:
-        sched = self.sched
-        n = self.n
-        try:
-            while self.folded < n:
-                with self.cond:
-                    while self.folded >= sched.commit_idx and not self.stop_fold:
-                        self.cond.wait()
-                    if self.stop_fold:
-                        return
-                self._fold_some(limit=sched.commit_idx - self.folded)
-        except BaseException as exc:  # reported by the coordinator loop
-            self.fold_error = exc
 
     def _handle(self, w: int, msg: tuple) -> None:
         tag = msg[0]
@@ -420,7 +387,7 @@ class _BlockRun:
             _, _, tx, inc, reads, writes, deltas, codes, outcome, accounts = msg
             self.in_flight[w] -= 1
             if accounts:
-                self._prime(accounts)
+                self.base_accounts.update(accounts)
             if inc != sched.incarnation[tx] or sched.status[tx] != EXECUTING:
                 return
             self.received += 1
@@ -442,16 +409,14 @@ class _BlockRun:
         elif tag == m.ERROR:
             raise WorkerFailure(f"worker {w} failed on transaction {msg[2]}:\n{msg[4]}")
 
-    def _prime(self, accounts: dict) -> None:
-        """Base accounts a worker read: the commit AccountDB needs not walk the trie for
-        them. Only the pre-state value is ever inserted (setdefault: an account the fold
-        already wrote keeps its value; the cache is a plain dict, never evicted)."""
+    def _prime_account_cache(self) -> None:
+        """Give the commit AccountDB the pre-state accounts the workers read, so the fold
+        does not walk the trie for them again. Called before the fold, so every value
+        inserted is a pre-state value (the cache is a plain dict, never evicted)."""
         cache = self.account_cache
-        folded = self.folded_addresses
-        with self.fold_lock:
-            for address, encoded in accounts.items():
-                if address not in folded and address not in cache:
-                    cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
+        for address, encoded in self.base_accounts.items():
+            if address not in cache:
+                cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
 
     def _abort(self, tx: int) -> None:
         self.mv.mark_estimate(tx)
@@ -520,31 +485,21 @@ class _BlockRun:
                 self.in_flight[w] += len(tasks)
 
     # ---------------------------------------------------------------- commit
-    def _fold_some(self, limit: int = 4) -> None:
-        """Fold committed write sets into the trie state, a few at a time (pipelined)."""
+    def _fold_all(self) -> None:
+        """Fold the committed write sets into the trie state, in transaction order."""
         state = self.state
         vm_class = self.env.vm_class
-        stop = min(self.sched.commit_idx, self.folded + limit)
-        while self.folded < stop:
-            i = self.folded
+        for i in range(self.n):
             _reads, writes, deltas, codes, outcome = self.results[i]
             state.lock_changes()
-            with self.fold_lock:
-                self.folded_addresses.update(k[:20] for k in writes)
-                self.folded_addresses.update(k[:20] for k in deltas)
-                fold_write_set(state, writes, deltas, codes)
+            fold_write_set(state, writes, deltas, codes)
             receipt = vm_class.make_receipt(
                 self.header, self.txs[i], OutcomeComputation(outcome), state
             )
             self.header.gas_used = receipt.gas_used
             self.bloom |= int(receipt.bloom)
             self.receipts.append(receipt)
-            self.folded = i + 1
             self.results[i] = None  # free memory
-            self.since_root += 1
-        if not self.per_tx_root and self.since_root >= ROOT_EVERY:
-            state.make_state_root()
-            self.since_root = 0
 
     def _finish(self) -> ExecutionResult:
         block = self.block

@@ -1,0 +1,374 @@
+"""p2p/: real py-libp2p hosts on 127.0.0.1 inside one trio test process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import rlp
+import trio
+
+from p2p import codec
+from p2p.codec import DecodeError, ErrorCode, Kind
+from p2p.config import BanPolicy, Caps, P2PConfig
+from p2p.gossip import PeerPenalties, Verdict
+from p2p.identity import IdentityError, load_or_create_key_pair, peer_id_of
+from p2p.service import P2PService
+from p2p.sync import RemoteError
+
+pytestmark = pytest.mark.timeout(120)
+
+LOCAL = "/ip4/127.0.0.1/tcp/0"
+
+
+class Node:
+    """A P2PService running in its own cancel scope, so a test can stop and restart it."""
+
+    def __init__(self, config: P2PConfig) -> None:
+        self.config = config
+        self.svc = P2PService(config)
+        self.scope = trio.CancelScope()
+        self.stopped = trio.Event()
+        self.txs: list[tuple[bytes, object]] = []
+        self.cons: list[tuple[bytes, object]] = []
+        self.tx_waiters: list[tuple[int, trio.Event]] = []
+        self.cons_waiters: list[tuple[int, trio.Event]] = []
+        self.tx_verdict = lambda raw: True
+        self.svc.on_transaction(self._on_tx)
+        self.svc.on_consensus(self._on_cons)
+
+    def _on_tx(self, raw: bytes, peer: object) -> bool | Verdict:
+        verdict = self.tx_verdict(raw)
+        if verdict is True or verdict is Verdict.ACCEPT:
+            self.txs.append((raw, peer))
+            _wake(self.tx_waiters, len(self.txs))
+        return verdict
+
+    def _on_cons(self, payload: bytes, peer: object) -> bool:
+        self.cons.append((payload, peer))
+        _wake(self.cons_waiters, len(self.cons))
+        return True
+
+    async def wait_txs(self, n: int) -> None:
+        if len(self.txs) < n:
+            ev = trio.Event()
+            self.tx_waiters.append((n, ev))
+            await ev.wait()
+
+    async def wait_cons(self, n: int) -> None:
+        if len(self.cons) < n:
+            ev = trio.Event()
+            self.cons_waiters.append((n, ev))
+            await ev.wait()
+
+    async def _runner(self, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self.scope:
+                await self.svc.run(task_status=task_status)
+        finally:
+            self.stopped.set()
+
+    async def stop(self) -> None:
+        self.scope.cancel()
+        await self.stopped.wait()
+
+    @property
+    def addr(self) -> str:
+        return self.svc.listen_addrs[0]
+
+
+def _wake(waiters: list[tuple[int, trio.Event]], count: int) -> None:
+    for n, ev in list(waiters):
+        if count >= n:
+            ev.set()
+            waiters.remove((n, ev))
+
+
+def cfg(tmp_path: Path, name: str, **kw: object) -> P2PConfig:
+    kw.setdefault("listen_addr", LOCAL)
+    kw.setdefault("reconnect_max_delay", 1.0)
+    return P2PConfig(data_dir=tmp_path / name, **kw)  # type: ignore[arg-type]
+
+
+async def start(nursery: trio.Nursery, config: P2PConfig) -> Node:
+    node = Node(config)
+    await nursery.start(node._runner)
+    return node
+
+
+async def star(nursery: trio.Nursery, tmp_path: Path, leaves: int = 3) -> list[Node]:
+    """Hub + leaves that have the hub as bootstrap peer; returns once the mesh is formed."""
+    hub = await start(nursery, cfg(tmp_path, "hub"))
+    nodes = [hub]
+    for i in range(leaves):
+        nodes.append(await start(nursery, cfg(tmp_path, f"leaf{i}", bootstrap_peers=(hub.addr,))))
+    for leaf in nodes[1:]:
+        await hub.svc.wait_gossip_ready(leaf.svc.peer_id)
+        await leaf.svc.wait_gossip_ready(hub.svc.peer_id)
+    return nodes
+
+
+# ---------------------------------------------------------------------------- identity
+
+
+def test_identity_persists_and_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "p2p_key"
+    first = load_or_create_key_pair(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["p2p_key"]  # no temp file left
+    again = load_or_create_key_pair(path)
+    assert peer_id_of(first) == peer_id_of(again)
+    path.write_bytes(b"garbage")
+    with pytest.raises(IdentityError):
+        load_or_create_key_pair(path)
+
+
+async def test_identity_same_peer_id_across_restarts(tmp_path: Path) -> None:
+    config = cfg(tmp_path, "n")
+    async with trio.open_nursery() as nursery:
+        node = await start(nursery, config)
+        first_id, first_addr = node.svc.peer_id, node.addr
+        await node.stop()
+        node = await start(nursery, config)
+        assert node.svc.peer_id == first_id
+        assert node.addr.endswith(f"/p2p/{first_id}")
+        assert first_addr.endswith(f"/p2p/{first_id}")
+        nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------------- codec
+
+
+def test_codec_roundtrip_and_strictness() -> None:
+    caps = Caps(max_tx_size=100)
+    data = codec.encode(Kind.TX, b"\x02abc", caps)
+    env = codec.decode(data, caps, expected=(Kind.TX,))
+    assert (env.version, env.kind, env.payload) == (1, Kind.TX, b"\x02abc")
+    with pytest.raises(ValueError):
+        codec.encode(Kind.TX, b"x" * 101, caps)
+
+    def reason(raw: bytes, expected=(Kind.TX,)) -> str:
+        with pytest.raises(DecodeError) as info:
+            codec.decode(raw, caps, expected=expected)
+        return info.value.reason
+
+    assert reason(rlp.encode([2, 1, b"abc"])) == "bad_version"
+    assert reason(rlp.encode([1, 99, b"abc"])) == "bad_kind"
+    assert reason(rlp.encode([1, 2, b"abc"])) == "unexpected_kind"
+    assert reason(rlp.encode([1, 1, b"x" * 101])) == "oversized"
+    assert reason(b"\xff" * 10_000) == "oversized"  # checked before decoding
+    assert reason(b"\xc3\x01\x01") == "undecodable"
+    assert reason(rlp.encode([1, 1])) == "malformed"
+    assert reason(rlp.encode([1, 1, [b"a"]])) == "malformed"
+    assert reason(b"\xc4\x01\x01\x81\x01") == "undecodable"  # non-canonical RLP
+    assert reason(rlp.encode([b"\x00\x01", 1, b"a"])) == "malformed"  # non-minimal int
+    # sync payloads
+    assert codec.decode_blocks_request(rlp.encode([5, 3])) == (5, 3)
+    with pytest.raises(DecodeError):
+        codec.decode_blocks_request(rlp.encode([5]))
+    with pytest.raises(DecodeError):
+        codec.decode_blocks_response(rlp.encode([b"a", b"b"]), Caps(), requested=1)
+
+
+def test_penalties_decay_and_ban() -> None:
+    now = [0.0]
+    banned: list[object] = []
+    p = PeerPenalties(
+        BanPolicy(threshold=3, decay_seconds=10, ban_seconds=5), banned.append, lambda: now[0]
+    )
+    assert not p.record("peer", "x") and not p.record("peer", "x")
+    now[0] += 100  # decayed away
+    assert not p.record("peer", "x") and not p.record("peer", "x")
+    assert p.record("peer", "x") and banned == ["peer"] and p.is_banned("peer")
+    now[0] += 6
+    assert p.expire() == ["peer"] and not p.is_banned("peer")
+
+
+# ---------------------------------------------------------------------------- gossip
+
+
+async def test_star_mesh_delivers_both_topics(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nodes = await star(nursery, tmp_path)
+            hub, leaf0 = nodes[0], nodes[1]
+            assert len(hub.svc.connected_peers()) == 3
+            await leaf0.svc.publish_transaction(b"\x02tx-from-leaf0")
+            await leaf0.svc.publish_consensus(b"vote-from-leaf0")
+            await hub.svc.publish_consensus(b"vote-from-hub")
+            for node in nodes:
+                if node is not leaf0:
+                    await node.wait_txs(1)
+                    await node.wait_cons(1 if node is hub else 2)
+            assert leaf0.txs == [] and [c for c, _ in leaf0.cons] == [b"vote-from-hub"]
+            for node in nodes[2:]:
+                assert node.txs == [(b"\x02tx-from-leaf0", hub.svc.peer_id)]
+                assert sorted(c for c, _ in node.cons) == [b"vote-from-hub", b"vote-from-leaf0"]
+            assert hub.txs == [(b"\x02tx-from-leaf0", leaf0.svc.peer_id)]
+            nursery.cancel_scope.cancel()
+
+
+async def test_5000_messages_none_lost_no_duplicates(tmp_path: Path) -> None:
+    n = 5000
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            nodes = await star(nursery, tmp_path)
+            publisher = nodes[1]  # a leaf: the hub must forward to the two other leaves
+            payloads = [b"\x02" + i.to_bytes(4, "big") * 16 for i in range(n)]
+            t0 = time.monotonic()
+            for p in payloads:
+                await publisher.svc.publish_transaction(p)
+            t_pub = time.monotonic() - t0
+            receivers = [nd for nd in nodes if nd is not publisher]
+            for nd in receivers:
+                await nd.wait_txs(n)
+            elapsed = time.monotonic() - t0
+            for nd in receivers:
+                got = [raw for raw, _ in nd.txs]
+                assert len(got) == n and set(got) == set(payloads)
+                assert nd.svc.tx_validator.stats.accepted == n
+            print(f"\n5000 msgs: published in {t_pub:.2f}s, all delivered to 3 hosts in {elapsed:.2f}s")
+            nursery.cancel_scope.cancel()
+
+
+async def test_rejected_message_is_not_regossiped(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            b = await start(nursery, cfg(tmp_path, "b"))
+            a = await start(nursery, cfg(tmp_path, "a", bootstrap_peers=(b.addr,)))
+            c = await start(nursery, cfg(tmp_path, "c", bootstrap_peers=(b.addr,)))
+            for x, y in ((a, b), (b, a), (b, c), (c, b)):
+                await x.svc.wait_gossip_ready(y.svc.peer_id)
+            assert c.svc.peer_id not in a.svc.connected_peers()  # a line: A - B - C
+            b.tx_verdict = lambda raw: raw != b"\x02bad"
+            await a.svc.publish_transaction(b"\x02bad")
+            await a.svc.publish_transaction(b"\x02good")
+            # B handles both; "good" reaches C over the same B->C stream any "bad" would.
+            await c.wait_txs(1)
+            assert [raw for raw, _ in c.txs] == [b"\x02good"]
+            assert [raw for raw, _ in b.txs] == [b"\x02good"]
+            assert b.svc.tx_validator.stats.rejected == 1
+            assert b.svc.penalties.invalid_by_peer[a.svc.peer_id] == 1
+            assert c.svc.tx_validator.stats.rejected == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_garbage_is_dropped_counted_and_flooder_banned(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            victim = await start(
+                nursery, cfg(tmp_path, "victim", bans=BanPolicy(threshold=8, ban_seconds=60))
+            )
+            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
+            await bad.svc.wait_gossip_ready(victim.svc.peer_id)
+            await victim.svc.wait_gossip_ready(bad.svc.peer_id)
+            topic = bad.svc.config.tx_topic
+            garbage = [
+                rlp.encode([2, int(Kind.TX), b"\x02v2"]),  # wrong version
+                rlp.encode([1, int(Kind.TX), b"x" * (Caps().max_tx_size + 1)]),  # oversized
+                b"\xc3\x01\x01",  # undecodable
+                rlp.encode([1, int(Kind.CONSENSUS), b"vote"]),  # wrong kind for the topic
+            ]
+            for g in garbage:
+                await bad.svc.pubsub.publish(topic, g)  # bypasses our encoder
+            await bad.svc.publish_transaction(b"\x02still-works")
+            await victim.wait_txs(1)  # the host kept running and still accepts valid ones
+            assert [raw for raw, _ in victim.txs] == [b"\x02still-works"]
+            reasons = victim.svc.penalties.invalid_by_reason
+            assert reasons["bad_version"] == 1 and reasons["oversized"] == 1
+            assert reasons["undecodable"] == 1 and reasons["unexpected_kind"] == 1
+            assert victim.svc.tx_validator.stats.malformed == 4
+            assert not victim.svc.penalties.is_banned(bad.svc.peer_id)
+            # Keep flooding: the victim bans and disconnects the peer.
+            for i in range(10):
+                await bad.svc.pubsub.publish(topic, b"\xc3junk" + bytes([i]))
+            await victim.svc.wait_disconnected(bad.svc.peer_id)
+            assert victim.svc.penalties.is_banned(bad.svc.peer_id)
+            assert victim.svc.penalties.bans == 1
+            assert bad.svc.peer_id not in victim.svc.connected_peers()
+            nursery.cancel_scope.cancel()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_restarted_bootstrap_peer_is_redialed(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            port = _free_port()
+            server_cfg = cfg(tmp_path, "server", listen_addr=f"/ip4/127.0.0.1/tcp/{port}")
+            server = await start(nursery, server_cfg)
+            client = await start(nursery, cfg(tmp_path, "client", bootstrap_peers=(server.addr,)))
+            await client.svc.wait_gossip_ready(server.svc.peer_id)
+            server_id = server.svc.peer_id
+
+            await server.stop()
+            await client.svc.wait_disconnected(server_id)
+            server = await start(nursery, server_cfg)  # same key file, same port
+            assert server.svc.peer_id == server_id
+            await client.svc.wait_connected(server_id)
+            await client.svc.wait_gossip_ready(server_id)
+            await server.svc.wait_gossip_ready(client.svc.peer_id)
+            await client.svc.publish_transaction(b"\x02after-restart")
+            await server.wait_txs(1)
+            nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------------- sync
+
+
+async def test_sync_status_blocks_caps_and_handler_errors(tmp_path: Path) -> None:
+    chain = [b"block-%d" % h + b"\x00" * h for h in range(200)]
+
+    async def status() -> bytes:
+        return b"head:199"
+
+    async def blocks(from_height: int, count: int) -> list[bytes]:
+        if from_height == 666:
+            raise RuntimeError("handler bug")
+        return chain[from_height : from_height + count]
+
+    caps = Caps(max_blocks_per_request=16)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery, cfg(tmp_path, "server", caps=caps))
+            client = await start(nursery, cfg(tmp_path, "client", bootstrap_peers=(server.addr,)))
+            await client.svc.wait_connected(server.svc.peer_id)
+            sid = server.svc.peer_id
+
+            with pytest.raises(RemoteError) as info:  # nothing registered yet
+                await client.svc.request_status(sid)
+            assert info.value.code == ErrorCode.UNAVAILABLE
+            server.svc.serve_sync(status, blocks)
+
+            assert await client.svc.request_status(sid) == b"head:199"
+            assert await client.svc.request_blocks(sid, 10, 3) == chain[10:13]
+            assert await client.svc.request_blocks(sid, 195, 10) == chain[195:]  # fewer exist
+            assert await client.svc.request_blocks(sid, 0, 1000) == chain[:16]  # capped
+            # A client with a bigger cap asks for more: the server still caps at 16.
+            client.svc.sync.caps = replace(client.svc.sync.caps, max_blocks_per_request=100)
+            assert await client.svc.request_blocks(sid, 0, 100) == chain[:16]
+            with pytest.raises(RemoteError) as info:
+                await client.svc.request_blocks(sid, 666, 1)
+            assert info.value.code == ErrorCode.INTERNAL
+            assert server.svc.sync.handler_errors == 1
+            assert await client.svc.request_status(sid) == b"head:199"  # server still up
+
+            # Garbage request on a raw stream: answered with BAD_REQUEST and counted.
+            proto = server.svc.config.sync_protocol
+            raw = await client.svc.sync._rr.send_request(
+                sid, [proto], rlp.encode([9, 9, b""]), client.svc.sync._codec
+            )
+            env = codec.decode(raw, Caps(), expected=(Kind.ERROR,))
+            assert codec.decode_error(env.payload)[0] == ErrorCode.BAD_REQUEST
+            assert server.svc.penalties.invalid_by_peer[client.svc.peer_id] == 1
+            assert await client.svc.request_blocks(sid, 1, 1) == chain[1:2]
+            nursery.cancel_scope.cancel()

@@ -31,6 +31,14 @@ def _add_node_parser(subparsers) -> None:
     node.add_argument("--validator-key", type=Path, help="file with the validator's private key (hex)")
     node.add_argument("--block-time", type=float, help="seconds between blocks (default 1)")
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    node.add_argument(
+        "--p2p-listen", metavar="MULTIADDR",
+        help="libp2p listen address, e.g. /ip4/127.0.0.1/tcp/30303 (default: no networking)",
+    )
+    node.add_argument(
+        "--bootnode", metavar="MULTIADDR", action="append", default=[],
+        help="peer to dial and keep connected (/ip4/../tcp/../p2p/<peer id>); repeatable",
+    )
 
 
 def _add_replay_parser(subparsers) -> None:
@@ -74,6 +82,10 @@ def _node_config(args: argparse.Namespace):
         config.consensus.block_time = args.block_time
     if args.log_level:
         config.log_level = args.log_level
+    if args.p2p_listen:
+        config.p2p.listen = args.p2p_listen
+    if args.bootnode:
+        config.p2p.bootnodes = list(args.bootnode)
     validate(config)
     return config
 

@@ -74,6 +74,15 @@ class MempoolSettings:
 
 
 @dataclass
+class P2PSettings:
+    # libp2p listen multiaddr, e.g. "/ip4/127.0.0.1/tcp/30303". None: no networking
+    # (a single-validator chain needs none).
+    listen: Optional[str] = None
+    # Peers to dial and keep connected: multiaddrs ending in /p2p/<peer id>.
+    bootnodes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class NodeConfig:
     datadir: Path = DEFAULT_DATADIR
     genesis: Optional[Path] = None
@@ -83,6 +92,7 @@ class NodeConfig:
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
+    p2p: P2PSettings = field(default_factory=P2PSettings)
 
     @property
     def chaindata(self) -> Path:
@@ -104,6 +114,7 @@ def parse_host_port(text: str, what: str = "--rpc") -> tuple[str, int]:
 
 PATH_SETTINGS = ("datadir", "genesis", "validator_key")
 OPTIONAL_INT_SETTINGS = ("max_block_txs",)
+OPTIONAL_STR_SETTINGS = ("listen",)
 
 
 def _coerce(key: str, name: str, value: Any, current: Any) -> Any:
@@ -124,10 +135,14 @@ def _coerce(key: str, name: str, value: Any, current: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer")
         return value
-    if isinstance(current, str):
+    if isinstance(current, str) or name in OPTIONAL_STR_SETTINGS:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string")
         return value
+    if isinstance(current, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings")
+        return list(value)
     raise ConfigError(f"{key}: cannot be set from a config file")
 
 
@@ -183,5 +198,29 @@ def validate(config: NodeConfig) -> None:
     for name in ("max_body_bytes", "max_batch", "gas_cap", "logs_block_range", "max_filters"):
         if getattr(config.rpc, name) < 1:
             raise ConfigError(f"rpc.{name}: must be at least 1")
+    _validate_p2p(config)
     if config.mempool.max_pool_size < 1:
         raise ConfigError("mempool.max_pool_size: must be at least 1")
+
+
+def _validate_p2p(config: NodeConfig) -> None:
+    """Multiaddr syntax is checked here so a typo fails before anything starts."""
+    if config.p2p.listen is None:
+        if config.p2p.bootnodes:
+            raise ConfigError("p2p.bootnodes: given without p2p.listen (--p2p-listen)")
+        return
+    try:
+        make_p2p_config(config)
+    except ValueError as exc:
+        raise ConfigError(f"p2p: {exc}") from None
+
+
+def make_p2p_config(config: NodeConfig):
+    """The p2p stage's own config (its key file lives in the data dir)."""
+    from p2p.config import P2PConfig
+
+    return P2PConfig(
+        data_dir=config.datadir,
+        listen_addr=config.p2p.listen,
+        bootstrap_peers=tuple(config.p2p.bootnodes),
+    )

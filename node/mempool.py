@@ -80,6 +80,11 @@ class MempoolError(ValueError):
     """A transaction was rejected. ``str(err)`` is a user-facing, geth-like message."""
 
 
+class InvalidTransactionError(MempoolError):
+    """The transaction is invalid in itself (undecodable, bad signature, wrong chain, gas
+    below intrinsic...), whatever the state: a peer that relays it is misbehaving."""
+
+
 @dataclass
 class MempoolConfig:
     chain_id: int
@@ -249,72 +254,72 @@ class Mempool:
 
     def _decode(self, raw: bytes) -> SignedTransactionAPI:
         if len(raw) == 0:
-            raise MempoolError("invalid transaction: empty input")
+            raise InvalidTransactionError("invalid transaction: empty input")
         if len(raw) > self.config.max_tx_bytes:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 f"oversized data: transaction size {len(raw)}, limit {self.config.max_tx_bytes}"
             )
         first = raw[0]
         if first == BLOB_TX_TYPE:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 "blob transactions are not supported: this chain has no data availability layer"
             )
         if first < 0x7F and first not in SUPPORTED_TYPED_TX_TYPES:
-            raise MempoolError(f"transaction type not supported: 0x{first:02x}")
+            raise InvalidTransactionError(f"transaction type not supported: 0x{first:02x}")
         try:
             tx = self._builder.decode(raw)
         except Exception as exc:  # rlp / py-evm raise a variety of types
-            raise MempoolError(f"invalid transaction: rlp decoding failed ({exc})") from None
+            raise InvalidTransactionError(f"invalid transaction: rlp decoding failed ({exc})") from None
         try:
             canonical = encode_transaction(tx) == raw
         except Exception:
             canonical = False
         if not canonical:
-            raise MempoolError("invalid transaction: non-canonical encoding")
+            raise InvalidTransactionError("invalid transaction: non-canonical encoding")
         return tx
 
     def _validate_stateless(self, tx: SignedTransactionAPI) -> bytes:
         """Checks that do not need account state. Returns the sender."""
         cfg = self.config
         if tx.chain_id is None:
-            raise MempoolError("only replay-protected (EIP-155) transactions allowed")
+            raise InvalidTransactionError("only replay-protected (EIP-155) transactions allowed")
         if tx.chain_id != cfg.chain_id:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 f"invalid chain id: transaction has {tx.chain_id}, this chain is {cfg.chain_id}"
             )
         if tx.gas > cfg.block_gas_limit:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 f"exceeds block gas limit: tx gas {tx.gas}, block gas limit {cfg.block_gas_limit}"
             )
         if tx.to == CREATE_CONTRACT_ADDRESS and self._has_initcode_rules and len(tx.data) > MAX_INITCODE_SIZE:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 f"max initcode size exceeded: code size {len(tx.data)}, limit {MAX_INITCODE_SIZE}"
             )
         try:
             intrinsic = self._intrinsic_gas(tx)
             floor = self._floor_data_gas(tx)
         except Exception as exc:
-            raise MempoolError(f"invalid transaction: {exc}") from None
+            raise InvalidTransactionError(f"invalid transaction: {exc}") from None
         if tx.gas < intrinsic:
-            raise MempoolError(f"intrinsic gas too low: have {tx.gas}, want {intrinsic}")
+            raise InvalidTransactionError(f"intrinsic gas too low: have {tx.gas}, want {intrinsic}")
         if tx.gas < floor:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 f"insufficient gas for floor data gas cost: have {tx.gas}, want {floor}"
             )
         try:
             tx.validate()  # field ranges, low-s, signature validity, 7702 auth list
         except Exception as exc:
-            raise MempoolError(f"invalid transaction: {exc}") from None
+            raise InvalidTransactionError(f"invalid transaction: {exc}") from None
         # py-evm's typed-tx validate() checks neither low-s nor r, s != 0 (only legacy
         # txs get EIP-2's check): enforce them for every type, as geth does.
         if not (0 < tx.r < SECPK1_N and 0 < tx.s <= SECPK1_N // 2 and tx.y_parity in (0, 1)):
-            raise MempoolError("invalid transaction: invalid signature values (r, s, y parity)")
+            raise InvalidTransactionError("invalid transaction: invalid signature values (r, s, y parity)")
         try:
             sender = bytes(tx.sender)
         except Exception as exc:
-            raise MempoolError(f"invalid sender: {exc}") from None
+            raise InvalidTransactionError(f"invalid sender: {exc}") from None
         if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
-            raise MempoolError(
+            raise InvalidTransactionError(
                 "max priority fee per gas higher than max fee per gas: "
                 f"tip {tx.max_priority_fee_per_gas}, fee cap {tx.max_fee_per_gas}"
             )

@@ -23,9 +23,9 @@ from execution.executor import Executor
 from execution.sequential import SequentialExecutor
 from node import genesis as genesis_module
 from node.chain import Chain
-from node.config import NodeConfig
+from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
-from node.mempool import Mempool, MempoolConfig
+from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError
 from node.rpc import encoding
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
@@ -138,6 +138,7 @@ class Node:
     mempool: Mempool
     engine: SingleValidatorEngine
     rpc_port: Optional[int] = None
+    p2p: Optional[object] = None  # p2p.service.P2PService when networking is on
 
 
 def print_banner(node: Node, is_dev: bool) -> None:
@@ -146,6 +147,9 @@ def print_banner(node: Node, is_dev: bool) -> None:
         f"data dir: {node.config.datadir}",
         f"JSON-RPC (HTTP + WebSocket): http://{node.config.rpc.host}:{node.rpc_port}",
     ]
+    if node.p2p is not None:
+        lines.append(f"p2p peer id: {node.p2p.peer_id}")
+        lines.extend(f"p2p listening: {addr}" for addr in node.p2p.listen_addrs)
     if is_dev:
         lines.append("")
         lines.append(f"Dev accounts (mnemonic: \"{genesis_module.DEV_MNEMONIC}\"), 10,000 ETH each:")
@@ -153,6 +157,22 @@ def print_banner(node: Node, is_dev: bool) -> None:
             lines.append(f"  ({index}) {account.address}  key {account.private_key}")
         lines.append("These keys are public: never use them on a real network.")
     print("\n".join(lines), flush=True)
+
+
+def accept_gossiped_transaction(
+    mempool: Mempool, chain: Chain, filters: FilterManager, raw: bytes
+):
+    """A transaction from a peer: into the mempool; the verdict decides re-gossip."""
+    from p2p.gossip import Verdict
+
+    try:
+        pooled = mempool.add_raw(raw, chain.next_base_fee())
+    except InvalidTransactionError:
+        return Verdict.REJECT  # invalid whatever the state: the relaying peer misbehaves
+    except MempoolError:
+        return Verdict.IGNORE  # known, stale or unaffordable here: drop, no penalty
+    filters.on_pending_transaction(pooled.hash)
+    return Verdict.ACCEPT
 
 
 def _publish_commit(
@@ -203,7 +223,19 @@ async def run_node(
         node = Node(config, chain, mempool, engine)
         hub = SubscriptionHub()
         filters = FilterManager(config.rpc.max_filters, config.rpc.filter_timeout_s)
-        api = EthApi(chain, mempool, config.rpc, filters, genesis.validators)
+        p2p = None
+        if config.p2p.listen is not None:
+            from p2p.service import P2PService
+
+            p2p = P2PService(make_p2p_config(config))
+            p2p.on_transaction(
+                lambda raw, _peer: accept_gossiped_transaction(mempool, chain, filters, raw)
+            )
+        node.p2p = p2p
+        api = EthApi(
+            chain, mempool, config.rpc, filters, genesis.validators,
+            broadcast=p2p.publish_transaction if p2p is not None else None,
+        )
         methods = Methods()
         register_eth_api(methods, api)
         register_subscriptions(hub, api)
@@ -215,6 +247,8 @@ async def run_node(
             max_batch=config.rpc.max_batch,
         )
         async with trio.open_nursery() as nursery:
+            if p2p is not None:
+                await nursery.start(p2p.run)
             node.rpc_port = await nursery.start(serve_rpc, rpc_config, methods, hub)
             await nursery.start(engine.run)
             print_banner(node, is_dev)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
-from typing import Any, Optional
+import logging
+from typing import Any, Awaitable, Callable, Optional
 
 import trio
 from eth.abc import BlockAPI, BlockHeaderAPI
@@ -33,6 +34,8 @@ from node.rpc.errors import (
 from node.rpc.filters import FilterManager, LogCriteria, parse_log_criteria
 from node.rpc.server import Methods
 from node.rpc.subscriptions import SubscriptionHub
+
+log = logging.getLogger("laminar.rpc")
 
 CLIENT_VERSION = f"Laminar/v0.1.0/{platform.system().lower()}/python{platform.python_version()}"
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
@@ -60,6 +63,8 @@ class EthApi:
     settings: RpcSettings
     filters: FilterManager
     validators: tuple[bytes, ...]
+    # Gossips an accepted raw transaction to peers (None: no networking).
+    broadcast: Optional[Callable[[bytes], Awaitable[None]]] = None
 
     # ---- block resolution -----------------------------------------------------------
 
@@ -195,13 +200,18 @@ class EthApi:
 
     # ---- transactions in ------------------------------------------------------------
 
-    def send_raw_transaction(self, raw: Any) -> str:
+    async def send_raw_transaction(self, raw: Any) -> str:
         encoded = params.hex_bytes(raw, "transaction")
         try:
             pooled = self.mempool.add_raw(encoded, self.chain.next_base_fee())
         except MempoolError as exc:
             raise server_error(str(exc)) from None
         self.filters.on_pending_transaction(pooled.hash)
+        if self.broadcast is not None:
+            try:
+                await self.broadcast(pooled.raw)
+            except Exception:  # it is in our pool; peers will get it from the block
+                log.exception("could not gossip transaction 0x%s", pooled.hash.hex())
         return encoding.data(pooled.hash)
 
     # ---- EVM calls ------------------------------------------------------------------

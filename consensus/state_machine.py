@@ -44,6 +44,7 @@ from consensus.validators import ValidatorSet
 MAX_FUTURE_ROUNDS = 16        # per validator: rounds above ours we keep messages for
 MAX_PROPOSALS_PER_ROUND = 4   # distinct blocks kept per round (more only if f+1 voted it)
 MAX_BUFFERED_PER_VALIDATOR = 64  # messages kept per validator for the next height
+MAX_VALUES_PER_VALIDATOR = 4  # distinct values counted per validator per (round, kind)
 
 
 # ---- events -----------------------------------------------------------------------------
@@ -202,32 +203,45 @@ Action = Union[
 
 
 class VoteSet:
-    """The votes of one kind for one (height, round): at most one per validator."""
+    """The votes of one kind for one (height, round). As in the paper's message log, a
+    validator that equivocates has each of its (distinct-value) votes counted for its
+    value: that cannot hurt safety (honest validators never equivocate, so any two
+    quorums still share an honest one) and keeps proofs of lock checkable by everyone.
+    At most `MAX_VALUES_PER_VALIDATOR` values are kept per validator."""
 
     def __init__(self) -> None:
-        self.votes: dict[int, Vote] = {}
+        self.votes: dict[int, dict[Optional[bytes], Vote]] = {}
         self.counts: dict[Optional[bytes], int] = {}
 
     @property
     def total(self) -> int:
+        """Distinct validators with any vote here ("2f+1 of any value")."""
         return len(self.votes)
 
     def count(self, value: Optional[bytes]) -> int:
         return self.counts.get(value, 0)
 
+    def has(self, vote: Vote) -> bool:
+        return vote.block_hash in self.votes.get(vote.validator, {})
+
+    def values_of(self, validator: int) -> dict[Optional[bytes], Vote]:
+        return self.votes.get(validator, {})
+
     def add(self, vote: Vote) -> None:
-        self.votes[vote.validator] = vote
+        self.votes.setdefault(vote.validator, {})[vote.block_hash] = vote
         self.counts[vote.block_hash] = self.counts.get(vote.block_hash, 0) + 1
 
     def remove(self, validator: int) -> None:
-        vote = self.votes.pop(validator, None)
-        if vote is not None:
-            self.counts[vote.block_hash] -= 1
-            if not self.counts[vote.block_hash]:
-                del self.counts[vote.block_hash]
+        for value in self.votes.pop(validator, {}):
+            self.counts[value] -= 1
+            if not self.counts[value]:
+                del self.counts[value]
+
+    def all_votes(self) -> list[Vote]:
+        return [v for i in sorted(self.votes) for v in self.votes[i].values()]
 
     def for_value(self, value: Optional[bytes]) -> list[Vote]:
-        return [self.votes[i] for i in sorted(self.votes) if self.votes[i].block_hash == value]
+        return [self.votes[i][value] for i in sorted(self.votes) if value in self.votes[i]]
 
 
 def _step_of(message: Message) -> Step:
@@ -316,8 +330,9 @@ class StateMachine:
     def rebroadcast(self) -> list[Action]:
         """Re-sends for the gossip layer to call periodically (lost messages, late joiners):
         the last decision's proposal and precommits (a peer still at that height can
-        decide from them), this height's own signed messages, and the current round's
-        proposal. All `new=False`."""
+        decide from them), this height's own signed messages, the current round's
+        proposal and votes, and the prevotes of the proof-of-lock rounds that matter.
+        All `new=False`: relays, never to be written to the WAL."""
         out: list[Action] = []
         if self._last_commit is not None:
             proposal, precommits = self._last_commit
@@ -338,6 +353,26 @@ class StateMachine:
                 if self._signed.get((self.height, self.round, Step.PROPOSE)) != proposal:
                     out.append(BroadcastProposal(proposal, False))
                 break
+            # Relay others' votes that peers need to make progress (the paper assumes a
+            # gossip layer that eventually delivers to every correct process what one
+            # received): this round's votes, and the prevotes proving our valid value
+            # and the current proposals' proof-of-lock rounds.
+            relay: dict[tuple, Vote] = {}
+            pols = {(self.valid_round, self.valid_value)} | {
+                (p.pol_round, p.block_hash) for p in self._proposals.get(self.round, {}).values()
+            }
+            for vr, value in pols:
+                prevotes = self._prevotes(vr) if vr >= 0 else None
+                for v in prevotes.for_value(value) if prevotes is not None else ():
+                    relay[(v.round, v.kind, v.validator, v.block_hash or b"")] = v
+            for kind in (Step.PREVOTE, Step.PRECOMMIT):
+                votes = self._votes.get((self.round, kind))
+                for v in votes.all_votes() if votes is not None else ():
+                    relay[(v.round, v.kind, v.validator, v.block_hash or b"")] = v
+            out.extend(
+                BroadcastVote(v, False) for k, v in sorted(relay.items(), key=lambda kv: kv[0])
+                if v.validator != self.index
+            )
         return out
 
     def status(self) -> dict:
@@ -604,14 +639,16 @@ class StateMachine:
 
     def _accept_vote(self, vote: Vote) -> None:
         votes = self._votes.setdefault((vote.round, vote.kind), VoteSet())
-        existing = votes.votes.get(vote.validator)
-        if existing is not None:
-            if existing.block_hash != vote.block_hash:
-                self._evidence(
-                    ("vote", vote.round, vote.kind, vote.validator),
-                    ConflictingVotes(vote.validator, existing, vote),
-                )
-            return  # the first vote counts; a second is a duplicate or evidence
+        if votes.has(vote):
+            return  # a duplicate
+        existing = votes.values_of(vote.validator)
+        if existing:
+            self._evidence(
+                ("vote", vote.round, vote.kind, vote.validator),
+                ConflictingVotes(vote.validator, next(iter(existing.values())), vote),
+            )
+            if len(existing) >= MAX_VALUES_PER_VALIDATOR:
+                return
         if not self._track_round(vote.validator, vote.round):
             return
         votes.add(vote)

@@ -315,12 +315,17 @@ class RandomByzantine:
             def handle(self, event):
                 if isinstance(event, (ProposalReceived, VoteReceived)):
                     m = event.proposal if isinstance(event, ProposalReceived) else event.vote
-                    me.height = max(me.height, m.height)
-                    me.round = max(me.round, m.round) if m.height == me.height else me.round
+                    if m.height > me.height:
+                        me.height, me.round = m.height, 0
+                    if m.height == me.height:
+                        me.round = max(me.round, m.round)
                     if m.block_hash is not None and m.block_hash not in me.values:
                         me.values.append(m.block_hash)
                         del me.values[:-8]
-                me.act()
+                    # react to some of what it hears (not to its own messages relayed back:
+                    # that would be a feedback loop, not an attack)
+                    if getattr(m, "validator", None) != me.index and me.rng.random() < 0.3:
+                        me.act()
                 return []
 
             def rebroadcast(self):

@@ -257,17 +257,9 @@ def test_invalid_proposal_gets_nil_prevotes_and_the_next_proposer_commits():
 # ---- hypothesis: random schedules with a Byzantine voter ------------------------------
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    drop=st.floats(0.0, 0.5),
-    max_delay=st.floats(0.05, 3.0),
-    gst=st.floats(0.0, 20.0),
-    byzantine=st.integers(0, 3),
-)
-def test_random_schedules_are_safe_and_live_after_gst(seed, drop, max_delay, gst, byzantine):
+def run_random_schedule(n, byzantines, seed, drop, max_delay, gst):
     rng = random.Random(seed ^ 0x5EED)
-    sim = Sim(4, seed=seed, max_height=2)
+    sim = Sim(n, seed=seed, max_height=2)
 
     def delay(r: random.Random) -> float:
         if sim.now < gst:
@@ -276,7 +268,8 @@ def test_random_schedules_are_safe_and_live_after_gst(seed, drop, max_delay, gst
 
     sim.delay = delay
     sim.drop = drop
-    RandomByzantine(sim, byzantine, rng).install()
+    for byzantine in byzantines:
+        RandomByzantine(sim, byzantine, rng).install()
 
     def stabilise():
         sim.drop = 0.0
@@ -290,6 +283,31 @@ def test_random_schedules_are_safe_and_live_after_gst(seed, drop, max_delay, gst
     assert sim.all_committed(2, honest), [n.machine.status() for n in honest]
     for node in honest:
         assert not node.refused
+        assert not [e for e in node.evidence if e.validator not in byzantines]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    drop=st.floats(0.0, 0.5),
+    max_delay=st.floats(0.05, 3.0),
+    gst=st.floats(0.0, 20.0),
+    byzantine=st.integers(0, 3),
+)
+def test_random_schedules_are_safe_and_live_after_gst(seed, drop, max_delay, gst, byzantine):
+    run_random_schedule(4, {byzantine}, seed, drop, max_delay, gst)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    drop=st.floats(0.0, 0.4),
+    max_delay=st.floats(0.05, 2.0),
+    gst=st.floats(0.0, 10.0),
+    byzantines=st.sets(st.integers(0, 6), min_size=2, max_size=2),
+)
+def test_random_schedules_seven_validators_two_byzantine(seed, drop, max_delay, gst, byzantines):
+    run_random_schedule(7, byzantines, seed, drop, max_delay, gst)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
@@ -485,3 +503,36 @@ def test_proposer_builds_then_proposes_and_reproposes_its_valid_value():
     proposals = [a.proposal for a in actions if isinstance(a, BroadcastProposal)]
     assert not any(isinstance(a, BuildBlock) for a in actions)
     assert len(proposals) == 1 and (proposals[0].block_hash, proposals[0].pol_round) == (keccak(data), 0)
+
+
+# ---- the trio timeout helper ------------------------------------------------------------
+
+
+async def test_timeout_scheduler_fires_in_deadline_order_without_stray_tasks(autojump_clock):
+    import trio
+
+    from consensus.timers import TimeoutScheduler
+
+    scheduler = TimeoutScheduler()
+    fired = []
+
+    async def deliver(event):
+        fired.append((trio.current_time(), event))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run, deliver)
+        start = trio.current_time()
+        scheduler.schedule(ScheduleTimeout(1, 0, Step.PROPOSE, 3.0))
+        scheduler.schedule(ScheduleTimeout(1, 0, Step.PREVOTE, 1.0))  # earlier: moves the deadline
+        await trio.sleep(0.5)
+        scheduler.schedule(ScheduleTimeout(2, 0, Step.PRECOMMIT, 0.25))
+        scheduler.schedule(ScheduleTimeout(0, 9, Step.PROPOSE, 0.1))
+        scheduler.discard_below(1)
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    got = [(round(t - start, 6), e) for t, e in fired]
+    assert got == [
+        (0.75, TimeoutFired(2, 0, Step.PRECOMMIT)),
+        (1.0, TimeoutFired(1, 0, Step.PREVOTE)),
+        (3.0, TimeoutFired(1, 0, Step.PROPOSE)),
+    ]

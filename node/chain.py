@@ -20,7 +20,9 @@ from eth.constants import BLANK_ROOT_HASH, EMPTY_UNCLE_HASH, ZERO_HASH32
 from eth.db.account import AccountDB
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
+from eth.db.trie import make_trie_root_and_nodes
 from eth_hash.auto import keccak
+import rlp
 
 from execution.executor import (
     BlockEnv,
@@ -44,8 +46,20 @@ BLOCKHASH_WINDOW = 256  # BLOCKHASH reaches this many blocks back
 EIP7702_DELEGATION_PREFIX = b"\xef\x01\x00"
 
 
+def _show(value) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()[:16]
+    return repr(value)
+
+
 class GenesisMismatchError(RuntimeError):
     """The data dir holds a chain from another genesis than the one given."""
+
+
+class InvalidProposalError(ValueError):
+    """A block from another validator (a proposal, or a synced block) is not the block
+    this node computes from the same parent and transactions; the message says which
+    field differs or which check failed."""
 
 
 @dataclass
@@ -283,9 +297,13 @@ class Chain:
         transactions: Sequence[SignedTransactionAPI],
         timestamp: Optional[int] = None,
         coinbase: bytes = b"\x00" * 20,
+        parent: Optional[BlockHeaderAPI] = None,
     ) -> Proposal:
-        """Build and execute the next block; invalid transactions are dropped, not fatal."""
-        parent = self._head
+        """Build and execute the next block; invalid transactions are dropped, not fatal.
+
+        `parent` defaults to the head; give it when building from a worker thread while
+        the head may move (the caller discards a block built on a stale parent)."""
+        parent = parent if parent is not None else self._head
         env = self.env_for_child_of(
             parent, int(timestamp if timestamp is not None else time.time()), coinbase
         )
@@ -301,20 +319,28 @@ class Chain:
                 dropped.append((txs[exc.index], exc.reason))
                 del txs[exc.index]
         tx_root, receipt_root = make_header_roots(txs, result.receipts)
-        header = self.header_class(
+        header = self._make_header(env, coinbase, result, tx_root, receipt_root)
+        block = self.block_class(header, txs, [], [])
+        return Proposal(block=block, result=result, dropped=dropped)
+
+    def _make_header(
+        self, env: BlockEnv, coinbase: bytes, result: ExecutionResult, tx_root: bytes,
+        receipt_root: bytes, extra_data: bytes = b"",
+    ) -> BlockHeaderAPI:
+        return self.header_class(
             difficulty=0,
             block_number=env.number,
             gas_limit=env.gas_limit,
             timestamp=env.timestamp,
             coinbase=coinbase,
-            parent_hash=parent.hash,
+            parent_hash=env.parent_hash,
             uncles_hash=EMPTY_UNCLE_HASH,
             state_root=result.post_state_root,
             transaction_root=tx_root,
             receipt_root=receipt_root,
             bloom=result.logs_bloom,
             gas_used=result.gas_used,
-            extra_data=b"",
+            extra_data=extra_data,
             mix_hash=env.mix_hash,
             base_fee_per_gas=env.base_fee_per_gas,
             withdrawals_root=BLANK_ROOT_HASH,
@@ -322,8 +348,75 @@ class Chain:
             excess_blob_gas=env.excess_blob_gas,
             parent_beacon_block_root=env.parent_beacon_block_root,
         )
-        block = self.block_class(header, txs, [], [])
-        return Proposal(block=block, result=result, dropped=dropped)
+
+    # ---- blocks from other validators ---------------------------------------------------
+
+    def decode_block(self, data: bytes) -> BlockAPI:
+        """Decode a block's RLP and check that its body is the one its header commits to
+        (transactions root, no uncles, no withdrawals), so the header hash names exactly
+        these bytes' contents. Raises `InvalidProposalError` on any problem."""
+        try:
+            block = rlp.decode(bytes(data), sedes=self.block_class)
+        except Exception as exc:  # attacker-controlled bytes: any decoder error
+            raise InvalidProposalError(f"undecodable block: {type(exc).__name__}: {exc}") from None
+        header = block.header
+        if block.uncles:
+            raise InvalidProposalError("block has uncles")
+        if getattr(block, "withdrawals", ()):
+            raise InvalidProposalError("block has withdrawals")
+        tx_root, _ = make_trie_root_and_nodes(tuple(block.transactions))
+        if tx_root != header.transaction_root:
+            raise InvalidProposalError("transactions do not match the header's transactions root")
+        return block
+
+    def block_hash_of(self, data: bytes) -> bytes:
+        """The hash a block's bytes are known by (consensus' `block_hash_of`)."""
+        return self.decode_block(data).header.hash
+
+    def import_block(self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None) -> Proposal:
+        """Re-execute another validator's block on `parent` (default: the head) and check
+        every header field this node can recompute. Returns the executed block, ready for
+        `write_block`; raises `InvalidProposalError` naming what differs."""
+        parent = parent if parent is not None else self._head
+        header = block.header
+        if header.parent_hash != parent.hash:
+            raise InvalidProposalError(
+                f"block {header.block_number} does not extend the head "
+                f"#{parent.block_number} 0x{parent.hash.hex()[:16]}"
+            )
+        if header.block_number != parent.block_number + 1:
+            raise InvalidProposalError(
+                f"block number {header.block_number}, expected {parent.block_number + 1}"
+            )
+        if header.timestamp <= parent.timestamp:
+            raise InvalidProposalError(
+                f"timestamp {header.timestamp} is not after the parent's {parent.timestamp}"
+            )
+        if block.uncles or getattr(block, "withdrawals", ()):
+            raise InvalidProposalError("block has uncles or withdrawals")
+        env = self.env_for_child_of(parent, header.timestamp, header.coinbase)
+        txs = list(block.transactions)
+        try:
+            result = self.executor.execute(
+                BlockInput(env=env, transactions=txs), self.state_view(parent)
+            )
+        except InvalidBlockError as exc:
+            raise InvalidProposalError(f"invalid transaction: {exc}") from None
+        tx_root, receipt_root = make_header_roots(txs, result.receipts)
+        expected = self._make_header(
+            env, header.coinbase, result, tx_root, receipt_root, header.extra_data
+        )
+        if expected.hash != header.hash:
+            names = self.header_class._meta.field_names
+            wrong = [
+                f"{name} (got {_show(getattr(header, name))}, expected {_show(getattr(expected, name))})"
+                for name in names if getattr(header, name) != getattr(expected, name)
+            ]
+            raise InvalidProposalError(
+                f"block {header.block_number} 0x{header.hash.hex()[:16]}: wrong "
+                + (", ".join(wrong) or "header encoding")
+            )
+        return Proposal(block=block, result=result)
 
     def write_block(self, proposal: Proposal, certificate: bytes) -> None:
         """The durable part of a commit (blocking I/O; may run in a worker thread)."""

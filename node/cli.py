@@ -1,4 +1,5 @@
-"""`laminar`: the command line. `laminar node` runs a node; `laminar replay` replays a block.
+"""`laminar`: the command line. `laminar node` runs a node; `laminar replay` replays a block;
+`laminar devnet init` writes a local multi-validator network.
 
 Exit codes: 0 success, 1 a check failed (replay mismatch), 2 unusable input or
 configuration (the message on stderr says what to fix).
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_node_parser(subparsers)
     _add_replay_parser(subparsers)
+    from node.devnet import add_devnet_parser
+
+    add_devnet_parser(subparsers)
     try:
         from bench.cli import add_bench_parser
     except ModuleNotFoundError as exc:  # bench/ not installed: no `laminar bench`
@@ -154,6 +158,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from execution.replay_cli import run_replay
 
         return run_replay(args)
+    if args.command == "devnet":
+        from node.devnet import run_devnet
+
+        return run_devnet(args)
     if args.command == "bench":
         from bench.cli import run_bench
 

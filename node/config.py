@@ -16,6 +16,7 @@ Example `laminar.toml`:
 
     [consensus]
     block_time = 1.0
+    timeout_propose = 3.0             # BFT (several validators) only; see docs/consensus.md
 
     [execution]
     executor = "sequential"
@@ -57,6 +58,16 @@ class RpcSettings:
 class ConsensusSettings:
     block_time: float = 1.0
     max_block_txs: Optional[int] = None
+    # BFT only (genesis with more than one validator): Tendermint timeouts, seconds,
+    # base + delta * round (consensus/timers.py); timeout_propose must exceed block_time.
+    timeout_propose: float = 3.0
+    timeout_propose_delta: float = 0.5
+    timeout_prevote: float = 1.0
+    timeout_prevote_delta: float = 0.5
+    timeout_precommit: float = 1.0
+    timeout_precommit_delta: float = 0.5
+    # Re-send this height's consensus messages when nothing progressed for this long.
+    rebroadcast_interval: float = 1.0
 
 
 @dataclass
@@ -191,6 +202,14 @@ def validate(config: NodeConfig) -> None:
         raise ConfigError("execution.workers: must be at least 1")
     if not 0 < config.consensus.block_time < math.inf:  # also refuses nan and inf
         raise ConfigError("consensus.block_time: must be a positive number of seconds")
+    for name in (
+        "timeout_propose", "timeout_propose_delta", "timeout_prevote", "timeout_prevote_delta",
+        "timeout_precommit", "timeout_precommit_delta", "rebroadcast_interval",
+    ):
+        if not 0 <= getattr(config.consensus, name) < math.inf:
+            raise ConfigError(f"consensus.{name}: must be a number of seconds >= 0")
+    if config.consensus.rebroadcast_interval <= 0:
+        raise ConfigError("consensus.rebroadcast_interval: must be positive")
     if not 0 <= config.rpc.port <= MAX_PORT:
         raise ConfigError(f"rpc.port: {config.rpc.port} is out of range 0-{MAX_PORT}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -105,28 +105,106 @@ def resolve_genesis(config: NodeConfig, db: LevelDB) -> tuple[Genesis, bool]:
     return genesis_module.dev_genesis((dev_key.public_key.to_canonical_address(),)), True
 
 
-def resolve_validator_key(config: NodeConfig, genesis: Genesis, is_dev: bool) -> bytes:
+def resolve_validator_key(config: NodeConfig, genesis: Genesis, is_dev: bool) -> Optional[bytes]:
+    """The validator key this node signs with, or None for an observer.
+
+    A single-validator chain needs its validator's key (the dev chain creates it). On a
+    chain with several validators, a node without a key, or whose key is not in the
+    validator set, runs as an observer: it follows commits and syncs, but never votes.
+    """
     key_path = config.validator_key or config.datadir / VALIDATOR_KEY_FILE
+    single = len(genesis.validators) == 1
     if config.validator_key is None and not key_path.exists():
-        if not is_dev:
+        if is_dev:
+            write_key_file(key_path, genesis_module.dev_validator_key())
+        elif not single:
+            log.warning("no validator key: running as an observer")
+            return None
+        else:
             raise NodeSetupError(
                 "this chain's genesis is not the dev genesis: give the validator's key with "
                 "--validator-key FILE (32 bytes of hex)"
             )
-        write_key_file(key_path, genesis_module.dev_validator_key())
     key = read_key_file(key_path)
     address = keys.PrivateKey(key).public_key.to_canonical_address()
     if address not in genesis.validators:
-        raise NodeSetupError(
-            f"validator key {key_path} (address 0x{address.hex()}) is not in the genesis "
-            "validator set"
+        if single and config.p2p.listen is None:
+            raise NodeSetupError(
+                f"validator key {key_path} (address 0x{address.hex()}) is not in the genesis "
+                "validator set (an observer needs networking: --p2p-listen)"
+            )
+        log.warning(
+            "validator key %s (address 0x%s) is not in the genesis validator set: "
+            "running as an observer", key_path, address.hex(),
         )
-    if len(genesis.validators) != 1:
-        raise NodeSetupError(
-            f"the genesis names {len(genesis.validators)} validators; this node runs the "
-            "single-validator engine, which needs exactly one"
-        )
+        return None
     return key
+
+
+def make_engine(config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mempool,
+                validator_key: Optional[bytes], p2p):
+    """Single-validator engine for a one-validator genesis run by its validator; the BFT
+    engine otherwise (several validators, or an observer), which needs networking."""
+    if len(genesis.validators) == 1 and validator_key is not None:
+        return SingleValidatorEngine(
+            chain, mempool, validator_key, config.consensus.block_time,
+            config.consensus.max_block_txs,
+        )
+    if p2p is None:
+        raise NodeSetupError(
+            f"the genesis names {len(genesis.validators)} validators: BFT consensus needs "
+            "networking; give --p2p-listen (and --bootnode for the other validators)"
+        )
+    c = config.consensus
+    if c.timeout_propose <= c.block_time:
+        raise NodeSetupError(
+            f"consensus.timeout_propose ({c.timeout_propose}s) must exceed consensus.block_time "
+            f"({c.block_time}s): the proposer waits up to block_time for transactions"
+        )
+    from consensus.bft import BFTEngine
+    from consensus.reactor import ReactorSettings, fault_from_env
+    from consensus.timers import TimeoutConfig
+    from consensus.validators import ValidatorSet
+
+    try:
+        fault = fault_from_env()
+    except ValueError as exc:
+        raise NodeSetupError(str(exc)) from None
+    return BFTEngine(
+        chain=chain, mempool=mempool, p2p=p2p, validators=ValidatorSet.from_genesis(genesis),
+        private_key=validator_key, datadir=config.datadir,
+        timeouts=TimeoutConfig(
+            propose=c.timeout_propose, propose_delta=c.timeout_propose_delta,
+            prevote=c.timeout_prevote, prevote_delta=c.timeout_prevote_delta,
+            precommit=c.timeout_precommit, precommit_delta=c.timeout_precommit_delta,
+        ),
+        settings=ReactorSettings(
+            block_time=c.block_time, max_block_txs=c.max_block_txs,
+            rebroadcast_interval=c.rebroadcast_interval, fault=fault,
+        ),
+    )
+
+
+def consensus_mode(engine, genesis: Genesis) -> str:
+    n = len(genesis.validators)
+    if isinstance(engine, SingleValidatorEngine):
+        return f"single validator 0x{engine.address.hex()}"
+    reactor = engine.reactor
+    if reactor.index is None:
+        return f"BFT observer ({n} validators, no vote)"
+    return (
+        f"BFT (Tendermint), validator {reactor.index} of {n} "
+        f"(0x{reactor.address.hex()}), quorum {reactor.validators.quorum}"
+    )
+
+
+def single_engine_status(chain: Chain, engine: SingleValidatorEngine) -> dict:
+    return {
+        "mode": "single", "height": chain.head.block_number + 1, "round": 0,
+        "step": "propose", "head": chain.head.block_number, "validators": 1,
+        "validator_index": 0, "address": "0x" + engine.address.hex(),
+        "commits": engine.blocks_committed, "evidence": [],
+    }
 
 
 @dataclass
@@ -136,7 +214,7 @@ class Node:
     config: NodeConfig
     chain: Chain
     mempool: Mempool
-    engine: SingleValidatorEngine
+    engine: object  # SingleValidatorEngine or consensus.bft.BFTEngine
     rpc_port: Optional[int] = None
     p2p: Optional[object] = None  # p2p.service.P2PService when networking is on
 
@@ -145,6 +223,7 @@ def print_banner(node: Node, is_dev: bool) -> None:
     lines = [
         f"Laminar node, chain id {node.chain.chain_id}, head #{node.chain.head.block_number}",
         f"data dir: {node.config.datadir}",
+        f"consensus: {consensus_mode(node.engine, node.chain.genesis)}",
         f"JSON-RPC (HTTP + WebSocket): http://{node.config.rpc.host}:{node.rpc_port}",
     ]
     if node.p2p is not None:
@@ -216,25 +295,44 @@ async def run_node(
             chain.head_state(),
             chain.vm_class,
         )
-        engine = SingleValidatorEngine(
-            chain, mempool, validator_key, config.consensus.block_time,
-            config.consensus.max_block_txs,
-        )
-        node = Node(config, chain, mempool, engine)
-        hub = SubscriptionHub()
         filters = FilterManager(config.rpc.max_filters, config.rpc.filter_timeout_s)
         p2p = None
         if config.p2p.listen is not None:
             from p2p.service import P2PService
 
             p2p = P2PService(make_p2p_config(config))
-            p2p.on_transaction(
-                lambda raw, _peer: accept_gossiped_transaction(mempool, chain, filters, raw)
-            )
+        engine = make_engine(config, genesis, chain, mempool, validator_key, p2p)
+        if p2p is not None:
+            blocked = getattr(getattr(engine, "reactor", None), "blocked_peers", set())
+
+            def on_transaction(raw: bytes, peer):
+                if str(peer) in blocked:  # a debug partition (laminar_debugBlockPeers)
+                    from p2p.gossip import Verdict
+
+                    return Verdict.IGNORE
+                return accept_gossiped_transaction(mempool, chain, filters, raw)
+
+            p2p.on_transaction(on_transaction)
+            if isinstance(engine, SingleValidatorEngine):
+                # Observers of a one-validator chain follow it by block sync.
+                from consensus.sync import BlockSync
+
+                serving = BlockSync(chain=chain, p2p=p2p, validators=None)
+                p2p.serve_sync(serving.serve_status, serving.serve_blocks)
+        node = Node(config, chain, mempool, engine)
         node.p2p = p2p
+        hub = SubscriptionHub()
+        if isinstance(engine, SingleValidatorEngine):
+            consensus_state = lambda: single_engine_status(chain, engine)  # noqa: E731
+        else:
+            consensus_state = engine.status
         api = EthApi(
             chain, mempool, config.rpc, filters, genesis.validators,
             broadcast=p2p.publish_transaction if p2p is not None else None,
+            consensus_state=consensus_state,
+            p2p=p2p,
+            reactor=getattr(engine, "reactor", None),
+            debug_rpc=os.environ.get("LAMINAR_DEBUG_RPC") == "1",
         )
         methods = Methods()
         register_eth_api(methods, api)

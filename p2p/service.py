@@ -14,6 +14,7 @@ cancelling that nursery closes the host, pubsub and all connections.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -330,7 +331,18 @@ class P2PService:
                     unblock(peer)
                 try:
                     with trio.fail_after(self.config.dial_timeout):
+                        # py-libp2p's host.connect returns at once, without a checkpoint,
+                        # while the swarm still lists a connection for the peer, even a
+                        # closed one (peer killed): drop those first, or this loop spins
+                        # without ever yielding to other tasks.
+                        for stale in list(network.get_connections(peer)):
+                            with contextlib.suppress(Exception):
+                                await stale.close()
+                            with contextlib.suppress(Exception):
+                                network.remove_conn(stale)
                         await self.host.connect(PeerInfo(peer, [addr]))
+                    if not self.is_connected(peer):
+                        raise ConnectionError("connection closed right after the dial")
                     logger.info("connected to bootstrap peer %s", peer)
                     delay = self.config.reconnect_initial_delay
                 except Exception as exc:  # noqa: BLE001 - any dial failure: retry later
@@ -340,6 +352,7 @@ class P2PService:
                     continue
             await self.wait_disconnected(peer)
             logger.info("lost bootstrap peer %s; reconnecting", peer)
+            await trio.sleep(self.config.reconnect_initial_delay * random.uniform(0.5, 1.0))
 
     # ------------------------------------------------------------------ run
 

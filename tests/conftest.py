@@ -67,13 +67,27 @@ def start_node(datadir: Path, *extra: str, block_time: str = TEST_BLOCK_TIME_S) 
         *LAMINAR, "node", "--datadir", str(datadir), "--rpc", "127.0.0.1:0",
         "--block-time", block_time, *extra,
     ]
+    return spawn_node(command, datadir)
+
+
+def start_node_with_config(
+    config: Path, *extra: str, env: Optional[dict] = None, datadir: Optional[Path] = None
+) -> NodeProcess:
+    """`laminar node --config CONFIG` (e.g. from `laminar devnet init`); the RPC port is
+    the config's (parsed from the banner like `start_node`)."""
+    return spawn_node(
+        [*LAMINAR, "node", "--config", str(config), *extra], datadir or config.parent, env
+    )
+
+
+def spawn_node(command: list, datadir: Path, env: Optional[dict] = None) -> NodeProcess:
     process = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     output: list[str] = []
     ready = threading.Event()

@@ -65,6 +65,11 @@ class EthApi:
     validators: tuple[bytes, ...]
     # Gossips an accepted raw transaction to peers (None: no networking).
     broadcast: Optional[Callable[[bytes], Awaitable[None]]] = None
+    # The engine's consensus state (laminar_consensusState).
+    consensus_state: Optional[Callable[[], dict]] = None
+    p2p: Optional[Any] = None
+    reactor: Optional[Any] = None  # consensus.reactor.ConsensusReactor (BFT only)
+    debug_rpc: bool = False  # laminar_debug* methods (tests: LAMINAR_DEBUG_RPC=1)
 
     # ---- block resolution -----------------------------------------------------------
 
@@ -101,7 +106,7 @@ class EthApi:
         return True
 
     def net_peer_count(self) -> str:
-        return encoding.quantity(0)
+        return encoding.quantity(len(self.p2p.connected_peers()) if self.p2p is not None else 0)
 
     def client_version(self) -> str:
         return CLIENT_VERSION
@@ -432,6 +437,34 @@ class EthApi:
         }
 
 
+    def laminar_consensus_state(self) -> dict:
+        """The consensus engine's view: height, round, step, lock, proposer, evidence..."""
+        if self.consensus_state is None:
+            return {"mode": "none"}
+        return self.consensus_state()
+
+    def laminar_mempool_status(self) -> dict:
+        pending = len(self.mempool.pending_transactions())
+        return {
+            "pending": encoding.quantity(pending),
+            "queued": encoding.quantity(len(self.mempool) - pending),
+        }
+
+    def laminar_debug_block_peers(self, peers: Any = None) -> list[str]:
+        """Test-only partitions: drop all gossip from these peer ids and never sync from
+        them (replaces the previous set; [] heals). Enabled by LAMINAR_DEBUG_RPC=1."""
+        if self.reactor is None:
+            raise server_error("no BFT reactor on this node")
+        if peers is None:
+            peers = []
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise invalid_params("expected a list of peer id strings")
+        self.reactor.blocked_peers.clear()
+        self.reactor.blocked_peers.update(peers)
+        log.warning("debug: blocking gossip and sync with %d peers", len(peers))
+        return sorted(self.reactor.blocked_peers)
+
+
 def register_eth_api(methods: Methods, api: EthApi) -> None:
     table = {
         "eth_chainId": api.chain_id,
@@ -469,7 +502,11 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
         "eth_uninstallFilter": api.uninstall_filter,
         "laminar_validators": api.laminar_validators,
         "laminar_getCommit": api.laminar_get_commit,
+        "laminar_consensusState": api.laminar_consensus_state,
+        "laminar_mempoolStatus": api.laminar_mempool_status,
     }
+    if api.debug_rpc:
+        table["laminar_debugBlockPeers"] = api.laminar_debug_block_peers
     for name, handler in table.items():
         methods.register(name, handler)
 

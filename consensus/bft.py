@@ -1,0 +1,65 @@
+"""The BFT engine: Tendermint consensus among the genesis validators, over the p2p layer.
+
+It implements `consensus.engine.ConsensusEngine` like the single-validator engine, and is
+what the node runs when the genesis names more than one validator (or when this node is
+an observer of such a chain). It is the reactor (consensus/reactor.py: the state
+machine, WAL, timers, block building and validation) plus block sync (consensus/sync.py),
+both registered with the node's `P2PService`:
+
+    p2p.on_consensus(reactor.on_consensus)                 # gossip validator + inbox
+    p2p.serve_sync(sync.serve_status, sync.serve_blocks)   # /laminar/sync/1
+
+Idle behaviour: unlike the single-validator engine, a BFT chain completes heights even
+without transactions (the proposer waits up to `block_time` for one, then proposes a
+possibly empty block): empty blocks about every `block_time` on an idle devnet.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import trio
+
+from consensus.reactor import ConsensusReactor, ReactorSettings
+from consensus.sync import BlockSync
+from consensus.timers import TimeoutConfig
+from consensus.validators import ValidatorSet
+
+log = logging.getLogger("laminar.consensus")
+
+
+class BFTEngine:
+    def __init__(
+        self, *, chain, mempool, p2p, validators: ValidatorSet, private_key: Optional[bytes],
+        datadir: Path, timeouts: TimeoutConfig, settings: ReactorSettings,
+        sync_poll_interval: float = 2.0,
+    ) -> None:
+        self.reactor = ConsensusReactor(
+            chain=chain, mempool=mempool, p2p=p2p, validators=validators,
+            private_key=private_key, datadir=datadir, timeouts=timeouts, settings=settings,
+        )
+        self.sync = BlockSync(
+            chain=chain, p2p=p2p, validators=validators, reactor=self.reactor,
+            poll_interval=sync_poll_interval,
+            behind_grace=max(3.0, 2 * settings.block_time + timeouts.propose),
+        )
+        self.reactor.sync = self.sync
+        p2p.on_consensus(self.reactor.on_consensus)
+        p2p.serve_sync(self.sync.serve_status, self.sync.serve_blocks)
+
+    @property
+    def address(self) -> Optional[bytes]:
+        return self.reactor.address
+
+    def status(self) -> dict:
+        state = self.reactor.status()
+        state["synced_blocks"] = self.sync.synced_blocks
+        return state
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.reactor.run)
+            await nursery.start(self.sync.run)
+            task_status.started()

@@ -1,0 +1,530 @@
+"""The consensus reactor: drives the pure `StateMachine` with the network, the chain, the
+mempool, the WAL and the clock.
+
+One trio task (`run`) owns the machine. Everything that reaches it goes through one
+inbox channel and is handled in order:
+
+    p2p consensus topic ──on_consensus()──▶ Inbound(message, peer) ─┐
+    TimeoutScheduler ─────────────────────▶ TimeoutFired ───────────┤
+    builder task (worker thread) ─────────▶ BlockBuilt ─────────────┤──▶ machine.handle()
+    validator task (worker thread) ───────▶ BlockValidated ─────────┤        │ actions
+    rebroadcast ticker ───────────────────▶ Rebroadcast ────────────┤        ▼
+    block sync (consensus/sync.py) ───────▶ SyncBatch ──────────────┘   _execute(actions)
+
+Actions: a message signed just now (`new=True`) is written to the WAL (fsync, in a worker
+thread) *before* it is published; `BuildBlock` and `ValidateBlock` start a task that
+executes the block in a worker thread (one execution at a time) and answers through the
+inbox; `Commit` writes the block with its certificate (worker thread), advances the
+head and starts the next height. Nothing a peer sends can crash the reactor: frames
+and messages are decoded strictly in the p2p callback, signatures are checked there
+(a bad one is a REJECT verdict, which penalises the forwarding peer), and the
+machine's own rejections penalise the peer that sent the message.
+
+Wire frame on the consensus topic (the gossip payload), strict and versioned:
+
+    RLP[FRAME_VERSION, relay_tag, message]     message = messages.Proposal/Vote.encode()
+
+GossipSub message ids are content hashes, so re-publishing identical bytes within the
+seen-cache window (2 minutes) is a no-op everywhere. A message is first published with
+tag 0; the periodic re-send (`StateMachine.rebroadcast`, only while the machine makes
+no progress) uses a fresh random tag, which makes it a new gossip message.
+
+Fault injection for tests: `LAMINAR_FAULT=equivocate` makes this validator, whenever it
+proposes a fresh block, also sign a second block for the same round (a different
+timestamp) and publish both (alternating which goes first). Never set it in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import rlp
+import trio
+from eth_hash.auto import keccak
+from eth_keys import keys
+
+from consensus.messages import (
+    DecodeError, InvalidSignatureError, Proposal, Step, Vote, _flat_list, _uint, decode_message,
+)
+from consensus.state_machine import (
+    BlockBuilt, BlockValidated, BroadcastProposal, BroadcastVote, BuildBlock, Commit,
+    ConflictingProposals, ConflictingVotes, EvidenceFound, MessageRejected, ProposalReceived,
+    ScheduleTimeout, SigningRefused, StartHeight, StateMachine, TimeoutFired, ValidateBlock,
+    VoteReceived,
+)
+from consensus.timers import TimeoutConfig, TimeoutScheduler
+from consensus.validators import ValidatorSet
+from consensus.wal import WAL, ConflictingSignatureError
+
+log = logging.getLogger("laminar.consensus")
+
+FRAME_VERSION = 1
+MAX_TAG = 2**63 - 1
+INBOX_SIZE = 16_384
+DECODED_CACHE = 64
+FAULT_ENV = "LAMINAR_FAULT"
+
+
+# ---- the gossip frame ---------------------------------------------------------------------
+
+
+def encode_frame(message, tag: int = 0) -> bytes:
+    return rlp.encode([FRAME_VERSION, tag, message.encode()])
+
+
+def decode_frame(data: bytes):
+    """(tag, message) from a consensus gossip payload; `DecodeError` on anything else."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("frame is not bytes")
+    items = _flat_list(bytes(data))
+    if len(items) != 3:
+        raise DecodeError(f"frame: expected 3 fields, got {len(items)}")
+    version = _uint(items[0], "frame version", 2**32)
+    if version != FRAME_VERSION:
+        raise DecodeError(f"unsupported frame version {version}")
+    tag = _uint(items[1], "relay tag", MAX_TAG)
+    return tag, decode_message(items[2])
+
+
+def message_hash(message) -> bytes:
+    return keccak(message.encode())
+
+
+def _short(value: Optional[bytes]) -> str:
+    return "nil" if value is None else "0x" + value.hex()[:16]
+
+
+# ---- inbox items that are not machine events ---------------------------------------------
+
+
+@dataclass
+class Inbound:
+    message: Any
+    peer: Any
+
+
+@dataclass
+class Rebroadcast:
+    pass
+
+
+@dataclass
+class SyncBatch:
+    """Blocks (with verified certificates) to import in order; answered via `done`."""
+
+    blocks: list  # [(BlockAPI, certificate bytes)]
+    done: trio.Event = field(default_factory=trio.Event)
+    imported: int = 0
+    error: Optional[str] = None
+
+
+@dataclass
+class ReactorSettings:
+    block_time: float = 1.0
+    max_block_txs: Optional[int] = None
+    # A proposal carries its whole block and must fit the p2p consensus cap (1 MiB).
+    max_block_bytes: int = 900 * 1024
+    rebroadcast_interval: float = 1.0
+    wal_prune_every: int = 16
+    fault: Optional[str] = None
+
+
+class ConsensusReactor:
+    def __init__(
+        self, *, chain, mempool, p2p, validators: ValidatorSet, private_key: Optional[bytes],
+        datadir: Path, timeouts: TimeoutConfig, settings: ReactorSettings,
+    ) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.p2p = p2p
+        self.validators = validators
+        self.settings = settings
+        self._key = keys.PrivateKey(private_key) if private_key is not None else None
+        self.machine = StateMachine(
+            chain_id=chain.chain_id, validators=validators, block_hash_of=self._block_hash_of,
+            private_key=private_key, timeouts=timeouts,
+        )
+        self.address = self.machine.address
+        self.index = self.machine.index
+        self.wal = WAL.for_validator(datadir, self.address) if self.address is not None else None
+        self.scheduler = TimeoutScheduler()
+        self._send, self._recv = trio.open_memory_channel(INBOX_SIZE)
+        self._exec_lock = trio.Lock()  # one block execution at a time
+        self._executed: dict[bytes, Any] = {}  # block hash -> node.chain.Proposal (this height)
+        self._decoded: OrderedDict[bytes, Any] = OrderedDict()  # keccak(bytes) -> BlockAPI
+        self._alternates: dict[tuple[int, int], Proposal] = {}  # fault injection
+        self._current_peer = None
+        self._height_started = 0.0
+        self._nursery: Optional[trio.Nursery] = None
+        self.blocked_peers: set[str] = set()  # debug partitions (laminar_debugBlockPeers)
+        self.sync = None  # consensus.sync.BlockSync, for "we are behind" hints
+        self.evidence: list[str] = []
+        self.commits = 0
+        self.dropped_inbound = 0
+        self.height_event = trio.Event()  # set (and replaced) whenever a height commits
+
+    # ---- block decoding (the machine's block_hash_of) ---------------------------------
+
+    def _decode_block(self, data: bytes):
+        digest = keccak(data)
+        block = self._decoded.get(digest)
+        if block is None:
+            block = self.chain.decode_block(data)  # InvalidProposalError on bad bytes
+            self._decoded[digest] = block
+            while len(self._decoded) > DECODED_CACHE:
+                self._decoded.popitem(last=False)
+        return block
+
+    def _block_hash_of(self, data: bytes) -> bytes:
+        return self._decode_block(data).header.hash
+
+    # ---- inbound (the p2p topic validator: synchronous, exactly once per message) ------
+
+    def on_consensus(self, payload: bytes, peer) -> Any:
+        from p2p.gossip import Verdict
+
+        if str(peer) in self.blocked_peers:
+            return Verdict.IGNORE
+        try:
+            _, message = decode_frame(payload)
+        except DecodeError as exc:
+            log.info("dropping undecodable consensus message from %s: %s", peer, exc)
+            return Verdict.REJECT
+        height = self.machine.height if self.machine.height is not None else 0
+        if message.height < height:
+            return Verdict.IGNORE  # stale: nothing to do with it, no one's fault
+        reason = self._check_signature(message)
+        if reason is not None:
+            log.info("dropping consensus message from %s: %s", peer, reason)
+            return Verdict.REJECT
+        if message.height > height + 1:
+            if self.sync is not None:
+                self.sync.hint(message.height - 1)
+            return Verdict.IGNORE
+        try:
+            self._send.send_nowait(Inbound(message, peer))
+        except trio.WouldBlock:
+            self.dropped_inbound += 1
+            return Verdict.IGNORE
+        return Verdict.ACCEPT
+
+    def _check_signature(self, message) -> Optional[str]:
+        chain_id = self.chain.chain_id
+        try:
+            if isinstance(message, Vote):
+                if not 0 <= message.validator < self.validators.n:
+                    return f"vote by unknown validator index {message.validator}"
+                if message.signer(chain_id) != self.validators.address(message.validator):
+                    return "vote not signed by the validator it names"
+            else:
+                expected = self.validators.proposer_address(message.height, message.round)
+                if message.signer(chain_id) != expected:
+                    return "proposal not signed by the proposer of its round"
+        except InvalidSignatureError as exc:
+            return str(exc)
+        return None
+
+    # ---- the loop --------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.scheduler.run, self._send.send)
+            head = self.chain.head.block_number
+            if self.wal is not None:
+                signed = await trio.to_thread.run_sync(self.wal.messages, head + 1)
+                if signed:
+                    log.info("restored %d signed messages from the WAL", len(signed))
+                self.machine.restore(signed)
+            self._height_started = trio.current_time()
+            await self._execute(self.machine.handle(StartHeight(head + 1)))
+            nursery.start_soon(self._rebroadcast_ticker)
+            task_status.started()
+            try:
+                async for item in self._recv:
+                    await self._dispatch(item)
+            finally:
+                if self.wal is not None:
+                    self.wal.close()
+
+    async def _dispatch(self, item) -> None:
+        if isinstance(item, Inbound):
+            self._current_peer = item.peer
+            try:
+                event = (
+                    ProposalReceived(item.message) if isinstance(item.message, Proposal)
+                    else VoteReceived(item.message)
+                )
+                await self._execute(self.machine.handle(event))
+            finally:
+                self._current_peer = None
+        elif isinstance(item, Rebroadcast):
+            tag = random.randint(1, MAX_TAG)
+            for action in self.machine.rebroadcast():
+                message = action.proposal if isinstance(action, BroadcastProposal) else action.vote
+                await self._publish(message, tag)
+        elif isinstance(item, SyncBatch):
+            await self._import_synced(item)
+        else:
+            await self._execute(self.machine.handle(item))
+
+    async def _execute(self, actions) -> None:
+        for action in actions:
+            if isinstance(action, (BroadcastProposal, BroadcastVote)):
+                await self._broadcast(action)
+            elif isinstance(action, ScheduleTimeout):
+                self.scheduler.schedule(action)
+            elif isinstance(action, BuildBlock):
+                self._nursery.start_soon(self._build, action.height, action.round)
+            elif isinstance(action, ValidateBlock):
+                self._nursery.start_soon(
+                    self._validate, action.height, action.block_hash, action.block_bytes
+                )
+            elif isinstance(action, Commit):
+                await self._commit(action)
+            elif isinstance(action, EvidenceFound):
+                self._log_evidence(action.evidence)
+            elif isinstance(action, MessageRejected):
+                peer = self._current_peer
+                log.info("rejected consensus message from %s: %s", peer, action.reason)
+                if peer is not None:
+                    self.p2p.penalties.record(peer, "consensus_invalid")
+            elif isinstance(action, SigningRefused):
+                log.warning(
+                    "refused to sign %s at height %d round %d for %s: already signed %s",
+                    action.step.name.lower(), action.height, action.round,
+                    _short(action.wanted), _short(action.signed),
+                )
+
+    async def _broadcast(self, action) -> None:
+        message = action.proposal if isinstance(action, BroadcastProposal) else action.vote
+        if action.new:
+            try:
+                await trio.to_thread.run_sync(
+                    self.wal.record_proposal if isinstance(message, Proposal)
+                    else self.wal.record_vote,
+                    message,
+                )
+            except ConflictingSignatureError as exc:
+                log.critical("NOT sending a conflicting signature: %s", exc)
+                return
+        alternate = self._alternates.pop((message.height, message.round), None) if (
+            isinstance(message, Proposal) and action.new
+        ) else None
+        if alternate is not None and message.height % 2:
+            await self._publish(alternate)
+            alternate = None
+        await self._publish(message)
+        if alternate is not None:
+            await self._publish(alternate)
+
+    async def _publish(self, message, tag: int = 0) -> None:
+        try:
+            await self.p2p.publish_consensus(encode_frame(message, tag))
+        except Exception as exc:  # noqa: BLE001 - no peers yet, over the cap, shutting down
+            log.debug("could not publish consensus message: %s", exc)
+
+    # ---- blocks ----------------------------------------------------------------------
+
+    async def _build(self, height: int, round_: int) -> None:
+        parent = self.chain.head
+        if parent.block_number != height - 1:
+            return
+        # Idle chains still need heights to complete: wait up to block_time for
+        # transactions, then propose whatever there is (possibly an empty block).
+        with trio.move_on_at(self._height_started + self.settings.block_time):
+            await self.mempool.wait_for_transactions()
+        if (
+            (self.machine.height, self.machine.round) != (height, round_)
+            or self.chain.head.hash != parent.hash
+        ):
+            return
+        limit = self.settings.max_block_txs
+        while True:
+            txs = self.mempool.select_for_block(self.chain.next_base_fee(), parent.gas_limit, limit)
+            async with self._exec_lock:
+                proposal = await trio.to_thread.run_sync(
+                    self.chain.propose, txs, int(time.time()), self.address, parent
+                )
+            data = rlp.encode(proposal.block)
+            if len(data) <= self.settings.max_block_bytes or len(txs) <= 1:
+                break
+            limit = max(1, len(txs) // 2)
+        for tx, reason in proposal.dropped:
+            log.warning("dropped transaction 0x%s: %s", tx.hash.hex(), reason)
+        block_hash = proposal.header.hash
+        self._executed[block_hash] = proposal
+        if self.settings.fault == "equivocate":
+            await self._build_alternate(height, round_, parent, proposal)
+        await self._send.send(BlockBuilt(height, round_, block_hash, data))
+
+    async def _build_alternate(self, height, round_, parent, proposal) -> None:
+        async with self._exec_lock:
+            other = await trio.to_thread.run_sync(
+                self.chain.propose, list(proposal.block.transactions),
+                proposal.header.timestamp + 1, self.address, parent,
+            )
+        self._executed[other.header.hash] = other
+        self._alternates[(height, round_)] = Proposal.sign(
+            self._key, self.chain.chain_id, height, round_, other.header.hash, -1,
+            rlp.encode(other.block),
+        )
+        log.warning("FAULT INJECTION: equivocating at height %d round %d", height, round_)
+
+    async def _validate(self, height: int, block_hash: bytes, data: bytes) -> None:
+        from node.chain import InvalidProposalError
+
+        parent = self.chain.head
+        if parent.block_number != height - 1:
+            return  # stale: the machine has moved on
+        try:
+            block = self._decode_block(data)
+            async with self._exec_lock:
+                if self.chain.head.hash != parent.hash:
+                    return
+                executed = await trio.to_thread.run_sync(self.chain.import_block, block, parent)
+            self._executed[block_hash] = executed
+            valid = True
+        except InvalidProposalError as exc:
+            log.warning("invalid proposal at height %d: %s", height, exc)
+            valid = False
+        except Exception:  # noqa: BLE001 - a bad block must not kill the node
+            log.exception("validating the proposal at height %d failed", height)
+            valid = False
+        await self._send.send(BlockValidated(height, block_hash, valid))
+
+    async def _commit(self, action: Commit) -> None:
+        proposal = self._executed.get(action.block_hash)
+        async with self._exec_lock:
+            if proposal is None:  # e.g. our own proposal restored from the WAL
+                block = self._decode_block(action.block_bytes)
+                proposal = await trio.to_thread.run_sync(self.chain.import_block, block)
+            await trio.to_thread.run_sync(
+                self.chain.write_block, proposal, action.certificate.encode()
+            )
+        self.chain.advance_head(proposal)
+        self.commits += 1
+        log.info(
+            "committed block %d round %d (%d txs, gas %d, %d signatures) 0x%s",
+            action.height, action.round, len(proposal.block.transactions),
+            proposal.header.gas_used, len(action.certificate.signatures),
+            action.block_hash.hex()[:16],
+        )
+        await self._start_next_height()
+
+    async def _start_next_height(self) -> None:
+        head = self.chain.head.block_number
+        self._executed.clear()
+        self._alternates.clear()
+        self.scheduler.discard_below(head + 1)
+        if self.wal is not None and head % self.settings.wal_prune_every == 0:
+            await trio.to_thread.run_sync(self.wal.prune_below, head + 1)
+        self._height_started = trio.current_time()
+        event, self.height_event = self.height_event, trio.Event()
+        event.set()
+        await self._execute(self.machine.handle(StartHeight(head + 1)))
+
+    async def import_synced(self, blocks: list) -> SyncBatch:
+        """Hand blocks with verified certificates to the reactor task; returns when done."""
+        batch = SyncBatch(blocks)
+        await self._send.send(batch)
+        await batch.done.wait()
+        return batch
+
+    async def _import_synced(self, batch: SyncBatch) -> None:
+        from node.chain import InvalidProposalError
+
+        try:
+            for block, certificate in batch.blocks:
+                head = self.chain.head
+                number = block.header.block_number
+                if number <= head.block_number:
+                    continue
+                if number != head.block_number + 1:
+                    batch.error = f"block {number} does not follow the head #{head.block_number}"
+                    break
+                try:
+                    async with self._exec_lock:
+                        proposal = await trio.to_thread.run_sync(self.chain.import_block, block, head)
+                        await trio.to_thread.run_sync(self.chain.write_block, proposal, certificate)
+                except InvalidProposalError as exc:
+                    batch.error = str(exc)
+                    break
+                self.chain.advance_head(proposal)
+                batch.imported += 1
+                log.info(
+                    "synced block %d (%d txs) 0x%s", number, len(block.transactions),
+                    block.header.hash.hex()[:16],
+                )
+            if batch.imported:
+                await self._start_next_height()
+        finally:
+            batch.done.set()
+
+    # ---- periodic re-send -------------------------------------------------------------
+
+    async def _rebroadcast_ticker(self) -> None:
+        """Re-send (fresh gossip ids) whenever the machine made no progress for an interval."""
+        last = None
+        while True:
+            await trio.sleep(self.settings.rebroadcast_interval)
+            status = (self.machine.height, self.machine.round, self.machine.step)
+            if status == last:
+                try:
+                    self._send.send_nowait(Rebroadcast())
+                except trio.WouldBlock:
+                    pass
+            last = status
+
+    # ---- evidence and status ------------------------------------------------------------
+
+    def _log_evidence(self, evidence) -> None:
+        first, second = evidence.first, evidence.second
+        address = "0x" + self.validators.address(evidence.validator).hex()
+        if isinstance(evidence, ConflictingProposals):
+            what = "proposals"
+        else:
+            what = f"{first.kind.name.lower()}s"
+        text = (
+            f"EVIDENCE: validator {evidence.validator} ({address}) signed conflicting {what} "
+            f"at height {first.height} round {first.round}: blocks {_short(first.block_hash)} "
+            f"and {_short(second.block_hash)}; signed messages 0x{message_hash(first).hex()} "
+            f"and 0x{message_hash(second).hex()}"
+        )
+        self.evidence.append(text)
+        log.warning("%s", text)
+
+    def status(self) -> dict:
+        state = self.machine.status()
+        for key in ("locked_value", "valid_value"):
+            state[key] = "0x" + state[key].hex() if state[key] is not None else None
+        proposer = None
+        if self.machine.height is not None:
+            proposer = self.validators.proposer(self.machine.height, self.machine.round)
+        state.update({
+            "mode": "validator" if self.index is not None else "observer",
+            "validator_index": self.index,
+            "address": "0x" + self.address.hex() if self.address is not None else None,
+            "validators": self.validators.n,
+            "proposer": proposer,
+            "head": self.chain.head.block_number,
+            "commits": self.commits,
+            "evidence": list(self.evidence[-16:]),
+            "peers": len(self.p2p.connected_peers()),
+            "blocked_peers": sorted(self.blocked_peers),
+        })
+        return state
+
+
+def fault_from_env() -> Optional[str]:
+    fault = os.environ.get(FAULT_ENV, "").strip() or None
+    if fault is not None and fault not in ("equivocate",):
+        raise ValueError(f"{FAULT_ENV}={fault!r}: unknown fault (known: equivocate)")
+    return fault

@@ -1,0 +1,241 @@
+"""`laminar devnet init`: the files of a local multi-validator BFT network.
+
+    laminar devnet init --validators 4 --out devnet [--seed S] [--base-rpc-port 8545]
+                        [--base-p2p-port 30303] [--host 127.0.0.1]
+
+writes
+
+    devnet/genesis.json          chain id 31337, the dev mnemonic's ten accounts funded,
+                                 "validators": the N validator addresses
+    devnet/devnet.json           summary: per node its validator address, peer id, RPC URL,
+                                 p2p multiaddr (for tools and tests)
+    devnet/node{i}/config.toml   datadir = devnet/node{i}, genesis, validator_key, rpc
+                                 address host:base_rpc+i, p2p listen host:base_p2p+i,
+                                 bootnodes = every other validator's multiaddr
+    devnet/node{i}/validator.key secp256k1 key (hex)
+    devnet/node{i}/p2p_key       libp2p Ed25519 identity (the node's data dir holds it)
+
+Keys are derived from the seed (keccak("laminar/devnet/<kind>/" || seed || i)), so a
+given seed always gives the same addresses and peer ids: docs and tests can name them.
+These keys are public knowledge for anyone with the seed: a devnet is for testing only.
+Run node i with `laminar node --config devnet/node{i}/config.toml`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from eth_hash.auto import keccak
+from eth_keys import keys
+
+from node import genesis as genesis_module
+
+DEFAULT_SEED = "laminar-devnet"
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+class DevnetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DevnetNode:
+    index: int
+    validator_key: bytes
+    address: bytes
+    peer_id: str
+    rpc: str  # host:port
+    p2p: str  # listen multiaddr
+
+    @property
+    def multiaddr(self) -> str:
+        return f"{self.p2p}/p2p/{self.peer_id}"
+
+
+def _derive(kind: str, seed: str, index: int) -> bytes:
+    return keccak(f"laminar/devnet/{kind}/".encode() + seed.encode() + index.to_bytes(4, "big"))
+
+
+def validator_key(seed: str, index: int) -> bytes:
+    key = _derive("validator", seed, index)
+    counter = 0
+    while not 0 < int.from_bytes(key, "big") < SECP256K1_ORDER:  # astronomically rare
+        counter += 1
+        key = keccak(key + counter.to_bytes(4, "big"))
+    return key
+
+
+def p2p_key_pair(seed: str, index: int):
+    from libp2p.crypto.ed25519 import create_new_key_pair
+
+    return create_new_key_pair(_derive("p2p", seed, index))
+
+
+def plan(
+    validators: int, seed: str = DEFAULT_SEED, base_rpc_port: int = 8545,
+    base_p2p_port: int = 30303, host: str = "127.0.0.1",
+) -> list[DevnetNode]:
+    from p2p.identity import peer_id_of
+
+    if validators < 1:
+        raise DevnetError("--validators: at least 1")
+    for name, base in (("--base-rpc-port", base_rpc_port), ("--base-p2p-port", base_p2p_port)):
+        if not 0 < base or base + validators - 1 > 65535:
+            raise DevnetError(f"{name}: ports {base}..{base + validators - 1} out of range")
+    nodes = []
+    for i in range(validators):
+        key = validator_key(seed, i)
+        nodes.append(DevnetNode(
+            index=i,
+            validator_key=key,
+            address=keys.PrivateKey(key).public_key.to_canonical_address(),
+            peer_id=str(peer_id_of(p2p_key_pair(seed, i))),
+            rpc=f"{host}:{base_rpc_port + i}",
+            p2p=f"/ip4/{host}/tcp/{base_p2p_port + i}",
+        ))
+    return nodes
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def render_config(
+    node: DevnetNode, nodes: list[DevnetNode], datadir: Path, block_time: float,
+    timeouts: dict[str, float], max_block_txs: Optional[int], mempool: dict[str, int],
+) -> str:
+    bootnodes = [other.multiaddr for other in nodes if other.index != node.index]
+    lines = [
+        f"# Laminar devnet validator {node.index} (0x{node.address.hex()}), peer {node.peer_id}",
+        f"datadir = {_toml_str(str(datadir))}",
+        'genesis = "../genesis.json"',
+        'validator_key = "validator.key"',
+        "",
+        "[rpc]",
+        f"address = {_toml_str(node.rpc)}",
+        "",
+        "[consensus]",
+        f"block_time = {block_time}",
+    ]
+    lines += [f"{name} = {value}" for name, value in timeouts.items()]
+    if max_block_txs is not None:
+        lines.append(f"max_block_txs = {max_block_txs}")
+    if mempool:
+        lines += ["", "[mempool]"] + [f"{name} = {value}" for name, value in mempool.items()]
+    lines += [
+        "",
+        "[p2p]",
+        f"listen = {_toml_str(node.p2p)}",
+        "bootnodes = [" + ", ".join(_toml_str(b) for b in bootnodes) + "]",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def init(
+    out: Path, validators: int, *, seed: str = DEFAULT_SEED, base_rpc_port: int = 8545,
+    base_p2p_port: int = 30303, host: str = "127.0.0.1", block_time: float = 1.0,
+    timeouts: Optional[dict[str, float]] = None, max_block_txs: Optional[int] = None,
+    mempool: Optional[dict[str, int]] = None,
+) -> list[DevnetNode]:
+    from node.service import write_key_file
+    from p2p.identity import _write_exclusive
+
+    out = Path(out).resolve()
+    if (out / "genesis.json").exists():
+        raise DevnetError(f"{out} already holds a devnet (genesis.json); pick another --out")
+    nodes = plan(validators, seed, base_rpc_port, base_p2p_port, host)
+    genesis = genesis_module.dev_genesis(tuple(n.address for n in nodes))
+    out.mkdir(parents=True, exist_ok=True)
+    for node in nodes:
+        node_dir = out / f"node{node.index}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        write_key_file(node_dir / "validator.key", node.validator_key)
+        _write_exclusive(
+            node_dir / "p2p_key", p2p_key_pair(seed, node.index).private_key.serialize()
+        )
+        (node_dir / "config.toml").write_text(render_config(
+            node, nodes, node_dir, block_time, dict(timeouts or {}), max_block_txs,
+            dict(mempool or {}),
+        ))
+    (out / "genesis.json").write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
+    summary = {
+        "chainId": genesis.chain_id,
+        "seed": seed,
+        "nodes": [
+            {
+                "index": n.index,
+                "address": "0x" + n.address.hex(),
+                "peerId": n.peer_id,
+                "rpc": f"http://{n.rpc}",
+                "p2p": n.multiaddr,
+                "config": str(out / f"node{n.index}" / "config.toml"),
+            }
+            for n in nodes
+        ],
+    }
+    (out / "devnet.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return nodes
+
+
+# ---- command line -------------------------------------------------------------------------
+
+
+def add_devnet_parser(subparsers) -> None:
+    devnet = subparsers.add_parser("devnet", help="local multi-validator networks")
+    sub = devnet.add_subparsers(dest="devnet_command", required=True)
+    init_parser = sub.add_parser("init", help="write genesis, keys and configs for N validators")
+    init_parser.add_argument("--validators", type=int, required=True, help="number of validators (n = 3f+1: 4, 7, ...)")
+    init_parser.add_argument("--out", type=Path, required=True, help="output directory")
+    init_parser.add_argument("--seed", default=DEFAULT_SEED, help="key derivation seed (same seed, same keys)")
+    init_parser.add_argument("--base-rpc-port", type=int, default=8545)
+    init_parser.add_argument("--base-p2p-port", type=int, default=30303)
+    init_parser.add_argument("--host", default="127.0.0.1")
+    init_parser.add_argument("--block-time", type=float, default=1.0)
+    init_parser.add_argument("--timeout-propose", type=float, help="consensus.timeout_propose (default 3)")
+    init_parser.add_argument("--timeout-prevote", type=float, help="consensus.timeout_prevote (default 1)")
+    init_parser.add_argument("--timeout-precommit", type=float, help="consensus.timeout_precommit (default 1)")
+    init_parser.add_argument("--max-block-txs", type=int, help="consensus.max_block_txs")
+    init_parser.add_argument("--mempool-max-per-sender", type=int, help="mempool.max_per_sender")
+    init_parser.add_argument("--mempool-max-pool-size", type=int, help="mempool.max_pool_size")
+
+
+def run_devnet(args) -> int:
+    import sys
+
+    if args.devnet_command != "init":
+        return 2
+    timeouts = {
+        name: value for name, value in (
+            ("timeout_propose", args.timeout_propose),
+            ("timeout_prevote", args.timeout_prevote),
+            ("timeout_precommit", args.timeout_precommit),
+        ) if value is not None
+    }
+    mempool = {
+        name: value for name, value in (
+            ("max_per_sender", args.mempool_max_per_sender),
+            ("max_pool_size", args.mempool_max_pool_size),
+        ) if value is not None
+    }
+    try:
+        nodes = init(
+            args.out, args.validators, seed=args.seed, base_rpc_port=args.base_rpc_port,
+            base_p2p_port=args.base_p2p_port, host=args.host, block_time=args.block_time,
+            timeouts=timeouts, max_block_txs=args.max_block_txs, mempool=mempool,
+        )
+    except (DevnetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    print(f"devnet of {len(nodes)} validators in {out} (chain id {genesis_module.DEV_CHAIN_ID})")
+    for node in nodes:
+        print(
+            f"  node{node.index}: validator 0x{node.address.hex()}  rpc http://{node.rpc}  "
+            f"p2p {node.multiaddr}"
+        )
+    print(f"run each with: laminar node --config {out}/node<i>/config.toml")
+    return 0

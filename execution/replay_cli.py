@@ -9,24 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from execution.executor import Executor
 from execution.replay import ReplayInputError, replay_block_dir
-from execution.sequential import SequentialExecutor
-
-# Executor name -> factory. Other executors (Block-STM) register here.
-def _blockstm(workers: int | None = None) -> Executor:
-    from execution.blockstm import BlockSTMExecutor
-
-    return BlockSTMExecutor(workers)
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "sequential": SequentialExecutor,
-    "blockstm": _blockstm,
-}
-
+from execution.registry import EXECUTOR_NAMES, close_executor, make_executor
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
@@ -37,7 +23,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument(
         "--executor",
         default="sequential",
-        help=f"executor to run the block with (one of: {', '.join(sorted(EXECUTORS))})",
+        help=f"executor to run the block with (one of: {', '.join(EXECUTOR_NAMES)})",
     )
     parser.add_argument(
         "--workers",
@@ -67,25 +53,22 @@ def run_replay(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if block_dir is None:
         print("error: no BLOCK_DIR given", file=sys.stderr)
         return 2
-    factory = EXECUTORS.get(executor_name)
-    if factory is None:
-        print(
-            f"error: unknown executor {executor_name!r} "
-            f"(known: {', '.join(sorted(EXECUTORS))})",
-            file=sys.stderr,
-        )
-        return 2
     workers = getattr(args, "workers", None)
-    executor = factory(workers) if executor_name == "blockstm" else factory()
+    if workers is not None and workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        executor = make_executor(executor_name, workers)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         report = replay_block_dir(block_dir, executor)
     except ReplayInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     finally:
-        close = getattr(executor, "close", None)
-        if close is not None:
-            close()
+        close_executor(executor)
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

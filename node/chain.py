@@ -43,6 +43,7 @@ from storage.leveldb import LevelDB
 log = logging.getLogger("laminar.chain")
 
 BLOCKHASH_WINDOW = 256  # BLOCKHASH reaches this many blocks back
+RECENT_STATS_BLOCKS = 64  # laminar_executionStats reports this many recent blocks
 EIP7702_DELEGATION_PREFIX = b"\xef\x01\x00"
 
 
@@ -122,6 +123,8 @@ class Chain:
         self._head: BlockHeaderAPI = self._open()
         self._recent_hashes: deque[bytes] = deque(maxlen=BLOCKHASH_WINDOW)
         self._load_recent_hashes()
+        # (height, ExecutionStats) of the last blocks this node executed itself.
+        self.recent_stats: deque = deque(maxlen=RECENT_STATS_BLOCKS)
         self._commit_listeners: list[Callable[[BlockAPI, Sequence[ReceiptAPI]], None]] = []
 
     # ---- opening --------------------------------------------------------------------
@@ -430,6 +433,7 @@ class Chain:
         """Make a written block the head in memory and tell listeners (trio thread)."""
         self._head = proposal.header
         self._recent_hashes.append(proposal.header.hash)
+        self.recent_stats.append((proposal.header.block_number, proposal.result.stats))
         for listener in self._commit_listeners:
             try:
                 listener(proposal.block, proposal.result.receipts)

@@ -33,6 +33,11 @@ def _add_node_parser(subparsers) -> None:
     node.add_argument("--block-time", type=float, help="seconds between blocks (default 1)")
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     node.add_argument(
+        "--executor", choices=["blockstm", "sequential"],
+        help="block executor (default blockstm: parallel; sequential: the reference)",
+    )
+    node.add_argument("--workers", type=int, help="Block-STM worker processes (default: CPUs)")
+    node.add_argument(
         "--p2p-listen", metavar="MULTIADDR",
         help="libp2p listen address, e.g. /ip4/127.0.0.1/tcp/30303 (default: no networking)",
     )
@@ -46,8 +51,9 @@ def _add_replay_parser(subparsers) -> None:
     replay = subparsers.add_parser(
         "replay", help="execute a real Ethereum block from a folder and check it against its header"
     )
-    replay.add_argument("block_dir", type=Path, help="folder with block.json, prestate.json, block_hashes.json")
-    replay.add_argument("--executor", default="sequential", choices=["sequential"])
+    from execution.replay_cli import add_replay_arguments
+
+    add_replay_arguments(replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +92,10 @@ def _node_config(args: argparse.Namespace):
         config.consensus.block_time = args.block_time
     if args.log_level:
         config.log_level = args.log_level
+    if args.executor:
+        config.execution.executor = args.executor
+    if args.workers is not None:
+        config.execution.workers = args.workers
     if args.p2p_listen:
         config.p2p.listen = args.p2p_listen
     if args.bootnode:

@@ -19,12 +19,13 @@ Example `laminar.toml`:
     timeout_propose = 3.0             # BFT (several validators) only; see docs/consensus.md
 
     [execution]
-    executor = "sequential"
+    executor = "blockstm"             # or "sequential"; workers = N (default: CPUs)
 """
 
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,7 +35,6 @@ DEFAULT_RPC_HOST = "127.0.0.1"
 DEFAULT_RPC_PORT = 8545
 MAX_PORT = 65535
 DEFAULT_DATADIR = Path.home() / ".laminar"
-EXECUTORS = ("sequential",)
 
 
 class ConfigError(ValueError):
@@ -72,8 +72,8 @@ class ConsensusSettings:
 
 @dataclass
 class ExecutionSettings:
-    executor: str = "sequential"
-    workers: int = 1
+    executor: str = "blockstm"  # or "sequential" (the reference)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 @dataclass
@@ -194,9 +194,12 @@ def load_config_file(path: Path, config: NodeConfig) -> None:
 
 
 def validate(config: NodeConfig) -> None:
-    if config.execution.executor not in EXECUTORS:
+    from execution.registry import EXECUTOR_NAMES
+
+    if config.execution.executor not in EXECUTOR_NAMES:
         raise ConfigError(
-            f"execution.executor: {config.execution.executor!r} is not one of {list(EXECUTORS)}"
+            f"execution.executor: {config.execution.executor!r} is not one of "
+            f"{list(EXECUTOR_NAMES)}"
         )
     if config.execution.workers < 1:
         raise ConfigError("execution.workers: must be at least 1")

@@ -19,8 +19,7 @@ from eth.abc import BlockAPI, ReceiptAPI
 from eth_keys import keys
 
 from consensus.single import SingleValidatorEngine
-from execution.executor import Executor
-from execution.sequential import SequentialExecutor
+from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
 from node.chain import Chain
 from node.config import NodeConfig, make_p2p_config
@@ -42,12 +41,6 @@ PRIVATE_KEY_BYTES = 32
 
 class NodeSetupError(RuntimeError):
     """The node cannot start as configured; the message says what to change."""
-
-
-def make_executor(config: NodeConfig) -> Executor:
-    if config.execution.executor == "sequential":
-        return SequentialExecutor()
-    raise NodeSetupError(f"unknown executor {config.execution.executor!r}")
 
 
 def read_key_file(path: Path) -> bytes:
@@ -224,6 +217,9 @@ def print_banner(node: Node, is_dev: bool) -> None:
         f"Laminar node, chain id {node.chain.chain_id}, head #{node.chain.head.block_number}",
         f"data dir: {node.config.datadir}",
         f"consensus: {consensus_mode(node.engine, node.chain.genesis)}",
+        f"execution: {node.config.execution.executor}"
+        + (f" ({node.config.execution.workers} workers)"
+           if node.config.execution.executor == "blockstm" else ""),
         f"JSON-RPC (HTTP + WebSocket): http://{node.config.rpc.host}:{node.rpc_port}",
     ]
     if node.p2p is not None:
@@ -276,13 +272,15 @@ async def run_node(
 ) -> None:
     """Run a node until cancelled; reports the bound RPC port through `task_status`."""
     db = LevelDB(config.chaindata)
+    executor = None
     try:
         try:
             genesis, is_dev = resolve_genesis(config, db)
         except GenesisError as exc:
             raise NodeSetupError(f"genesis: {exc}") from None
         validator_key = resolve_validator_key(config, genesis, is_dev)
-        chain = Chain(db, make_executor(config), genesis)
+        executor = make_executor(config.execution.executor, config.execution.workers)
+        chain = Chain(db, executor, genesis)
         mempool = Mempool(
             MempoolConfig(
                 chain_id=genesis.chain_id,
@@ -352,4 +350,6 @@ async def run_node(
             print_banner(node, is_dev)
             task_status.started(node)
     finally:
+        if executor is not None:
+            close_executor(executor)  # Block-STM: stop its worker processes
         db.close()

@@ -413,6 +413,22 @@ class EthApi:
 
     # ---- laminar_ namespace ---------------------------------------------------------
 
+    def laminar_execution_stats(self) -> list[dict]:
+        """How this node executed its recent blocks: executor, workers, re-executions."""
+        return [
+            {
+                "number": encoding.quantity(number),
+                "executor": stats.executor,
+                "transactions": stats.transactions,
+                "workers": stats.workers,
+                "incarnations": stats.incarnations,
+                "fallback": stats.fallback,
+                "executionSeconds": round(stats.execution_seconds, 6),
+                "commitSeconds": round(stats.commit_seconds, 6),
+            }
+            for number, stats in self.chain.recent_stats
+        ]
+
     def laminar_validators(self) -> list[str]:
         return [encoding.data(v) for v in self.validators]
 
@@ -504,6 +520,7 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
         "laminar_getCommit": api.laminar_get_commit,
         "laminar_consensusState": api.laminar_consensus_state,
         "laminar_mempoolStatus": api.laminar_mempool_status,
+        "laminar_executionStats": api.laminar_execution_stats,
     }
     if api.debug_rpc:
         table["laminar_debugBlockPeers"] = api.laminar_debug_block_peers

@@ -9,5 +9,3 @@ runner (`bench.runner`) and the report (`bench.report`) load when the bench runs
 DEFAULT_SIZES = {"transfers": 2000, "erc20": 2000, "amm": 500, "mixed": 2000}
 # Mixed workload: share of transactions on hot state.
 DEFAULT_HOT_SHARE = 0.1
-# Executors the bench can run, by name (see bench.runner.EXECUTORS).
-EXECUTOR_NAMES = ("sequential", "blockstm")

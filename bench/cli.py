@@ -80,7 +80,8 @@ def _workload(text: str) -> str:
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from bench import DEFAULT_HOT_SHARE, DEFAULT_SIZES, EXECUTOR_NAMES
+    from bench import DEFAULT_HOT_SHARE, DEFAULT_SIZES
+    from execution.registry import EXECUTOR_NAMES
 
     parser.add_argument(
         "--workload", "-w", action="append", type=_workload, metavar="W",
@@ -189,10 +190,11 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     from bench import report, runner, workloads
     from bench.contracts import ContractBuildError
+    from execution.registry import DEFAULT_EXECUTOR, default_workers, make_executor
 
     names = _selected(args)
     explicit_mainnet = "mainnet" in (args.workload or [])
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or default_workers()
     notes: list[str] = []
 
     # ------------------------------------------------------------- check the inputs
@@ -200,17 +202,10 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         return _usage_error(
             f"--plot needs matplotlib, which is not installed (pip install {report.MATPLOTLIB_PIN})"
         )
-    if args.parallel is None:
-        parallel_name, note = runner.default_parallel()
-        if note:
-            notes.append(note)
-    else:
-        parallel_name = args.parallel
+    parallel_name = args.parallel or DEFAULT_EXECUTOR
     try:
-        sequential = runner.make_executor("sequential", 1)
-        parallel = runner.make_executor(parallel_name, workers)
-    except runner.ExecutorUnavailable as exc:
-        return _usage_error(str(exc))
+        sequential = make_executor("sequential")
+        parallel = make_executor(parallel_name, workers)
     except Exception as exc:
         return _usage_error(f"cannot create the {parallel_name!r} executor: {exc}")
     parallel_label = f"{parallel_name} ({workers} workers)"

@@ -20,7 +20,6 @@ receipts (encoded bytes, in order), gas used, logs bloom and post-state root.
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import platform
 import shutil
@@ -33,58 +32,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import rlp
 
-from bench import EXECUTOR_NAMES
 from execution.executor import BlockInput, ExecutionResult, Executor, StateView
 from execution.roots import make_header_roots
 from storage.leveldb import LevelDB
 
-# Executor name -> (module, class, whether the constructor takes the worker count).
-# Imported lazily: Block-STM may not exist (or not import) in this checkout.
-EXECUTORS: dict[str, tuple[str, str, bool]] = {
-    "sequential": ("execution.sequential", "SequentialExecutor", False),
-    "blockstm": ("execution.blockstm", "BlockSTMExecutor", True),
-}
-PREFERRED_PARALLEL = "blockstm"
-assert set(EXECUTORS) == set(EXECUTOR_NAMES)
-
 _STATE_BLOCK_KEY = b"\x01bench-block:"
 _STATE_RECEIPTS_KEY = b"\x01bench-receipts:"
-
-
-class ExecutorUnavailable(RuntimeError):
-    """The executor's module or class cannot be imported."""
-
-
-def load_executor_class(name: str) -> tuple[type, bool]:
-    try:
-        module_name, class_name, takes_workers = EXECUTORS[name]
-    except KeyError:
-        raise ExecutorUnavailable(
-            f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})"
-        ) from None
-    try:
-        module = importlib.import_module(module_name)
-        cls = getattr(module, class_name)
-    except Exception as exc:  # ImportError, or a half-written module's own error
-        raise ExecutorUnavailable(
-            f"executor {name!r} is not available: cannot import "
-            f"{module_name}.{class_name} ({type(exc).__name__}: {exc})"
-        ) from None
-    return cls, takes_workers
-
-
-def make_executor(name: str, workers: int) -> Executor:
-    cls, takes_workers = load_executor_class(name)
-    return cls(workers) if takes_workers else cls()
-
-
-def default_parallel() -> tuple[str, Optional[str]]:
-    """The parallel executor to use by default, and a note when falling back."""
-    try:
-        load_executor_class(PREFERRED_PARALLEL)
-    except ExecutorUnavailable as exc:
-        return "sequential", f"{exc}; the sequential executor stands in for it"
-    return PREFERRED_PARALLEL, None
 
 
 def machine_info() -> dict[str, Any]:

@@ -281,6 +281,45 @@ def assign_pow_rewards(
         state.delta_balance(uncle_coinbase, vm_class.get_uncle_reward(number, uncle))
 
 
+def apply_transactions(
+    state: StateAPI,
+    env: BlockEnv,
+    transactions: Sequence[SignedTransactionAPI],
+    receipts: list[ReceiptAPI],
+    start: int = 0,
+    gas_used: int = 0,
+    bloom: int = 0,
+) -> tuple[int, int]:
+    """Apply `transactions[start:]` to `state` one after another; return (gas_used, bloom).
+
+    py-evm's VM.apply_all_transactions without the header copies: the only header field
+    make_receipt reads is the cumulative gas (`gas_used`: what the transactions before
+    `start` used). Receipts are appended to `receipts`. Pre-Byzantium make_receipt
+    computes the intermediate state root each receipt carries (the fork requires it);
+    afterwards no per-transaction root is computed. The sequential executor runs a whole
+    block through it; Block-STM runs the rest of a block through it when it falls back
+    mid-block (after folding the committed prefix into `state`).
+    """
+    vm_class = env.vm_class
+    header = _GasHeader(gas_used)
+    for index in range(start, len(transactions)):
+        tx = transactions[index]
+        reason = check_transaction(state, env, tx, gas_used)
+        if reason is not None:
+            raise InvalidBlockError(index, reason)
+        state.lock_changes()
+        try:
+            computation = state.apply_transaction(tx)
+        except ValidationError as exc:
+            raise InvalidBlockError(index, _readable(exc)) from exc
+        header.gas_used = gas_used
+        receipt = vm_class.make_receipt(header, tx, computation, state)
+        gas_used = receipt.gas_used
+        bloom |= int(receipt.bloom)
+        receipts.append(receipt)
+    return gas_used, bloom
+
+
 class SequentialExecutor:
     """Runs transactions one after another: the reference executor."""
 
@@ -299,28 +338,8 @@ class SequentialExecutor:
 
         block_preprocessing(state, env)
 
-        # VM.apply_all_transactions, without the header copies: the only header field
-        # make_receipt reads is the cumulative gas. Pre-Byzantium make_receipt computes
-        # the intermediate state root each receipt carries (the fork requires it);
-        # afterwards no per-transaction root is computed.
         receipts: list[ReceiptAPI] = []
-        gas_used = 0
-        bloom = 0
-        header = _GasHeader(0)
-        for index, tx in enumerate(transactions):
-            reason = check_transaction(state, env, tx, gas_used)
-            if reason is not None:
-                raise InvalidBlockError(index, reason)
-            state.lock_changes()
-            try:
-                computation = state.apply_transaction(tx)
-            except ValidationError as exc:
-                raise InvalidBlockError(index, _readable(exc)) from exc
-            header.gas_used = gas_used
-            receipt = vm_class.make_receipt(header, tx, computation, state)
-            gas_used = receipt.gas_used
-            bloom |= int(receipt.bloom)
-            receipts.append(receipt)
+        gas_used, bloom = apply_transactions(state, env, transactions, receipts)
         executed = time.perf_counter()
 
         if block.withdrawals:

@@ -147,3 +147,193 @@ def test_worker_killed_mid_block_is_recovered() -> None:
         assert set(executor.worker_pids()).isdisjoint(pids)
         assert again.post_state_root == SequentialExecutor().execute(
             _erc20_block(40)[0], pre2).post_state_root
+
+
+# ------------------------------------------------------------------ adaptive fallback
+
+COUNTER = b"\xc1" * 20
+# runtime: slot0 += 1 (every transaction reads and writes the same slot: a chain)
+_COUNTER_CODE = bytes.fromhex("5f546001015f5500")
+
+
+def _counter_block(n: int):
+    from blockstm_workloads import CHAIN_ID, GWEI, decode, env, keys
+    from eth_utils import to_checksum_address
+
+    from execution.executor import BlockInput, StateView
+    from execution.prestate import load_prestate
+
+    prestate = {a.address: {"balance": hex(10**20)} for a in keys(n)}
+    prestate["0x" + COUNTER.hex()] = {
+        "balance": "0x0", "nonce": 1, "code": "0x" + _COUNTER_CODE.hex(),
+        "storage": {"0x0": "0x7"},
+    }
+    nodes, root = load_prestate(prestate)
+    txs = tuple(
+        decode(acct.sign_transaction({
+            "type": 2, "chainId": CHAIN_ID, "nonce": 0, "to": to_checksum_address(COUNTER),
+            "value": i, "gas": 60_000, "maxFeePerGas": 20 * GWEI,
+            "maxPriorityFeePerGas": GWEI, "data": b"",
+        }).raw_transaction)
+        for i, acct in enumerate(keys(n))
+    )
+    return BlockInput(env=env(), transactions=txs), StateView(nodes, root)
+
+
+def _same(result, reference) -> None:
+    assert result.post_state_root == reference.post_state_root
+    assert [r.encode() for r in result.receipts] == [r.encode() for r in reference.receipts]
+    assert result.gas_used == reference.gas_used
+    assert result.logs_bloom == reference.logs_bloom
+    assert result.state_nodes == reference.state_nodes
+
+
+def test_contended_chain_falls_back_mid_block_with_identical_results(
+    blockstm: BlockSTMExecutor,
+) -> None:
+    block, pre = _counter_block(120)
+    reference = SequentialExecutor().execute(_counter_block(120)[0], pre)
+    result = blockstm.execute(block, pre)
+    _same(result, reference)
+    assert result.stats.fallback is True
+    assert blockstm.last_fallback_at is not None and blockstm.last_fallback_at < 120
+    assert blockstm.last_fallback_reason.startswith("contention")
+    assert blockstm.last_block_info["fallback_at"] == blockstm.last_fallback_at
+    # and the next block runs in parallel again
+    block2, pre2 = _erc20_block(60)
+    again = blockstm.execute(block2, pre2)
+    assert again.stats.fallback is False
+    _same(again, SequentialExecutor().execute(_erc20_block(60)[0], pre2))
+
+
+def test_independent_block_does_not_fall_back(blockstm: BlockSTMExecutor) -> None:
+    block, pre = _erc20_block(80)
+    result = blockstm.execute(block, pre)
+    assert result.stats.fallback is False
+    assert blockstm.last_fallback_at is None
+    _same(result, SequentialExecutor().execute(_erc20_block(80)[0], pre))
+
+
+@pytest.mark.parametrize("after", [1, 3, 10, 30])
+@pytest.mark.parametrize("make", [_erc20_block, _counter_block], ids=["erc20", "counter"])
+def test_forced_fallback_at_any_point_is_identical(make, after: int) -> None:
+    block, pre = make(48)
+    reference = SequentialExecutor().execute(make(48)[0], pre)
+    with BlockSTMExecutor(2) as executor:
+        executor.fallback_after = after
+        result = executor.execute(block, pre)
+        _same(result, reference)
+        assert result.stats.fallback is True or executor.last_fallback_at is None
+
+
+def test_adaptive_off_keeps_block_stm(blockstm: BlockSTMExecutor) -> None:
+    block, pre = _counter_block(40)
+    reference = SequentialExecutor().execute(_counter_block(40)[0], pre)
+    with BlockSTMExecutor(2, adaptive=False) as executor:
+        result = executor.execute(block, pre)
+    _same(result, reference)
+    assert result.stats.fallback is False
+    assert result.stats.incarnations > 40
+
+
+# ------------------------------------------------------------------ caches across blocks
+
+
+def test_consecutive_blocks_reuse_worker_caches(blockstm: BlockSTMExecutor) -> None:
+    """Block 2 runs on block 1's post-state with warm worker caches (nodes by hash, base
+    values by root); re-running a block on the same root reuses its base values."""
+    from blockstm_workloads import CHAIN_ID, GWEI, decode, env, keys
+    from dataclasses import replace
+
+    from eth_utils import to_checksum_address
+
+    from execution.executor import BlockInput, StateView
+
+    block1, pre1 = _erc20_block(60)
+    ref1 = SequentialExecutor().execute(_erc20_block(60)[0], pre1)
+    res1 = blockstm.execute(block1, pre1)
+    _same(res1, ref1)
+    nodes2 = dict(pre1.nodes)
+    nodes2.update(ref1.state_nodes)
+    pre2 = StateView(nodes2, ref1.post_state_root)
+    # block 2: the same senders (nonce 1) send ETH to fresh addresses
+    accounts = keys(60)
+
+    def block2_txs():
+        return tuple(
+            decode(acct.sign_transaction({
+                "type": 2, "chainId": CHAIN_ID, "nonce": 1,
+                "to": to_checksum_address(bytes([0x72, i]).rjust(20, b"\x05")),
+                "value": 10**15 + i, "gas": 21_000,
+                "maxFeePerGas": 20 * GWEI, "maxPriorityFeePerGas": GWEI, "data": b"",
+            }).raw_transaction)
+            for i, acct in enumerate(accounts)
+        )
+
+    env2 = replace(env(), number=11, parent_hash=b"\x98" * 32)
+    ref2 = SequentialExecutor().execute(BlockInput(env=env2, transactions=block2_txs()), pre2)
+    for _ in range(2):  # cold base cache for this root, then warm
+        res2 = blockstm.execute(BlockInput(env=env2, transactions=block2_txs()), pre2)
+        _same(res2, ref2)
+        assert res2.stats.fallback is False
+    assert blockstm.last_block_info["needs"] == 0  # every node already cached
+    # and block 1 again, on its own (older) root
+    _same(blockstm.execute(_erc20_block(60)[0], pre1), ref1)
+
+
+def test_trie_reader_matches_py_evm() -> None:
+    from eth.db.account import AccountDB
+    from eth_hash.auto import keccak
+
+    from execution.blockstm.triereader import decode_node, lookup
+    from execution.overlay import OverlayDB
+
+    import rlp
+    from eth.rlp.accounts import Account
+
+    block, pre = _erc20_block(64)
+    from blockstm_workloads import TOKEN, keys
+
+    adb = AccountDB(OverlayDB(pre.nodes), pre.state_root)
+
+    def node_of(h):
+        return decode_node(pre.nodes[h])
+
+    addresses = [bytes.fromhex(a.address[2:]) for a in keys(64)]
+    addresses += [TOKEN, b"\x00" * 20, b"\x07" * 20]
+    for address in addresses:
+        got = lookup(node_of, pre.state_root, keccak(address))
+        assert got == adb._get_encoded_account(address, from_journal=False)
+    token_root = rlp.decode(lookup(node_of, pre.state_root, keccak(TOKEN)), sedes=Account).storage_root
+    for address in addresses:
+        slot = int.from_bytes(address, "big")
+        encoded = lookup(node_of, token_root, keccak(slot.to_bytes(32, "big")))
+        value = rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
+        assert value == adb.get_storage(TOKEN, slot, from_journal=False)
+
+
+@pytest.mark.parametrize("number", BLOCKS[-3:])
+def test_mainnet_replay_identical_with_node_round_trips(monkeypatch, number: str) -> None:
+    """Without shipping the pre-state, workers prefetch and fetch nodes (NEED)."""
+    from execution.blockstm import executor as executor_module
+
+    monkeypatch.setattr(executor_module, "SHIP_PRESTATE_LIMIT", 0)
+    block_dir = DATA / number
+    reference = replay_block_dir(block_dir, SequentialExecutor())
+    with BlockSTMExecutor(2) as executor:
+        for _ in range(2):  # cold node caches, then warm
+            report = replay_block_dir(block_dir, executor)
+            for key in ("gasUsed", "logsBloom", "receiptsRoot", "postStateRoot"):
+                assert report[key] == reference[key], key
+
+
+def test_consecutive_blocks_with_node_round_trips(monkeypatch, blockstm) -> None:
+    from execution.blockstm import executor as executor_module
+
+    monkeypatch.setattr(executor_module, "SHIP_PRESTATE_LIMIT", 0)
+    with BlockSTMExecutor(2) as executor:
+        block, pre = _erc20_block(60)
+        executor.execute(block, pre)
+        assert executor.last_block_info["needs"] > 0  # cold: nodes come by round trips
+        # block 2 on block 1's post-state, then block 2 again with every node cached
+        test_consecutive_blocks_reuse_worker_caches(executor)

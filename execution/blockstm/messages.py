@@ -4,23 +4,33 @@ Everything that crosses a process boundary is a small tuple of bytes, ints, dict
 lists, pickled by `multiprocessing.Connection.send`.
 
 Coordinator -> worker
-    (BLOCK, block_id, env, pre_root, prelude)     a new block: env is the BlockEnv, prelude
+    (BLOCK, block_id, env, pre_root, prelude, nodes)
+                                                  a new block: env is the BlockEnv, prelude
                                                    the block's pre-transaction storage writes
-                                                   ({key: value}, EIP-4788/2935 slots)
-    (WORK, block_id, updates, tasks)              updates: [(tx, writes, deltas, codes)] write
+                                                   ({key: value}, EIP-4788/2935 slots), nodes
+                                                   the whole pre-state when it is a small
+                                                   in-memory dict (else None)
+    (WORK, block_id, updates, tasks, nodes)       updates: [(tx, writes, deltas, codes)] write
                                                    sets of finished incarnations (or
                                                    (tx, None, None, None): ESTIMATE, the
                                                    incarnation was aborted); tasks:
-                                                   [(tx, incarnation, raw_tx)]
-    (NODE, block_id, hash, value|None)            answer to NEED
+                                                   [(tx, incarnation, tx object | None: the
+                                                   worker already has it)]; nodes:
+                                                   {hash: node} another worker fetched
+    (NODE, block_id, request_id, values)          answer to NEED (value or None per hash)
     (END, block_id)                               block over: drop tasks, acknowledge
     (STOP,)                                       exit
 Worker -> coordinator
-    (NEED, block_id, hash)                        a trie node / code missing from the cache
-    (DONE, block_id, tx, inc, reads, writes, deltas, codes, outcome)
+    (NEED, block_id, request_id, hashes)          trie nodes / code missing from the cache
+                                                   (a batch: prefetch asks for many at once)
+    (DONE, block_id, tx, inc, reads, writes, deltas, codes, outcome, base_accounts)
     (BLOCKED, block_id, tx, inc, dep)             read an ESTIMATE of tx `dep`
+    (RESULTS, [DONE or BLOCKED message, ...])     several results in one message
     (ERROR, block_id, tx, inc, text)              unexpected exception (coordinator falls back)
-    (ENDED, block_id)                             acknowledgement of END
+    (ENDED, block_id, timing)                     acknowledgement of END; timing: the
+                                                   worker's seconds this block [running tasks
+                                                   (wall), running tasks (CPU), waiting for
+                                                   messages, sending results]
 
 State locations ("keys") are bytes: the 20-byte address plus a one-byte field tag
 (balance, nonce, code hash, existence, storage wipe), or plus the 32-byte big-endian slot
@@ -30,7 +40,7 @@ number for a storage slot (52 bytes).
 from __future__ import annotations
 
 BLOCK, WORK, NODE, END, STOP = 1, 2, 3, 4, 5
-NEED, DONE, BLOCKED, ERROR, ENDED = 11, 12, 13, 14, 15
+NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS = 11, 12, 13, 14, 15, 16
 
 BAL = b"b"  # balance (int); may carry commutative deltas
 NON = b"n"  # nonce (int)

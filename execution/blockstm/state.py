@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Type
 
 from eth.abc import StateAPI
 from eth.constants import EMPTY_SHA3
+from eth.db.journal import get_next_checkpoint
 from eth_hash.auto import keccak
 
 from execution.blockstm.messages import BAL, COD, EXI, NON, SLOT_KEY_LEN, WIP
@@ -38,7 +39,6 @@ class TxDB:
         self._warm: set = set()
         self._undo: list = []
         self._checkpoints: dict[int, int] = {}
-        self._next_checkpoint = 1
 
     # ------------------------------------------------------------------ journal
     def _set(self, key: bytes, value: Any) -> None:
@@ -52,8 +52,9 @@ class TxDB:
             self._undo.append((d, key, d.pop(key)))
 
     def record(self) -> int:
-        cp = self._next_checkpoint
-        self._next_checkpoint += 1
+        # py-evm's process-wide checkpoint counter: the state passes this checkpoint on
+        # to its own journals (transient storage), whose ids come from that counter.
+        cp = get_next_checkpoint()
         self._checkpoints[cp] = len(self._undo)
         return cp
 
@@ -381,3 +382,30 @@ def _set_code_hash(adb: Any, address: bytes, code_hash: bytes, codes: dict) -> N
     else:  # code already known to the database (e.g. a re-created contract)
         account = adb._get_account(address)
         adb._set_account(address, account.copy(code_hash=code_hash))
+
+
+def merge_write_sets(results: list, end: int) -> Optional[tuple[dict, dict]]:
+    """The write sets of results[0:end] merged in order into one (writes, deltas): the
+    last absolute write of a location wins, later credits add to it (or to each other
+    when the location was never written). None when a write set wipes storage, deletes
+    an account or changes code: those go through `fold_write_set` one by one."""
+    writes: dict = {}
+    deltas: dict = {}
+    for i in range(end):
+        tx_writes, tx_deltas, tx_codes = results[i][1], results[i][2], results[i][3]
+        if tx_codes:
+            return None
+        for key, value in tx_writes.items():
+            if len(key) != SLOT_KEY_LEN:
+                tag = key[20:]
+                if tag == WIP or tag == COD or (tag == EXI and value is not True):
+                    return None
+            writes[key] = value
+            if key in deltas:
+                del deltas[key]
+        for key, d in tx_deltas.items():
+            if key in writes:
+                writes[key] += d
+            else:
+                deltas[key] = deltas.get(key, 0) + d
+    return writes, deltas

@@ -1,10 +1,13 @@
 """The worker process: executes incarnations on local replicas, never on shared memory.
 
 A worker keeps, per block, a replica of the multi-version memory (fed by the write sets
-the coordinator broadcasts), the block prelude, a base-value cache for the block's
-pre-state root, and — across blocks — a content-addressed cache of trie nodes and code
-(valid under any root). Base values are read through py-evm's AccountDB over that node
-cache; a node not cached yet costs one round trip to the coordinator (NEED/NODE).
+the coordinator broadcasts) and the block prelude; per pre-state root, a base-value cache
+(kept while blocks run on the same root); and, across blocks, content-addressed caches of
+raw and decoded trie nodes and code (valid under any root). Base values are read with the
+lean trie reader (`triereader.lookup`) over those caches. When tasks arrive, the account
+paths of their senders and recipients are prefetched in batched NEED round trips; a node
+still missing during execution costs one round trip. Nodes fetched by one worker reach the
+others with their next WORK message. Results are sent in batches (`RESULTS_BATCH`).
 """
 
 from __future__ import annotations
@@ -13,18 +16,19 @@ import logging
 import os
 import traceback
 from collections import deque
+from time import perf_counter, process_time
 from typing import Any, Optional
 
 import rlp
 from eth.constants import EMPTY_SHA3
-from eth.db.account import AccountDB
 from eth.rlp.accounts import Account
+from eth_hash.auto import keccak
 from eth_utils import ValidationError
 
 from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import EstimateHit, MVMemory
 from execution.blockstm.state import make_tx_state, outcome_of
-from execution.overlay import OverlayDB
+from execution.blockstm.triereader import BLANK_ROOT, NodeMissing, decode_node, lookup
 from execution.sequential import _readable, check_transaction, make_execution_context
 
 _NODE_CACHE_LIMIT = 2_000_000
@@ -35,31 +39,10 @@ class _Stop(Exception):
     pass
 
 
-class _RemoteNodes:
-    """A NodeReader over the worker's node cache; misses are asked of the coordinator."""
-
-    def __init__(self, worker: "Worker") -> None:
-        self.worker = worker
-
-    def __getitem__(self, key: bytes) -> bytes:
-        cache = self.worker.nodes
-        try:
-            return cache[key]
-        except KeyError:
-            value = self.worker.fetch_node(key)
-            if value is None:
-                raise KeyError(key) from None
-            if len(cache) > _NODE_CACHE_LIMIT:
-                cache.clear()
-            cache[key] = value
-            return value
-
-    def __contains__(self, key: object) -> bool:
-        try:
-            self[key]  # type: ignore[index]
-        except KeyError:
-            return False
-        return True
+_MAX_PREFETCH_ROUNDS = 16
+# Results are sent in batches of this many (or as soon as the task queue is empty, and
+# before any round trip): fewer messages, fewer wake-ups of the coordinator.
+RESULTS_BATCH = 3
 
 
 class BlockContext:
@@ -78,12 +61,29 @@ class BlockContext:
             cache = {}
             worker.base_caches = {pre_root: cache}  # one root at a time
         self.base = cache
-        self.accounts = AccountDB(OverlayDB(_RemoteNodes(worker)), pre_root)
+        self.pre_root = pre_root
+        self.storage_roots: dict[bytes, bytes] = {}
         self.worker = worker
+        self.prefetched: set = set()
         # Base account RLPs loaded for this block and not yet reported: the coordinator
         # primes its commit AccountDB with them instead of walking the trie again.
         self.reported: set = set()
         self.new_accounts: dict[bytes, bytes] = {}
+
+    def _account_rlp(self, address: bytes) -> bytes:
+        encoded = self.base.get(address)
+        if encoded is None:
+            encoded = lookup(self.worker.node_of, self.pre_root, keccak(address))
+            self.base[address] = encoded
+        return encoded
+
+    def _storage_root(self, address: bytes) -> bytes:
+        root = self.storage_roots.get(address)
+        if root is None:
+            encoded = self._account_rlp(address)
+            root = rlp.decode(encoded, sedes=Account).storage_root if encoded else BLANK_ROOT
+            self.storage_roots[address] = root
+        return root
 
     def base_value(self, key: bytes) -> Any:
         base = self.base
@@ -95,21 +95,22 @@ class BlockContext:
         if value is None:
             address = key[:20]
             if len(key) == m.SLOT_KEY_LEN:
-                value = self.accounts.get_storage(address, int.from_bytes(key[20:], "big"))
+                root = self._storage_root(address)
+                encoded = lookup(self.worker.node_of, root, keccak(key[20:])) \
+                    if root != BLANK_ROOT else b""
+                value = rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
                 base[key] = value
                 return value
             if key[20:] == m.WIP:
                 return False
-            encoded = base.get(address)
-            if encoded is None:
-                encoded = self.accounts._get_encoded_account(address, from_journal=False)
-                base[address] = encoded
+            encoded = self._account_rlp(address)
             if address not in self.reported:
                 self.reported.add(address)
                 self.new_accounts[address] = encoded
             if encoded:
                 acct = rlp.decode(encoded, sedes=Account)
                 fields = (True, acct.nonce, acct.balance, acct.code_hash)
+                self.storage_roots[address] = acct.storage_root
             else:
                 fields = (False, 0, 0, EMPTY_SHA3)
             base[address + m.EXI] = fields[0]
@@ -122,8 +123,39 @@ class BlockContext:
     def code_of(self, code_hash: bytes) -> bytes:
         code = self.codes.get(code_hash)
         if code is None:
-            code = _RemoteNodes(self.worker)[code_hash]
+            code = self.worker.raw_node(code_hash)
         return code
+
+    def prefetch(self, tasks: list) -> None:
+        """Fetch, in batched round trips, the account-trie nodes on the paths to the
+        senders and recipients of `tasks` (first incarnations only)."""
+        worker = self.worker
+        cached = worker.cached_node
+        root = self.pre_root
+        keys = []
+        base = self.base
+        for tx_index, _inc, raw in tasks:
+            if tx_index in self.prefetched:
+                continue
+            self.prefetched.add(tx_index)
+            try:
+                tx = self.decoded(tx_index, raw)
+                addresses = (tx.sender, tx.to)
+            except Exception:
+                continue  # the execution reports it
+            for address in addresses:
+                if address and address not in base:
+                    keys.append(keccak(address))
+        for _ in range(_MAX_PREFETCH_ROUNDS):
+            missing = set()
+            for key in keys:
+                try:
+                    lookup(cached, root, key)
+                except NodeMissing as exc:
+                    missing.add(exc.node_hash)
+            if not missing:
+                return
+            worker.fetch_nodes(list(missing))
 
     def apply_update(self, tx: int, writes: Optional[dict], deltas: Optional[dict],
                      codes: Optional[dict]) -> None:
@@ -134,11 +166,13 @@ class BlockContext:
         if codes:
             self.codes.update(codes)
 
-    def decoded(self, tx_index: int, raw: bytes) -> Any:
-        tx = self.txs.get(tx_index)
+    def decoded(self, tx_index: int, tx: Any) -> Any:
+        """The transaction object: sent once with its first task (None afterwards)."""
         if tx is None:
-            tx = self.vm_class.get_transaction_builder().decode(raw)
-            self.txs[tx_index] = tx
+            return self.txs[tx_index]
+        if isinstance(tx, (bytes, bytearray)):
+            tx = self.vm_class.get_transaction_builder().decode(tx)
+        self.txs[tx_index] = tx
         return tx
 
     def execute(self, tx_index: int, raw: bytes) -> tuple:
@@ -174,27 +208,75 @@ class Worker:
     def __init__(self, conn: Any, worker_id: int) -> None:
         self.conn = conn
         self.worker_id = worker_id
-        self.nodes: dict[bytes, bytes] = {}
+        self.nodes: dict[bytes, bytes] = {}  # raw nodes and code by hash, any root
+        self.decoded: dict[bytes, list] = {}  # decoded trie nodes by hash, any root
         self.base_caches: dict[bytes, dict] = {}
+        self.request_id = 0
+        # per block: seconds running tasks (wall, CPU), blocked in recv, sending results
+        self.timing = [0.0, 0.0, 0.0, 0.0]
         self.ctx: Optional[BlockContext] = None
         self.stash: deque = deque()
         self.tasks: deque = deque()
+        self.outbox: list = []  # results not sent yet (see RESULTS_BATCH)
 
     # -- messages ---------------------------------------------------------------
-    def fetch_node(self, key: bytes) -> Optional[bytes]:
+    def fetch_nodes(self, keys: list) -> None:
+        """One NEED round trip for `keys`; the answers land in the node cache."""
         ctx = self.ctx
         block_id = ctx.block_id if ctx is not None else -1
-        self.conn.send((m.NEED, block_id, key))
+        if self.outbox:
+            self.flush()
+        self.request_id += 1
+        rid = self.request_id
+        self.conn.send((m.NEED, block_id, rid, keys))
         while True:
             msg = self.conn.recv()
-            if msg[0] == m.NODE and msg[2] == key:
-                return msg[3]
+            if msg[0] == m.NODE and msg[2] == rid:
+                nodes = self.nodes
+                if len(nodes) > _NODE_CACHE_LIMIT:
+                    nodes.clear()
+                    self.decoded.clear()
+                for key, value in zip(keys, msg[3]):
+                    if value is not None:
+                        nodes[key] = value
+                return
             self.stash.append(msg)
+
+    def raw_node(self, key: bytes) -> bytes:
+        value = self.nodes.get(key)
+        if value is None:
+            self.fetch_nodes([key])
+            value = self.nodes.get(key)
+            if value is None:
+                raise KeyError(key)
+        return value
+
+    def cached_node(self, key: bytes) -> list:
+        """The decoded trie node `key` from the caches; NodeMissing if not cached."""
+        node = self.decoded.get(key)
+        if node is None:
+            raw = self.nodes.get(key)
+            if raw is None:
+                raise NodeMissing(key)
+            node = self.decoded[key] = decode_node(raw)
+        return node
+
+    def node_of(self, key: bytes) -> list:
+        """The decoded trie node `key`, fetched from the coordinator if not cached."""
+        node = self.decoded.get(key)
+        if node is None:
+            node = self.decoded[key] = decode_node(self.raw_node(key))
+        return node
 
     def next_message(self, block: bool) -> Optional[tuple]:
         if self.stash:
             return self.stash.popleft()
-        if block or self.conn.poll():
+        if block:
+            t0 = perf_counter()
+            msg = self.conn.recv()
+            self.timing[2] += perf_counter() - t0
+            return msg
+        if self.conn.poll():
             return self.conn.recv()
         return None
 
@@ -206,15 +288,27 @@ class Worker:
                 return
             for update in msg[2]:
                 ctx.apply_update(*update)
-            self.tasks.extend(msg[3])
+            if msg[4]:
+                self.nodes.update(msg[4])
+            if msg[3]:
+                self.tasks.extend(msg[3])
+                ctx.prefetch(msg[3])
         elif tag == m.BLOCK:
-            _, block_id, env, pre_root, prelude = msg
+            _, block_id, env, pre_root, prelude, nodes = msg
+            if nodes:
+                if len(self.nodes) + len(nodes) > _NODE_CACHE_LIMIT:
+                    self.nodes.clear()
+                    self.decoded.clear()
+                self.nodes.update(nodes)
             self.ctx = BlockContext(self, block_id, env, pre_root, prelude)
             self.tasks.clear()
+            self.outbox.clear()
+            self.timing = [0.0, 0.0, 0.0, 0.0]
         elif tag == m.END:
             self.tasks.clear()
+            self.outbox.clear()
             self.ctx = None
-            self.conn.send((m.ENDED, msg[1]))
+            self.conn.send((m.ENDED, msg[1], self.timing))
         elif tag == m.STOP:
             raise _Stop()
         # NODE answers that arrive late (after a block ended) are dropped
@@ -222,12 +316,19 @@ class Worker:
     def run(self) -> None:
         try:
             while True:
+                if self.outbox and (not self.tasks or len(self.outbox) >= RESULTS_BATCH):
+                    self.flush()
                 msg = self.next_message(block=not self.tasks)
                 while msg is not None:
                     self.handle(msg)
                     msg = self.next_message(block=False)
                 if self.tasks:
+                    t0 = perf_counter()
+                    c0 = process_time()
                     self.run_task(*self.tasks.popleft())
+                    timing = self.timing
+                    timing[0] += perf_counter() - t0
+                    timing[1] += process_time() - c0
         except (_Stop, EOFError, OSError, KeyboardInterrupt):
             return
 
@@ -239,7 +340,7 @@ class Worker:
         try:
             reads, writes, deltas, codes, outcome = ctx.execute(tx_index, raw)
         except EstimateHit as hit:
-            self.conn.send((m.BLOCKED, block_id, tx_index, incarnation, hit.tx))
+            self.outbox.append((m.BLOCKED, block_id, tx_index, incarnation, hit.tx))
             return
         except Exception:
             self.conn.send((m.ERROR, block_id, tx_index, incarnation, traceback.format_exc()))
@@ -249,8 +350,16 @@ class Worker:
         accounts = ctx.new_accounts
         if accounts:
             ctx.new_accounts = {}
-        self.conn.send((m.DONE, block_id, tx_index, incarnation, reads, writes, deltas,
-                        codes, outcome, accounts))
+        self.outbox.append((m.DONE, block_id, tx_index, incarnation, reads, writes, deltas,
+                            codes, outcome, accounts))
+
+    def flush(self) -> None:
+        """Send the buffered results in one message."""
+        t0 = perf_counter()
+        outbox = self.outbox
+        self.conn.send((m.RESULTS, outbox) if len(outbox) > 1 else outbox[0])
+        self.outbox = []
+        self.timing[3] += perf_counter() - t0
 
 
 def worker_main(conn: Any, worker_id: int) -> None:
@@ -259,4 +368,16 @@ def worker_main(conn: Any, worker_id: int) -> None:
         os.nice(0)
     except OSError:
         pass
-    Worker(conn, worker_id).run()
+    profile_dir = os.environ.get("LAMINAR_BLOCKSTM_PROFILE")
+    if not profile_dir:
+        Worker(conn, worker_id).run()
+        return
+    import cProfile  # opt-in worker profile, dumped when the worker exits
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        Worker(conn, worker_id).run()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(profile_dir, f"worker-{worker_id}-{os.getpid()}.prof"))

@@ -51,12 +51,12 @@ from eth_hash.auto import keccak
 from eth_keys import keys
 
 from consensus.messages import (
-    DecodeError, InvalidSignatureError, Proposal, Step, Vote, _flat_list, _uint, decode_message,
+    DecodeError, InvalidSignatureError, Proposal, Vote, _flat_list, _uint, decode_message,
 )
 from consensus.state_machine import (
     BlockBuilt, BlockValidated, BroadcastProposal, BroadcastVote, BuildBlock, Commit,
-    ConflictingProposals, ConflictingVotes, EvidenceFound, MessageRejected, ProposalReceived,
-    ScheduleTimeout, SigningRefused, StartHeight, StateMachine, TimeoutFired, ValidateBlock,
+    ConflictingProposals, EvidenceFound, MessageRejected, ProposalReceived,
+    ScheduleTimeout, SigningRefused, StartHeight, StateMachine, ValidateBlock,
     VoteReceived,
 )
 from consensus.timers import TimeoutConfig, TimeoutScheduler

@@ -29,7 +29,7 @@ above the current one are capped (`MAX_FUTURE_ROUNDS`), the lowest evicted first
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Union
 
 from eth_keys import keys

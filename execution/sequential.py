@@ -320,6 +320,31 @@ def apply_transactions(
     return gas_used, bloom
 
 
+def finish_block(state: StateAPI, block: BlockInput) -> None:
+    """What follows the transactions: withdrawals, system calls, proof-of-work rewards."""
+    env = block.env
+    vm_class = env.vm_class
+    if block.withdrawals:
+        if not issubclass(vm_class, ShanghaiVM):
+            raise ValueError(
+                f"withdrawals given for a {vm_class.fork} block: they start at Shanghai"
+            )
+        apply_withdrawals(state, block.withdrawals)
+    block_postprocessing(state, env)
+    if block.apply_pow_rewards and env.number > 0:
+        uncle_count = len(block.uncles) if block.uncle_count is None else block.uncle_count
+        snapshot = state.snapshot()
+        try:
+            assign_pow_rewards(
+                state, vm_class, env.number, env.coinbase, block.uncles, uncle_count
+            )
+        except EVMMissingData:
+            state.revert(snapshot)
+            raise
+        else:
+            state.commit(snapshot)
+
+
 class SequentialExecutor:
     """Runs transactions one after another: the reference executor."""
 
@@ -342,30 +367,7 @@ class SequentialExecutor:
         gas_used, bloom = apply_transactions(state, env, transactions, receipts)
         executed = time.perf_counter()
 
-        if block.withdrawals:
-            if not issubclass(vm_class, ShanghaiVM):
-                raise ValueError(
-                    f"withdrawals given for a {vm_class.fork} block: they start at Shanghai"
-                )
-            apply_withdrawals(state, block.withdrawals)
-
-        block_postprocessing(state, env)
-
-        if block.apply_pow_rewards and env.number > 0:
-            uncle_count = (
-                len(block.uncles) if block.uncle_count is None else block.uncle_count
-            )
-            snapshot = state.snapshot()
-            try:
-                assign_pow_rewards(
-                    state, vm_class, env.number, env.coinbase, block.uncles, uncle_count
-                )
-            except EVMMissingData:
-                state.revert(snapshot)
-                raise
-            else:
-                state.commit(snapshot)
-
+        finish_block(state, block)
         state.persist()
         post_root = state.state_root
         finished = time.perf_counter()

@@ -15,7 +15,7 @@ import rlp
 from eth_hash.auto import keccak
 from eth.abc import ReceiptAPI
 from eth.rlp.accounts import Account
-from eth.vm.forks import ByzantiumVM, CancunVM, PragueVM, ShanghaiVM
+from eth.vm.forks import ByzantiumVM, CancunVM, PragueVM
 from eth.vm.forks.cancun.constants import (
     BEACON_ROOTS_ADDRESS,
     BEACON_ROOTS_CONTRACT_CODE,
@@ -27,7 +27,6 @@ from eth.vm.forks.prague.constants import (
     HISTORY_STORAGE_ADDRESS,
     HISTORY_STORAGE_CONTRACT_CODE,
 )
-from eth.vm.interrupt import EVMMissingData
 
 from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import MVMemory
@@ -47,9 +46,7 @@ from execution.sequential import (
     SequentialExecutor,
     _GasHeader,
     apply_transactions,
-    apply_withdrawals,
-    assign_pow_rewards,
-    block_postprocessing,
+    finish_block,
     make_execution_context,
 )
 
@@ -754,31 +751,8 @@ class _BlockRun:
             self.results[i] = None  # free memory
 
     def _finish(self) -> ExecutionResult:
-        block = self.block
-        env = self.env
-        vm_class = env.vm_class
         state = self.state
-        if block.withdrawals:
-            if not issubclass(vm_class, ShanghaiVM):
-                raise ValueError(
-                    f"withdrawals given for a {vm_class.fork} block: they start at Shanghai"
-                )
-            apply_withdrawals(state, block.withdrawals)
-        block_postprocessing(state, env)
-        if block.apply_pow_rewards and env.number > 0:
-            uncle_count = (
-                len(block.uncles) if block.uncle_count is None else block.uncle_count
-            )
-            snapshot = state.snapshot()
-            try:
-                assign_pow_rewards(
-                    state, vm_class, env.number, env.coinbase, block.uncles, uncle_count
-                )
-            except EVMMissingData:
-                state.revert(snapshot)
-                raise
-            else:
-                state.commit(snapshot)
+        finish_block(state, self.block)
         state.persist()
         sched = self.sched
         return ExecutionResult(

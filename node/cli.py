@@ -1,5 +1,6 @@
 """`laminar`: the command line. `laminar node` runs a node; `laminar replay` replays a block;
-`laminar devnet init` writes a local multi-validator network.
+`laminar devnet init` writes a local multi-validator network and `laminar devnet` runs one;
+`laminar load` sends transactions at a steady rate and reports latency and throughput.
 
 Exit codes: 0 success, 1 a check failed (replay mismatch), 2 unusable input or
 configuration (the message on stderr says what to fix).
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from node.devnet import add_devnet_parser
 
     add_devnet_parser(subparsers)
+    from node.load import add_load_parser
+
+    add_load_parser(subparsers)
     try:
         from bench.cli import add_bench_parser
     except ModuleNotFoundError as exc:  # bench/ not installed: no `laminar bench`
@@ -172,6 +176,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from node.devnet import run_devnet
 
         return run_devnet(args)
+    if args.command == "load":
+        from node.load import run_load_command
+
+        return run_load_command(args)
     if args.command == "bench":
         from bench.cli import run_bench
 

@@ -18,7 +18,13 @@ writes
 Keys are derived from the seed (keccak("laminar/devnet/<kind>/" || seed || i)), so a
 given seed always gives the same addresses and peer ids: docs and tests can name them.
 These keys are public knowledge for anyone with the seed: a devnet is for testing only.
-Run node i with `laminar node --config devnet/node{i}/config.toml`.
+Run node i with `laminar node --config devnet/node{i}/config.toml`, or all of them with
+`laminar devnet --dir devnet` (node/devnet_runner.py).
+
+One host per node (containers, docker-compose.yml): `--hosts 10.0.0.10,10.0.0.11,...`
+names how the others reach node i (an IPv4 address gives /ip4, a name /dns4),
+`--listen-host 0.0.0.0` what every node binds, `--same-ports` puts every node on the
+base ports; `--if-absent` makes a rerun on an existing devnet a no-op.
 """
 
 from __future__ import annotations
@@ -49,10 +55,32 @@ class DevnetNode:
     peer_id: str
     rpc: str  # host:port
     p2p: str  # listen multiaddr
+    # How the others reach this node when it differs from where it listens (containers:
+    # listen on 0.0.0.0, dial its fixed IP or hostname). None: the listen address.
+    advertise_host: Optional[str] = None
 
     @property
     def multiaddr(self) -> str:
-        return f"{self.p2p}/p2p/{self.peer_id}"
+        if self.advertise_host is None:
+            return f"{self.p2p}/p2p/{self.peer_id}"
+        port = self.p2p.rsplit("/", 1)[1]
+        return f"{_host_multiaddr(self.advertise_host)}/tcp/{port}/p2p/{self.peer_id}"
+
+    @property
+    def rpc_url(self) -> str:
+        """The RPC URL others use (the advertised host when the node binds 0.0.0.0)."""
+        port = self.rpc.rsplit(":", 1)[1]
+        return f"http://{self.advertise_host or self.rpc.rsplit(':', 1)[0]}:{port}"
+
+
+def _host_multiaddr(host: str) -> str:
+    """/ip4/A.B.C.D for an IPv4 address, else /dns4/NAME."""
+    import ipaddress
+
+    try:
+        return f"/ip4/{ipaddress.IPv4Address(host)}"
+    except ValueError:
+        return f"/dns4/{host}"
 
 
 def _derive(kind: str, seed: str, index: int) -> bytes:
@@ -77,24 +105,39 @@ def p2p_key_pair(seed: str, index: int):
 def plan(
     validators: int, seed: str = DEFAULT_SEED, base_rpc_port: int = 8545,
     base_p2p_port: int = 30303, host: str = "127.0.0.1",
+    hosts: Optional[list[str]] = None, listen_host: Optional[str] = None,
+    same_ports: bool = False,
 ) -> list[DevnetNode]:
+    """The nodes of a devnet. By default all on `host`, ports base+i. For one machine
+    (or container) per node: `hosts` (node i's address, an IPv4 address or a DNS name),
+    `listen_host` (what each binds, e.g. 0.0.0.0) and `same_ports` (every node on the
+    base ports)."""
     from p2p.identity import peer_id_of
 
     if validators < 1:
         raise DevnetError("--validators: at least 1")
+    span = 1 if same_ports else validators
     for name, base in (("--base-rpc-port", base_rpc_port), ("--base-p2p-port", base_p2p_port)):
-        if not 0 < base or base + validators - 1 > 65535:
-            raise DevnetError(f"{name}: ports {base}..{base + validators - 1} out of range")
+        if not 0 < base or base + span - 1 > 65535:
+            raise DevnetError(f"{name}: ports {base}..{base + span - 1} out of range")
+    if hosts is not None and len(hosts) != validators:
+        raise DevnetError(f"--hosts: {len(hosts)} hosts given for {validators} validators")
+    if hosts is not None and any(not h or "/" in h or ":" in h for h in hosts):
+        raise DevnetError("--hosts: comma-separated IPv4 addresses or host names")
     nodes = []
     for i in range(validators):
         key = validator_key(seed, i)
+        node_host = hosts[i] if hosts is not None else host
+        bind = listen_host or node_host
+        offset = 0 if same_ports else i
         nodes.append(DevnetNode(
             index=i,
             validator_key=key,
             address=keys.PrivateKey(key).public_key.to_canonical_address(),
             peer_id=str(peer_id_of(p2p_key_pair(seed, i))),
-            rpc=f"{host}:{base_rpc_port + i}",
-            p2p=f"/ip4/{host}/tcp/{base_p2p_port + i}",
+            rpc=f"{bind}:{base_rpc_port + offset}",
+            p2p=f"{_host_multiaddr(bind)}/tcp/{base_p2p_port + offset}",
+            advertise_host=node_host if bind != node_host else None,
         ))
     return nodes
 
@@ -139,7 +182,8 @@ def init(
     out: Path, validators: int, *, seed: str = DEFAULT_SEED, base_rpc_port: int = 8545,
     base_p2p_port: int = 30303, host: str = "127.0.0.1", block_time: float = 1.0,
     timeouts: Optional[dict[str, float]] = None, max_block_txs: Optional[int] = None,
-    mempool: Optional[dict[str, int]] = None,
+    mempool: Optional[dict[str, int]] = None, hosts: Optional[list[str]] = None,
+    listen_host: Optional[str] = None, same_ports: bool = False,
 ) -> list[DevnetNode]:
     from node.service import write_key_file
     from p2p.identity import _write_exclusive
@@ -147,7 +191,10 @@ def init(
     out = Path(out).resolve()
     if (out / "genesis.json").exists():
         raise DevnetError(f"{out} already holds a devnet (genesis.json); pick another --out")
-    nodes = plan(validators, seed, base_rpc_port, base_p2p_port, host)
+    nodes = plan(
+        validators, seed, base_rpc_port, base_p2p_port, host, hosts=hosts,
+        listen_host=listen_host, same_ports=same_ports,
+    )
     genesis = genesis_module.dev_genesis(tuple(n.address for n in nodes))
     out.mkdir(parents=True, exist_ok=True)
     for node in nodes:
@@ -170,7 +217,7 @@ def init(
                 "index": n.index,
                 "address": "0x" + n.address.hex(),
                 "peerId": n.peer_id,
-                "rpc": f"http://{n.rpc}",
+                "rpc": n.rpc_url,
                 "p2p": n.multiaddr,
                 "config": str(out / f"node{n.index}" / "config.toml"),
             }
@@ -185,8 +232,16 @@ def init(
 
 
 def add_devnet_parser(subparsers) -> None:
-    devnet = subparsers.add_parser("devnet", help="local multi-validator networks")
-    sub = devnet.add_subparsers(dest="devnet_command", required=True)
+    devnet = subparsers.add_parser(
+        "devnet", help="local multi-validator networks: run one (no subcommand) or `init` one",
+        description="With no subcommand: run a local BFT devnet of N validator processes "
+        "(created with `devnet init` when DIR holds none), print their RPC URLs, show a live "
+        "view of the chain; Ctrl-C stops them all. `devnet init` only writes the files.",
+    )
+    from node.devnet_runner import add_runner_arguments
+
+    add_runner_arguments(devnet)
+    sub = devnet.add_subparsers(dest="devnet_command", required=False, metavar="{init}")
     init_parser = sub.add_parser("init", help="write genesis, keys and configs for N validators")
     init_parser.add_argument("--validators", type=int, required=True, help="number of validators (n = 3f+1: 4, 7, ...)")
     init_parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -194,6 +249,14 @@ def add_devnet_parser(subparsers) -> None:
     init_parser.add_argument("--base-rpc-port", type=int, default=8545)
     init_parser.add_argument("--base-p2p-port", type=int, default=30303)
     init_parser.add_argument("--host", default="127.0.0.1")
+    init_parser.add_argument(
+        "--hosts", type=lambda text: text.split(","), metavar="H0,H1,...",
+        help="one host per validator (IPv4 address or DNS name) instead of --host: how the "
+        "others reach it (e.g. fixed container IPs)",
+    )
+    init_parser.add_argument("--listen-host", help="address every node binds RPC and p2p to (e.g. 0.0.0.0; default: its host)")
+    init_parser.add_argument("--same-ports", action="store_true", help="every node on the base ports (one host per node)")
+    init_parser.add_argument("--if-absent", action="store_true", help="do nothing (exit 0) when --out already holds a devnet")
     init_parser.add_argument("--block-time", type=float, default=1.0)
     init_parser.add_argument("--timeout-propose", type=float, help="consensus.timeout_propose (default 3)")
     init_parser.add_argument("--timeout-prevote", type=float, help="consensus.timeout_prevote (default 1)")
@@ -206,8 +269,15 @@ def add_devnet_parser(subparsers) -> None:
 def run_devnet(args) -> int:
     import sys
 
+    if args.devnet_command is None:
+        from node.devnet_runner import run_devnet_network
+
+        return run_devnet_network(args)
     if args.devnet_command != "init":
         return 2
+    if args.if_absent and (Path(args.out) / "genesis.json").exists():
+        print(f"{Path(args.out).resolve()} already holds a devnet: left as it is")
+        return 0
     timeouts = {
         name: value for name, value in (
             ("timeout_propose", args.timeout_propose),
@@ -226,6 +296,7 @@ def run_devnet(args) -> int:
             args.out, args.validators, seed=args.seed, base_rpc_port=args.base_rpc_port,
             base_p2p_port=args.base_p2p_port, host=args.host, block_time=args.block_time,
             timeouts=timeouts, max_block_txs=args.max_block_txs, mempool=mempool,
+            hosts=args.hosts, listen_host=args.listen_host, same_ports=args.same_ports,
         )
     except (DevnetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -234,7 +305,7 @@ def run_devnet(args) -> int:
     print(f"devnet of {len(nodes)} validators in {out} (chain id {genesis_module.DEV_CHAIN_ID})")
     for node in nodes:
         print(
-            f"  node{node.index}: validator 0x{node.address.hex()}  rpc http://{node.rpc}  "
+            f"  node{node.index}: validator 0x{node.address.hex()}  rpc {node.rpc_url}  "
             f"p2p {node.multiaddr}"
         )
     print(f"run each with: laminar node --config {out}/node<i>/config.toml")

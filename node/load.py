@@ -1,0 +1,569 @@
+"""`laminar load`: a load generator for a running node or devnet.
+
+    laminar load [--rpc http://127.0.0.1:8545] --tps N --duration S
+                 [--workload transfers|erc20|mixed] [--accounts 10] [--wait 60] [--json]
+
+Sends transactions signed by the dev mnemonic's accounts (round robin over --accounts of
+them, each with its own nonce counter, fees from the latest base fee) at a steady rate of
+--tps for --duration seconds, through --rpc (eth_sendRawTransaction). Workloads:
+
+  transfers  1 wei ETH transfers to random fresh addresses (21,000 gas)
+  erc20      bench/contracts/ERC20.vy, compiled with vyper and deployed once per run by
+             account 0, which then gives each other sender tokens; then token transfers
+  mixed      both, alternating
+
+A poller follows the chain (eth_getBlockByNumber) and records when each sent transaction
+is first seen in a block; then the receipts give the status. The report (rich table, or
+--json) gives: submitted, rejected (the RPC refused the transaction), committed, reverted,
+not committed within --wait seconds after the last send, latency percentiles p50/p90/p99
+(from just before eth_sendRawTransaction to the poll that saw the block holding it, so
+with a poll period of 0.2 s), and the sustained throughput: committed transactions per
+second of wall time between the first and the last block holding them as observed by
+the poller (the first block's transactions are left out: they accumulated before the
+window starts), and the same over the blocks' own timestamps.
+
+Exit codes: 0 every submitted transaction committed, 1 some did not (or were rejected),
+2 bad flags or an unreachable RPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+WORKLOADS = ("transfers", "erc20", "mixed")
+POLL_INTERVAL_S = 0.2
+HTTP_TIMEOUT_S = 10.0
+SENDER_THREADS = 8
+TRANSFER_GAS = 21_000
+ERC20_TRANSFER_GAS = 80_000
+ERC20_DEPLOY_GAS = 2_000_000
+PRIORITY_FEE = 10**9
+TOKEN_SUPPLY = 10**30
+MAX_TPS = 10_000
+
+
+class LoadError(Exception):
+    """Unusable input or an unreachable node: exit 2 with this message."""
+
+
+def add_load_parser(subparsers) -> None:
+    load = subparsers.add_parser(
+        "load", help="send signed transactions at a steady rate and report latency and throughput",
+        description=__doc__.split("\n\n")[2] if __doc__ else None,
+    )
+    load.add_argument("--rpc", default="http://127.0.0.1:8545", help="node JSON-RPC URL (default http://127.0.0.1:8545)")
+    load.add_argument("--tps", type=float, required=True, help="transactions per second to send")
+    load.add_argument("--duration", type=float, required=True, help="seconds to send for")
+    load.add_argument("--workload", choices=WORKLOADS, default="transfers", help="default transfers")
+    load.add_argument("--accounts", type=int, default=10, help="dev accounts to send from, 1..10 (default 10)")
+    load.add_argument("--wait", type=float, default=60.0, help="seconds to wait for inclusion after the last send (default 60)")
+    load.add_argument("--json", action="store_true", help="print the report as JSON (and no progress bar)")
+
+
+# ---- JSON-RPC ------------------------------------------------------------------------------
+
+
+class Rpc:
+    """A JSON-RPC client over one keep-alive HTTP session (one per thread)."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        self.url = url
+        self.session = requests.Session()
+
+    def call(self, method: str, *params):
+        reply = self.session.post(
+            self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+            timeout=HTTP_TIMEOUT_S,
+        ).json()
+        if "error" in reply:
+            raise RpcError(reply["error"].get("message", str(reply["error"])))
+        return reply["result"]
+
+    def batch(self, calls: list[tuple[str, list]]) -> list:
+        out = []
+        for start in range(0, len(calls), 100):
+            chunk = calls[start:start + 100]
+            replies = self.session.post(
+                self.url,
+                json=[{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(chunk)],
+                timeout=HTTP_TIMEOUT_S,
+            ).json()
+            by_id = {r.get("id"): r for r in replies}
+            out.extend(by_id.get(i, {}).get("result") for i in range(len(chunk)))
+        return out
+
+
+class RpcError(Exception):
+    pass
+
+
+# ---- the ERC20 contract --------------------------------------------------------------------
+
+
+def erc20_init_code() -> bytes:
+    """ERC20.vy's init code (vyper), cached on disk by source hash like `laminar bench`."""
+    from bench.contracts import SOURCE_DIR, default_cache_dir
+
+    source = (SOURCE_DIR / "ERC20.vy").read_text()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    cache = default_cache_dir() / f"ERC20-initcode-{digest}.json"
+    try:
+        return bytes.fromhex(json.loads(cache.read_text())["bytecode"][2:])
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        import vyper
+    except ImportError:
+        raise LoadError("--workload erc20 needs vyper (pip install vyper==0.4.3) to compile bench/contracts/ERC20.vy") from None
+    bytecode = vyper.compile_code(source, output_formats=["bytecode"])["bytecode"]
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"bytecode": bytecode}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return bytes.fromhex(bytecode[2:])
+
+
+def erc20_deploy_data() -> bytes:
+    from eth_abi import encode
+
+    return erc20_init_code() + encode(
+        ["string", "string", "uint8", "uint256"], ["Load Token", "LOAD", 18, TOKEN_SUPPLY]
+    )
+
+
+def erc20_transfer_data(to: bytes, amount: int) -> bytes:
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    return keccak(b"transfer(address,uint256)")[:4] + encode(["address", "uint256"], [to, amount])
+
+
+# ---- sending -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sender:
+    account: object  # eth_account LocalAccount
+    nonce: int
+
+
+@dataclass
+class Tracker:
+    """Send times and first-seen inclusions, shared by the sender threads and the poller."""
+
+    sent: dict = field(default_factory=dict)  # tx hash (hex, lower) -> send time (monotonic)
+    included: dict = field(default_factory=dict)  # tx hash -> (block number, seen time)
+    rejected: list = field(default_factory=list)  # (tx hash, error message)
+    blocks: dict = field(default_factory=dict)  # block number -> (seen time, timestamp, our txs)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.sent) - len(self.rejected)
+
+
+class Poller(threading.Thread):
+    """Follows the chain head; records when each of our transactions is first seen."""
+
+    def __init__(self, url: str, tracker: Tracker, start_block: int) -> None:
+        super().__init__(daemon=True)
+        self.rpc = Rpc(url)
+        self.tracker = tracker
+        self.next_block = start_block
+        self.stopping = threading.Event()
+        self.error: Optional[str] = None
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+                self.error = None
+            except Exception as exc:  # noqa: BLE001 - keep polling: the node may be busy
+                self.error = f"{type(exc).__name__}: {exc}"
+            self.stopping.wait(POLL_INTERVAL_S)
+
+    def poll_once(self) -> None:
+        head = int(self.rpc.call("eth_blockNumber"), 16)
+        if head < self.next_block:
+            return
+        numbers = list(range(self.next_block, head + 1))
+        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        seen = time.monotonic()
+        with self.tracker.lock:
+            for n, block in zip(numbers, blocks):
+                if block is None:
+                    return  # not served yet: retry from here
+                ours = 0
+                for tx_hash in block["transactions"]:
+                    key = tx_hash.lower()
+                    if key in self.tracker.sent and key not in self.tracker.included:
+                        self.tracker.included[key] = (n, seen)
+                        ours += 1
+                self.tracker.blocks[n] = (seen, int(block["timestamp"], 16), ours)
+                self.next_block = n + 1
+
+
+class Load:
+    def __init__(self, url: str, accounts: int) -> None:
+        from eth_account import Account
+
+        from node.genesis import dev_accounts
+
+        self.url = url
+        self.rpc = Rpc(url)
+        try:
+            self.chain_id = int(self.rpc.call("eth_chainId"), 16)
+        except Exception as exc:  # noqa: BLE001 - connection refused, timeout, not JSON-RPC
+            raise LoadError(f"cannot reach a JSON-RPC node at {url}: {type(exc).__name__}: {exc}") from None
+        self.senders = []
+        for acct in dev_accounts()[:accounts]:
+            local = Account.from_key(acct.private_key)
+            nonce = int(self.rpc.call("eth_getTransactionCount", local.address, "pending"), 16)
+            self.senders.append(Sender(local, nonce))
+        self.tracker = Tracker()
+        self.token: Optional[str] = None
+        self.base_fee = self._base_fee()
+        self.base_fee_at = time.monotonic()
+        self._jobs: queue.Queue = queue.Queue(maxsize=10_000)
+        self._threads: list[threading.Thread] = []
+
+    def _base_fee(self) -> int:
+        block = self.rpc.call("eth_getBlockByNumber", "latest", False)
+        return int(block.get("baseFeePerGas", "0x0"), 16)
+
+    def sign(self, sender: Sender, to: Optional[str], data: bytes, gas: int, value: int = 0):
+        if time.monotonic() - self.base_fee_at > 2.0:
+            try:
+                self.base_fee, self.base_fee_at = self._base_fee(), time.monotonic()
+            except Exception:  # noqa: BLE001 - keep the last one
+                pass
+        tx = {
+            "chainId": self.chain_id, "nonce": sender.nonce, "gas": gas, "value": value,
+            "maxFeePerGas": 2 * self.base_fee + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE,
+            "data": data,
+        }
+        if to is not None:
+            tx["to"] = to
+        sender.nonce += 1
+        signed = sender.account.sign_transaction(tx)
+        return "0x" + signed.hash.hex().removeprefix("0x"), signed.raw_transaction
+
+    def send_now(self, tx_hash: str, raw: bytes) -> None:
+        """Send one transaction from this thread (the setup transactions)."""
+        self.tracker.sent[tx_hash] = time.monotonic()
+        try:
+            self.rpc.call("eth_sendRawTransaction", "0x" + bytes(raw).hex())
+        except RpcError as exc:
+            raise LoadError(f"the node refused a setup transaction: {exc}") from None
+
+    def wait_included(self, hashes: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.tracker.lock:
+                if all(h in self.tracker.included for h in hashes):
+                    return
+            time.sleep(POLL_INTERVAL_S)
+        raise LoadError(f"setup transactions not included within {timeout:g}s")
+
+    def setup_erc20(self, wait: float) -> list[str]:
+        """Deploy the token from account 0 and give every other sender a share."""
+        from eth_utils import to_canonical_address, to_checksum_address
+
+        owner = self.senders[0]
+        deploy_hash, raw = self.sign(owner, None, erc20_deploy_data(), ERC20_DEPLOY_GAS)
+        self.send_now(deploy_hash, raw)
+        self.wait_included([deploy_hash], wait)
+        receipt = self.rpc.call("eth_getTransactionReceipt", deploy_hash)
+        if not receipt or int(receipt["status"], 16) != 1 or not receipt.get("contractAddress"):
+            raise LoadError(f"the ERC20 deployment failed: {receipt}")
+        self.token = to_checksum_address(receipt["contractAddress"])
+        hashes = [deploy_hash]
+        share = TOKEN_SUPPLY // (2 * len(self.senders))
+        for sender in self.senders[1:]:
+            h, raw = self.sign(owner, self.token, erc20_transfer_data(to_canonical_address(sender.account.address), share),
+                               ERC20_TRANSFER_GAS)
+            self.send_now(h, raw)
+            hashes.append(h)
+        self.wait_included(hashes, wait)
+        return hashes
+
+    def make_tx(self, k: int, workload: str):
+        sender = self.senders[k % len(self.senders)]
+        kind = workload if workload != "mixed" else ("transfers", "erc20")[k % 2]
+        recipient = random.randbytes(20)
+        if kind == "transfers":
+            from eth_utils import to_checksum_address
+
+            return self.sign(sender, to_checksum_address(recipient), b"", TRANSFER_GAS, value=1)
+        return self.sign(sender, self.token, erc20_transfer_data(recipient, 1), ERC20_TRANSFER_GAS)
+
+    def _send_worker(self) -> None:
+        rpc = Rpc(self.url)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            tx_hash, raw = job
+            with self.tracker.lock:
+                self.tracker.sent[tx_hash] = time.monotonic()
+            try:
+                rpc.call("eth_sendRawTransaction", "0x" + bytes(raw).hex())
+            except Exception as exc:  # noqa: BLE001 - counted as rejected
+                with self.tracker.lock:
+                    self.tracker.rejected.append((tx_hash, f"{type(exc).__name__}: {exc}"))
+
+    def start_senders(self) -> None:
+        # One sender account per thread queue would keep nonce order strictly; the mempool
+        # queues a nonce gap and promotes it, so plain parallel sends are fine.
+        for _ in range(SENDER_THREADS):
+            t = threading.Thread(target=self._send_worker, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop_senders(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout=HTTP_TIMEOUT_S + 5)
+
+
+def percentile(values: list[float], q: float) -> Optional[float]:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def run_load(url: str, tps: float, duration: float, workload: str, accounts: int = 10,
+             wait: float = 60.0, progress: bool = True) -> dict:
+    """Run the load and return the report (see the module docstring)."""
+    load = Load(url, accounts)
+    start_block = int(load.rpc.call("eth_blockNumber"), 16) + 1
+    poller = Poller(url, load.tracker, start_block)
+    poller.start()
+    setup_hashes: set[str] = set()
+    try:
+        if workload in ("erc20", "mixed"):
+            setup_hashes = set(load.setup_erc20(max(wait, 30.0)))
+        total = max(1, round(tps * duration))
+        load.start_senders()
+        ui = _Progress(total, enabled=progress)
+        hashes: list[str] = []
+        with ui:
+            began = time.monotonic()
+            for k in range(total):
+                target = began + k / tps
+                while True:
+                    delay = target - time.monotonic()
+                    if delay <= 0:
+                        break
+                    time.sleep(min(delay, 0.1))
+                    ui.update(load.tracker, hashes)
+                tx_hash, raw = load.make_tx(k, workload)
+                hashes.append(tx_hash)
+                load._jobs.put((tx_hash, raw))
+                ui.update(load.tracker, hashes)
+            send_seconds = time.monotonic() - began
+            load.stop_senders()
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                with load.tracker.lock:
+                    rejected = {h for h, _ in load.tracker.rejected}
+                    done = all(h in load.tracker.included or h in rejected for h in hashes)
+                ui.update(load.tracker, hashes)
+                if done:
+                    break
+                time.sleep(POLL_INTERVAL_S)
+    finally:
+        poller.stopping.set()
+        poller.join(timeout=HTTP_TIMEOUT_S + 5)
+    return _report(load, hashes, setup_hashes, tps, duration, workload, send_seconds)
+
+
+def _report(load: Load, hashes: list[str], setup: set[str], tps: float, duration: float,
+            workload: str, send_seconds: float) -> dict:
+    tracker = load.tracker
+    rejected = {h: msg for h, msg in tracker.rejected}
+    included = {h: tracker.included[h] for h in hashes if h in tracker.included}
+    latencies = [seen - tracker.sent[h] for h, (_, seen) in included.items()]
+    reverted = 0
+    if included:
+        receipts = load.rpc.batch([("eth_getTransactionReceipt", [h]) for h in included])
+        reverted = sum(1 for r in receipts if r is not None and int(r["status"], 16) != 1)
+    per_block: dict[int, int] = {}
+    for number, _ in included.values():
+        per_block[number] = per_block.get(number, 0) + 1
+    wall_tps = ts_tps = None
+    window_s = ts_window = None
+    if per_block:
+        first, last = min(per_block), max(per_block)
+        in_window = sum(per_block.values()) - per_block[first]
+        window_s = tracker.blocks[last][0] - tracker.blocks[first][0]
+        ts_window = tracker.blocks[last][1] - tracker.blocks[first][1]
+        if last > first and window_s > 0:
+            wall_tps = in_window / window_s
+        if last > first and ts_window > 0:
+            ts_tps = in_window / ts_window
+
+    def ms(value):
+        return None if value is None else round(value * 1000, 1)
+
+    return {
+        "rpc": load.url,
+        "workload": workload,
+        "target_tps": tps,
+        "duration_s": duration,
+        "send_seconds": round(send_seconds, 3),
+        "accounts": len(load.senders),
+        "token": load.token,
+        "setup_transactions": len(setup),
+        "submitted": len(hashes),
+        "rejected": len(rejected),
+        "rejected_examples": list(rejected.values())[:3],
+        "committed": len(included),
+        "reverted": reverted,
+        "not_committed": len(hashes) - len(included) - len(rejected),
+        "latency_ms": {
+            "p50": ms(percentile(latencies, 50)), "p90": ms(percentile(latencies, 90)),
+            "p99": ms(percentile(latencies, 99)), "max": ms(max(latencies) if latencies else None),
+        },
+        "blocks": {
+            "first": min(per_block) if per_block else None,
+            "last": max(per_block) if per_block else None,
+            "count": len(per_block),
+            "max_txs": max(per_block.values()) if per_block else 0,
+        },
+        "sustained_tps": {
+            "wall_clock": None if wall_tps is None else round(wall_tps, 2),
+            "wall_clock_window_s": None if window_s is None else round(window_s, 3),
+            "block_timestamps": None if ts_tps is None else round(ts_tps, 2),
+            "block_timestamps_window_s": ts_window,
+            "definition": "committed txs in blocks after the first inclusion block, divided by the "
+                          "time from the first to the last inclusion block (wall clock as seen by "
+                          "the poller; and by block timestamps, whole seconds)",
+        },
+    }
+
+
+class _Progress:
+    """The rich progress bar (submitted of total; committed alongside)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.progress = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]load"), BarColumn(), MofNCompleteColumn(), TextColumn("sent"),
+                TextColumn("{task.fields[committed]} committed, {task.fields[rejected]} rejected"),
+                TimeElapsedColumn(), transient=False,
+            )
+            self.task = self.progress.add_task("load", total=total, committed=0, rejected=0)
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, tracker: Tracker, hashes: list[str]) -> None:
+        if self.progress is None:
+            return
+        with tracker.lock:
+            committed = sum(1 for h in hashes if h in tracker.included)
+            rejected = len(tracker.rejected)
+        self.progress.update(self.task, completed=len(hashes), committed=committed, rejected=rejected)
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"laminar load: {report['workload']} at {report['target_tps']:g} tx/s for "
+                        f"{report['duration_s']:g} s via {report['rpc']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    lat = report["latency_ms"]
+    sus = report["sustained_tps"]
+    rows = [
+        ("submitted", report["submitted"]),
+        ("rejected by the node", report["rejected"]),
+        ("committed", report["committed"]),
+        ("reverted (committed, status 0)", report["reverted"]),
+        ("not committed in time", report["not_committed"]),
+        ("latency p50 / p90 / p99 / max",
+         " / ".join("-" if lat[k] is None else f"{lat[k]:.0f} ms" for k in ("p50", "p90", "p99", "max"))),
+        ("inclusion blocks", f"{report['blocks']['count']} (#{report['blocks']['first']}..#{report['blocks']['last']}), "
+                             f"at most {report['blocks']['max_txs']} of ours in one"),
+        ("sustained tx/s (wall clock)", "-" if sus["wall_clock"] is None else
+         f"{sus['wall_clock']:.1f} over {sus['wall_clock_window_s']:.1f} s"),
+        ("sustained tx/s (block timestamps)", "-" if sus["block_timestamps"] is None else
+         f"{sus['block_timestamps']:.1f} over {sus['block_timestamps_window_s']} s"),
+    ]
+    if report["token"]:
+        rows.append(("ERC20 token", report["token"]))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console = Console()
+    console.print(table)
+    console.print("latency: from just before eth_sendRawTransaction to the poll (every 0.2 s) that saw "
+                  "its block. sustained tx/s: committed txs in the inclusion blocks after the first, "
+                  "over the time from the first to the last of them.", style="dim")
+    for example in report["rejected_examples"]:
+        console.print(f"rejected: {example}", style="yellow", markup=False)
+
+
+def run_load_command(args: argparse.Namespace) -> int:
+    problems = []
+    if not (0 < args.tps <= MAX_TPS):
+        problems.append(f"--tps: must be > 0 and at most {MAX_TPS} (got {args.tps:g})")
+    if not args.duration > 0:
+        problems.append(f"--duration: must be > 0 seconds (got {args.duration:g})")
+    if not 1 <= args.accounts <= 10:
+        problems.append(f"--accounts: 1..10 (the dev mnemonic's funded accounts; got {args.accounts})")
+    if args.wait < 0:
+        problems.append("--wait: must be >= 0")
+    if not args.rpc.startswith(("http://", "https://")):
+        problems.append(f"--rpc: an http:// or https:// URL (got {args.rpc!r})")
+    if problems:
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2
+    try:
+        report = run_load(args.rpc, args.tps, args.duration, args.workload, args.accounts, args.wait,
+                          progress=not args.json and sys.stdout.isatty())
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RpcError, ValueError) as exc:  # requests' errors are OSErrors
+        print(f"error: lost the node at {args.rpc} during the run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0 if report["committed"] == report["submitted"] else 1

@@ -42,7 +42,7 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
     )
     caption = (
         f"{machine.get('cpu_count', '?')} CPUs, {machine.get('cpu_model') or 'unknown CPU'}, "
-        f"Python {machine.get('python', '?')}. s = execute() seconds; blk s = whole "
+        f"Python {machine.get('python', '?')}. s = execution seconds (transactions to their final effects); blk s = whole "
         f"block: execute + tx/receipt tries + LevelDB persist. inc/tx = parallel "
         f"incarnations per tx. ok = all txs succeeded (mainnet: matches the header). "
         f"Best of {first.get('repeat', 1)}."
@@ -151,7 +151,7 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path) -> None:
     positions = range(len(names))
     width = 0.38
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(names) + 2), 4.5), dpi=120)
-    bars_exec = ax.bar([p - width / 2 for p in positions], exec_speedup, width, label="execute()")
+    bars_exec = ax.bar([p - width / 2 for p in positions], exec_speedup, width, label="execution")
     bars_block = ax.bar(
         [p + width / 2 for p in positions], block_speedup, width, label="whole block"
     )

@@ -135,6 +135,23 @@ def _eth(wei: int) -> str:
     return f"{wei} wei ({wei / 10**18:.6g} ETH)"
 
 
+def block_level_reason(env: BlockEnv, tx: SignedTransactionAPI, gas_used: int) -> Optional[str]:
+    """The checks that need no state, only the block: no blob transactions, and the
+    transaction's gas must fit in what the block has left. None when it passes."""
+    if getattr(tx, "type_id", None) == BLOB_TX_TYPE:
+        return (
+            "blob transactions (type 3) are not accepted: this chain has no data "
+            "availability layer for blobs"
+        )
+    if gas_used + tx.gas > env.gas_limit:
+        return (
+            f"gas limit {tx.gas} exceeds the block's remaining gas "
+            f"{env.gas_limit - gas_used} (block gas limit {env.gas_limit}, "
+            f"{gas_used} already used)"
+        )
+    return None
+
+
 def check_transaction(
     state: StateAPI,
     env: BlockEnv,
@@ -147,18 +164,9 @@ def check_transaction(
     so the reason is readable, plus the ones py-evm leaves to the client: chain id,
     EIP-3607 (no transactions from accounts with code) and no blob transactions.
     """
-    type_id = getattr(tx, "type_id", None)
-    if type_id == BLOB_TX_TYPE:
-        return (
-            "blob transactions (type 3) are not accepted: this chain has no data "
-            "availability layer for blobs"
-        )
-    if gas_used + tx.gas > env.gas_limit:
-        return (
-            f"gas limit {tx.gas} exceeds the block's remaining gas "
-            f"{env.gas_limit - gas_used} (block gas limit {env.gas_limit}, "
-            f"{gas_used} already used)"
-        )
+    reason = block_level_reason(env, tx, gas_used)
+    if reason is not None:
+        return reason
     tx_chain_id = getattr(tx, "chain_id", None)
     if tx_chain_id is not None and tx_chain_id != env.chain_id:
         return f"signed for chain id {tx_chain_id}, but this chain's id is {env.chain_id}"

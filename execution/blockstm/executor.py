@@ -19,7 +19,6 @@ from eth.vm.forks import ByzantiumVM, CancunVM, PragueVM
 from eth.vm.forks.cancun.constants import (
     BEACON_ROOTS_ADDRESS,
     BEACON_ROOTS_CONTRACT_CODE,
-    BLOB_TX_TYPE,
     HISTORY_BUFFER_LENGTH,
 )
 from eth.vm.forks.prague.constants import (
@@ -46,6 +45,7 @@ from execution.sequential import (
     SequentialExecutor,
     _GasHeader,
     apply_transactions,
+    block_level_reason,
     finish_block,
     make_execution_context,
 )
@@ -127,23 +127,6 @@ class _Pool:
                 proc.join(1.0)
         for conn in self.conns:
             conn.close()
-
-
-def _static_reason(env: Any, tx: Any, gas_used: int) -> Optional[str]:
-    """The checks of `check_transaction` that come before any state read and depend on
-    the block's cumulative gas (which workers do not know): same words as sequential."""
-    if getattr(tx, "type_id", None) == BLOB_TX_TYPE:
-        return (
-            "blob transactions (type 3) are not accepted: this chain has no data "
-            "availability layer for blobs"
-        )
-    if gas_used + tx.gas > env.gas_limit:
-        return (
-            f"gas limit {tx.gas} exceeds the block's remaining gas "
-            f"{env.gas_limit - gas_used} (block gas limit {env.gas_limit}, "
-            f"{gas_used} already used)"
-        )
-    return None
 
 
 def _prelude(state: Any, env: Any) -> dict[bytes, int]:
@@ -671,7 +654,7 @@ class _BlockRun:
             status[c] = COMMITTED
             sched.commit_idx = c + 1
             tx = self.txs[c]
-            reason = _static_reason(self.env, tx, self.gas_used)
+            reason = block_level_reason(self.env, tx, self.gas_used)
             outcome = result[4]
             if reason is None and outcome[0] == "invalid":
                 reason = outcome[1]

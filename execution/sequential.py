@@ -51,6 +51,7 @@ from execution.executor import (
     StateView,
 )
 from execution.overlay import OverlayDB
+from execution.state_db import batched_state_class
 
 # py-evm logs every transaction and computation at DEBUG; unless someone configured
 # the "eth" logger on purpose, keep that out (a root logger at DEBUG would cost more
@@ -365,7 +366,7 @@ class SequentialExecutor:
         transactions = tuple(block.transactions)
 
         db = OverlayDB(pre_state.nodes)
-        state = vm_class.get_state_class()(
+        state = batched_state_class(vm_class.get_state_class())(
             db, make_execution_context(env), pre_state.state_root
         )
 

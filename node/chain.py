@@ -20,7 +20,6 @@ from eth.constants import BLANK_ROOT_HASH, EMPTY_UNCLE_HASH, ZERO_HASH32
 from eth.db.account import AccountDB
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
-from eth.db.trie import make_trie_root_and_nodes
 from eth_hash.auto import keccak
 import rlp
 
@@ -35,7 +34,7 @@ from execution.executor import (
 from execution.forks import LAMINAR_VM
 from execution.overlay import OverlayDB
 from execution.prestate import load_prestate
-from execution.roots import make_header_roots
+from execution.roots import make_header_roots, transactions_root
 from node.genesis import Genesis
 from storage.chain_store import ChainStore, TxLocation
 from storage.leveldb import LevelDB
@@ -367,8 +366,7 @@ class Chain:
             raise InvalidProposalError("block has uncles")
         if getattr(block, "withdrawals", ()):
             raise InvalidProposalError("block has withdrawals")
-        tx_root, _ = make_trie_root_and_nodes(tuple(block.transactions))
-        if tx_root != header.transaction_root:
+        if transactions_root(block.transactions) != header.transaction_root:
             raise InvalidProposalError("transactions do not match the header's transactions root")
         return block
 

@@ -41,6 +41,7 @@ from execution.executor import (
     StateView,
 )
 from execution.overlay import OverlayDB
+from execution.state_db import batched_state_class
 from execution.sequential import (
     SequentialExecutor,
     _GasHeader,
@@ -349,7 +350,7 @@ class _BlockRun:
         env = self.env
         vm_class = env.vm_class
         self.db = OverlayDB(self.pre_state.nodes)
-        self.state = state = vm_class.get_state_class()(
+        self.state = state = batched_state_class(vm_class.get_state_class())(
             self.db, make_execution_context(env), self.pre_state.state_root
         )
         # A plain dict (py-evm's is a 2048-entry LRU): primed with workers' base reads.

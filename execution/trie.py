@@ -1,0 +1,244 @@
+"""Merkle Patricia tries built or updated in one pass, each changed node hashed once.
+
+py-evm's `HexaryTrie` re-encodes and re-hashes the whole path from a key to the root on
+every insert. A block changes thousands of keys at once: the transactions and receipts
+tries are built from scratch (keys `rlp(index)`), and the state trie takes the changes of
+a whole block. Here the changed keys are sorted once and the trie is built (or rebuilt
+along the changed paths only) bottom-up, so each new node is encoded and hashed exactly
+once. The tries are the same (Yellow Paper, appendix D): `tests/test_trie.py` checks
+roots and nodes against py-evm's trie on every shape that matters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import rlp
+from eth_hash.auto import keccak
+
+#: A node shorter than this (RLP-encoded) is embedded in its parent instead of hashed.
+HASHED_NODE_MIN_LENGTH = 32
+BRANCH_WIDTH = 16
+BLANK_NODE = b""
+#: keccak(rlp(b"")): the root of the empty trie.
+BLANK_ROOT_HASH = keccak(rlp.encode(b""))
+
+Nibbles = bytes  # one nibble (0..15) per byte
+
+
+def to_nibbles(key: bytes) -> Nibbles:
+    return bytes(nibble for byte in key for nibble in (byte >> 4, byte & 0x0F))
+
+
+def hex_prefix(nibbles: Nibbles, is_leaf: bool) -> bytes:
+    """The compact ("hex-prefix") encoding of a leaf's or extension's path."""
+    flag = 2 if is_leaf else 0
+    if len(nibbles) % 2:
+        padded = bytes((flag + 1,)) + nibbles
+    else:
+        padded = bytes((flag, 0)) + nibbles
+    return bytes(padded[i] << 4 | padded[i + 1] for i in range(0, len(padded), 2))
+
+
+NodeReader = Callable[[bytes], bytes]  # node hash -> its RLP encoding
+
+
+def _hashed(node: list, nodes: dict[bytes, bytes]) -> Any:
+    """What a parent holds for `node`: the node itself when short, else its hash (the
+    encoding then goes to `nodes`)."""
+    encoded = rlp.encode(node)
+    if len(encoded) < HASHED_NODE_MIN_LENGTH:
+        return node
+    node_hash = keccak(encoded)
+    nodes[node_hash] = encoded
+    return node_hash
+
+
+def _root_of(node: Any, nodes: dict[bytes, bytes]) -> bytes:
+    if node == BLANK_NODE:
+        return BLANK_ROOT_HASH
+    encoded = rlp.encode(node)
+    root_hash = keccak(encoded)  # the root is hashed even when short
+    nodes[root_hash] = encoded
+    return root_hash
+
+
+def _build(keys: Sequence[Nibbles], values: Sequence[bytes], low: int, high: int, depth: int,
+           nodes: dict[bytes, bytes]) -> list:
+    """The node holding keys[low:high] (sorted, distinct, sharing their first `depth`
+    nibbles) with their values; new hashed nodes go to `nodes`."""
+    first = keys[low]
+    if high - low == 1:
+        return [hex_prefix(first[depth:], is_leaf=True), values[low]]
+    last = keys[high - 1]  # sorted: the common prefix of all is that of first and last
+    end = depth
+    limit = min(len(first), len(last))
+    while end < limit and first[end] == last[end]:
+        end += 1
+    if end > depth:
+        child = _build(keys, values, low, high, end, nodes)
+        return [hex_prefix(first[depth:end], is_leaf=False), _hashed(child, nodes)]
+    branch: list = [BLANK_NODE] * (BRANCH_WIDTH + 1)
+    index = low
+    if len(first) == depth:  # a key ending here keeps its value in the branch
+        branch[BRANCH_WIDTH] = values[low]
+        index += 1
+    while index < high:
+        nibble = keys[index][depth]
+        group_end = index + 1
+        while group_end < high and keys[group_end][depth] == nibble:
+            group_end += 1
+        branch[nibble] = _hashed(_build(keys, values, index, group_end, depth + 1, nodes), nodes)
+        index = group_end
+    return branch
+
+
+def trie_root_and_nodes(items: Mapping[bytes, bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+    """Root hash and hashed nodes of the trie holding `items` (key -> non-empty value)."""
+    nodes: dict[bytes, bytes] = {}
+    if not items:
+        return BLANK_ROOT_HASH, nodes
+    ordered = sorted(items.items())
+    keys = [to_nibbles(key) for key, _ in ordered]
+    values = [value for _, value in ordered]
+    return _root_of(_build(keys, values, 0, len(keys), 0, nodes), nodes), nodes
+
+
+# ------------------------------------------------------------------------ updates
+
+
+def decode_hex_prefix(encoded: bytes) -> tuple[Nibbles, bool]:
+    """(path nibbles, is_leaf) of a leaf's or extension's compact path."""
+    nibbles = to_nibbles(encoded)
+    flag = nibbles[0]
+    return (nibbles[1:] if flag & 1 else nibbles[2:]), flag >= 2
+
+
+def _leaf(path: Nibbles, value: bytes) -> list:
+    return [hex_prefix(path, is_leaf=True), value]
+
+
+class _TrieUpdater:
+    """Applies a sorted batch of changes to an existing trie, touching only the paths of
+    changed keys; nodes off those paths keep their references (hashes) as they are."""
+
+    def __init__(self, read_node: NodeReader, keys: Sequence[Nibbles],
+                 values: Sequence[Optional[bytes]]) -> None:
+        self.read_node = read_node
+        self.keys = keys
+        self.values = values  # None: delete the key
+        self.nodes: dict[bytes, bytes] = {}
+
+    def resolve(self, reference: Any) -> Any:
+        """The node a parent's reference points to (blank, embedded, or by hash)."""
+        if isinstance(reference, list) or reference == BLANK_NODE:
+            return reference
+        encoded = self.nodes.get(reference)  # made by this update (an extension's split)
+        return rlp.decode(encoded if encoded is not None else self.read_node(reference))
+
+    def build(self, low: int, high: int, depth: int, extra: Optional[tuple] = None) -> Any:
+        """A fresh subtree from the sets among changes[low:high] (deletes drop out), plus
+        an existing `(key, value)` not overridden by them."""
+        keys: list[Nibbles] = []
+        values: list[bytes] = []
+        pending = extra
+        for index in range(low, high):
+            key = self.keys[index]
+            if pending is not None and pending[0] <= key:
+                if pending[0] < key:
+                    keys.append(pending[0])
+                    values.append(pending[1])
+                pending = None  # added, or replaced/deleted by the change for the same key
+            value = self.values[index]
+            if value is not None:
+                keys.append(key)
+                values.append(value)
+        if pending is not None:
+            keys.append(pending[0])
+            values.append(pending[1])
+        if not keys:
+            return BLANK_NODE
+        return _build(keys, values, 0, len(keys), depth, self.nodes)
+
+    def update(self, node: Any, low: int, high: int, depth: int) -> Any:
+        """`node` (at `depth` nibbles) with changes[low:high] applied, as a node structure
+        (not yet hashed); BLANK_NODE when nothing is left."""
+        if node == BLANK_NODE:
+            return self.build(low, high, depth)
+        if len(node) == BRANCH_WIDTH + 1:
+            return self.update_branch(node, low, high, depth)
+        path, is_leaf = decode_hex_prefix(node[0])
+        prefix = self.keys[low][:depth]
+        if is_leaf:
+            return self.build(low, high, depth, extra=(prefix + path, node[1]))
+        end = depth + len(path)
+        if self.keys[low][depth:end] == path and self.keys[high - 1][depth:end] == path:
+            child = self.update(self.resolve(node[1]), low, high, end)
+            return self.join(path, child)
+        # Some changed key leaves the extension's path: split it into a branch first.
+        branch: list = [BLANK_NODE] * (BRANCH_WIDTH + 1)
+        rest = path[1:]
+        branch[path[0]] = (
+            node[1] if not rest else _hashed([hex_prefix(rest, is_leaf=False), node[1]],
+                                             self.nodes)
+        )
+        return self.update_branch(branch, low, high, depth)
+
+    def update_branch(self, node: list, low: int, high: int, depth: int) -> Any:
+        branch = list(node)
+        fresh: dict[int, Any] = {}  # slot -> updated child structure, hashed at the end
+        index = low
+        if len(self.keys[index]) == depth:  # the change for the key ending at this branch
+            value = self.values[index]
+            branch[BRANCH_WIDTH] = BLANK_NODE if value is None else value
+            index += 1
+        while index < high:
+            nibble = self.keys[index][depth]
+            group_end = index + 1
+            while group_end < high and self.keys[group_end][depth] == nibble:
+                group_end += 1
+            fresh[nibble] = self.update(self.resolve(branch[nibble]), index, group_end, depth + 1)
+            branch[nibble] = fresh[nibble]
+            index = group_end
+        used = [slot for slot in range(BRANCH_WIDTH) if branch[slot] != BLANK_NODE]
+        if not used:
+            if branch[BRANCH_WIDTH] == BLANK_NODE:
+                return BLANK_NODE
+            return _leaf(b"", branch[BRANCH_WIDTH])
+        if len(used) == 1 and branch[BRANCH_WIDTH] == BLANK_NODE:
+            # A branch with one child and no value is no branch: fold it into the child.
+            slot = used[0]
+            child = fresh[slot] if slot in fresh else self.resolve(branch[slot])
+            return self.join(bytes((slot,)), child, reference=branch[slot] if slot not in fresh
+                             else None)
+        for slot, child in fresh.items():
+            branch[slot] = BLANK_NODE if child == BLANK_NODE else _hashed(child, self.nodes)
+        return branch
+
+    def join(self, path: Nibbles, child: Any, reference: Any = None) -> Any:
+        """The node for `path` followed by `child`: merged into it when it is a leaf or an
+        extension, an extension above it when it is a branch."""
+        if child == BLANK_NODE:
+            return BLANK_NODE
+        if len(child) == 2:
+            child_path, is_leaf = decode_hex_prefix(child[0])
+            return [hex_prefix(path + child_path, is_leaf=is_leaf), child[1]]
+        if reference is None:
+            reference = _hashed(child, self.nodes)
+        return [hex_prefix(path, is_leaf=False), reference]
+
+
+def update_trie(
+    root_hash: bytes, read_node: NodeReader, changes: Mapping[bytes, Optional[bytes]]
+) -> tuple[bytes, dict[bytes, bytes]]:
+    """Apply `changes` (key -> new value; None or b"" deletes the key) to the trie with
+    root `root_hash` whose nodes `read_node` returns. Returns the new root hash and the
+    new hashed nodes (the old ones are left where they are: nodes are content-addressed).
+    """
+    if not changes:
+        return root_hash, {}
+    ordered = sorted((to_nibbles(key), value or None) for key, value in changes.items())
+    updater = _TrieUpdater(read_node, [key for key, _ in ordered],
+                           [value for _, value in ordered])
+    root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else rlp.decode(read_node(root_hash))
+    return _root_of(updater.update(root, 0, len(ordered), 0), updater.nodes), updater.nodes

@@ -110,6 +110,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="executor to compare with the sequential one (default: blockstm if "
         "execution.blockstm imports, else sequential as a stand-in)",
     )
+    parser.add_argument(
+        "--no-scaling", action="store_true",
+        help="skip the one-worker Block-STM run (by default each synthetic workload also runs "
+        "Block-STM with 1 worker, to show how much of the speedup comes from the extra cores)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the block builders (default 1)")
     parser.add_argument(
         "--repeat", type=_positive_int, default=1, metavar="R",
@@ -209,6 +214,11 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     except Exception as exc:
         return _usage_error(f"cannot create the {parallel_name!r} executor: {exc}")
     parallel_label = f"{parallel_name} ({workers} workers)"
+    one_worker = None
+    if parallel_name == "blockstm" and workers > 1 and not args.no_scaling:
+        from execution.blockstm import BlockSTMExecutor
+
+        one_worker = BlockSTMExecutor(1, force_parallel=True)
 
     block_dirs: list[Path] = []
     if "mainnet" in names:
@@ -235,7 +245,10 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     err_console = Console(stderr=True)
     machine = runner.machine_info()
     tx_counts = {d: runner.count_block_transactions(d) for d in block_dirs}
-    total_units = sum(n * (_SIGN_WEIGHT + 2 * args.repeat) for n in sizes.values())
+    runs_per_round = 3 if one_worker is not None else 2
+    total_units = sum(
+        n * (_SIGN_WEIGHT + runs_per_round * args.repeat) for n in sizes.values()
+    )
     total_units += sum(
         max(n, 1) * 2 * args.repeat * (1 + _MAINNET_LOAD_WEIGHT) for n in tx_counts.values()
     )
@@ -290,7 +303,7 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                 records.append(runner.bench_synthetic(
                     workload, sequential, parallel, workers=workers, repeat=args.repeat,
                     scratch_root=scratch_root, machine=machine, on_step=on_step,
-                    on_done=on_done, parallel_label=parallel_label,
+                    on_done=on_done, parallel_label=parallel_label, one_worker=one_worker,
                 ))
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -298,6 +311,11 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     finally:
         import shutil
 
+        from execution.registry import close_executor
+
+        for executor in (sequential, parallel, one_worker):
+            if executor is not None:
+                close_executor(executor)
         shutil.rmtree(scratch_root, ignore_errors=True)
 
     elapsed = time.perf_counter() - started
@@ -312,7 +330,7 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     failed = any(
         not r.get("identical") or r.get("error") or r.get("all_succeeded") is False
-        or r.get("header_ok") is False
+        or r.get("header_ok") is False or r.get("one_worker_identical") is False
         for r in records
     )
     return EXIT_FAILED if failed else EXIT_OK

@@ -45,8 +45,14 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
         f"Python {machine.get('python', '?')}. s = execution seconds (transactions to their final effects); blk s = whole "
         f"block: execute + tx/receipt tries + LevelDB persist. inc/tx = parallel "
         f"incarnations per tx. ok = all txs succeeded (mainnet: matches the header). "
-        f"Best of {first.get('repeat', 1)}."
     )
+    with_scaling = any(record.get("scaling") is not None for record in records)
+    if with_scaling:
+        caption += (
+            "1w s = Block-STM with 1 worker; scaling = 1w s / par s, the gain from more "
+            "cores alone (speedup / scaling is what Block-STM's read path gains on one core). "
+        )
+    caption += f"Best of {first.get('repeat', 1)}."
     table = Table(title=title, caption=caption, caption_justify="left")
     table.add_column("workload")
     table.add_column("txs", justify="right")
@@ -58,11 +64,17 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
     table.add_column("seq blk s", justify="right")
     table.add_column("par blk s", justify="right")
     table.add_column("blk speedup", justify="right")
+    if with_scaling:
+        table.add_column("1w s", justify="right")
+        table.add_column("scaling", justify="right")
     table.add_column("ok", justify="center")
     for record in records:
         check = record.get("all_succeeded")
         if record.get("workload") == "mainnet":
             check = record.get("header_ok")
+        scaling = []
+        if with_scaling:
+            scaling = [_seconds(record.get("one_worker_s")), _times(record.get("scaling"))]
         table.add_row(
             record["workload"],
             str(record["txs"]),
@@ -74,6 +86,7 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
             _seconds(record.get("sequential_block_s")),
             _seconds(record.get("parallel_block_s")),
             _times(record.get("block_speedup")),
+            *scaling,
             _yes_no(check),
         )
     return table
@@ -94,6 +107,12 @@ def print_report(records: Sequence[dict[str, Any]], console: Console, notes: Seq
             differs = ", ".join(k for k, v in detail.items() if not v)
             console.print(
                 f"{record['workload']}: results differ in {differs}",
+                style="bold red", markup=False, highlight=False,
+            )
+        if record.get("one_worker_identical") is False:
+            console.print(
+                f"{record['workload']}: Block-STM with 1 worker differs from sequential "
+                f"({record.get('one_worker_error') or 'different results'})",
                 style="bold red", markup=False, highlight=False,
             )
         if record.get("all_succeeded") is False:

@@ -320,29 +320,25 @@ def _noop_done(_: int) -> None:
     pass
 
 
-def _pair_runs(
-    label: str,
+def _interleaved_runs(
     txs: int,
     make_block: Callable[[], BlockInput],
     pre_state: StateView,
-    sequential: Executor,
-    parallel: Executor,
+    executors: Sequence[tuple[Executor, str]],  # (executor, progress label)
     repeat: int,
     scratch_root: Path,
     on_step: StepHook,
     on_done: DoneHook,
-    parallel_label: str,
-) -> tuple[Run, Run]:
-    seq_best = Run(executor=getattr(sequential, "name", "sequential"))
-    par_best = Run(executor=getattr(parallel, "name", "parallel"))
+) -> list[Run]:
+    """The best run of each executor; every round runs each once, in turn, so drift in
+    the machine's speed during the bench spreads over all of them."""
+    best = [Run(executor=getattr(executor, "name", label)) for executor, label in executors]
     for _ in range(repeat):
-        on_step(f"{label}: sequential", txs)
-        seq_best.keep_fastest(run_executor(sequential, make_block(), pre_state, scratch_root))
-        on_done(txs)
-        on_step(f"{label}: {parallel_label}", txs)
-        par_best.keep_fastest(run_executor(parallel, make_block(), pre_state, scratch_root))
-        on_done(txs)
-    return seq_best, par_best
+        for (executor, label), kept in zip(executors, best):
+            on_step(label, txs)
+            kept.keep_fastest(run_executor(executor, make_block(), pre_state, scratch_root))
+            on_done(txs)
+    return best
 
 
 def bench_synthetic(
@@ -357,21 +353,38 @@ def bench_synthetic(
     on_step: StepHook = _noop_step,
     on_done: DoneHook = _noop_done,
     parallel_label: str = "parallel",
+    one_worker: Optional[Executor] = None,
     warmup: int = 32,
 ) -> dict[str, Any]:
-    """Time both executors on `workload` (after an untimed warm-up on its first txs)."""
+    """Time both executors on `workload` (after an untimed warm-up on its first txs).
+
+    With `one_worker` (the parallel executor with a single worker), it runs in the same
+    rounds too and must give the same results. `scaling` = its execution time over the
+    parallel one's: the part of the speedup that comes from running on several cores,
+    apart from what the parallel executor's own read path gains over py-evm's even on
+    one core.
+    """
+    executors = [sequential, parallel] + ([one_worker] if one_worker is not None else [])
     if warmup:
         # Untimed: first-use costs (imports, trie and EVM code paths, a worker pool)
         # would otherwise land on whichever executor runs first.
         on_step(f"{workload.name}: warming up", 0)
         prefix = workload.block()
         prefix = BlockInput(env=prefix.env, transactions=prefix.transactions[:warmup])
-        for executor in (sequential, parallel):
+        for executor in executors:
             run_executor(executor, prefix, workload.pre_state(), scratch_root)
-    seq, par = _pair_runs(
-        workload.name, workload.txs, workload.block, workload.pre_state(), sequential,
-        parallel, repeat, scratch_root, on_step, on_done, parallel_label,
+    name = workload.name
+    labelled = [(sequential, f"{name}: sequential"), (parallel, f"{name}: {parallel_label}")]
+    if one_worker is not None:
+        labelled.append((one_worker, f"{name}: {getattr(one_worker, 'name', 'parallel')} (1 worker)"))
+    runs = _interleaved_runs(
+        workload.txs, workload.block, workload.pre_state(), labelled, repeat, scratch_root,
+        on_step, on_done,
     )
+    seq, par = runs[0], runs[1]
+    extra: dict[str, Any] = {"params": workload.params}
+    if one_worker is not None:
+        extra.update(one_worker_record(seq, par, runs[2]))
     check = _check(workload, seq.result)
     return make_record(
         workload=workload.name,
@@ -382,8 +395,29 @@ def bench_synthetic(
         parallel=par,
         machine=machine,
         repeat=repeat,
-        extra={**check, "params": workload.params},
+        extra={**check, **extra},
     )
+
+
+def one_worker_record(sequential: Run, parallel: Run, single: Run) -> dict[str, Any]:
+    """The one-worker run's fields of a record; its result must be identical too."""
+    identical = (
+        single.error is None and single.result is not None and sequential.result is not None
+        and all(compare(sequential.result, single.result).values())
+    )
+    return {
+        "one_worker_s": single.execute_s,
+        "one_worker_block_s": single.block_s,
+        "one_worker_identical": identical,
+        "one_worker_error": single.error,
+        "one_worker_incarnations_per_tx": (
+            single.incarnations / len(single.result.receipts)
+            if single.incarnations is not None and single.result is not None
+            and single.result.receipts else None
+        ),
+        "scaling": _ratio(single.execute_s, parallel.execute_s),
+        "block_scaling": _ratio(single.block_s, parallel.block_s),
+    }
 
 
 def _check(workload: Any, result: Optional[Summary]) -> dict[str, Any]:

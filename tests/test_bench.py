@@ -73,6 +73,12 @@ def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> N
     assert record["parallel_block_s"] >= record["parallel_s"]
     assert record["speedup"] == pytest.approx(record["sequential_s"] / record["parallel_s"])
     assert record["incarnations_per_tx"] >= 1.0
+    # The same executor with one worker ran too (forced parallel, so the Block-STM path
+    # itself, not its small-block fallback), with identical results.
+    assert record["one_worker_identical"] is True and record["one_worker_error"] is None
+    assert record["one_worker_incarnations_per_tx"] >= 1.0
+    assert record["scaling"] == pytest.approx(record["one_worker_s"] / record["parallel_s"])
+    assert "scaling" in proc.stdout
     assert record["machine"]["cpu_count"] == os.cpu_count()
     assert record["machine"]["python"]
     if workload == "transfers":
@@ -86,10 +92,11 @@ def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = bench(
         cache_dir, "-w", "mixed", "--txs", "40", "--hot-share", "0.5",
-        "--parallel", PARALLEL, "--json", str(out),
+        "--parallel", PARALLEL, "--no-scaling", "--json", str(out),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (record,) = json.loads(out.read_text())
+    assert "scaling" not in record and "scaling" not in proc.stdout
     assert record["params"]["hot_txs"] == 20
     assert sum(record["params"]["kinds"].values()) == 40
     assert record["identical"] is True and record["all_succeeded"] is True

@@ -155,8 +155,12 @@ class BlockSTMExecutor:
 
     name = "blockstm"
 
-    def __init__(self, workers: Optional[int] = None, adaptive: bool = True) -> None:
+    def __init__(self, workers: Optional[int] = None, adaptive: bool = True,
+                 force_parallel: bool = False) -> None:
         self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        # Run the parallel machinery even with one worker or a small block (`laminar bench`
+        # measures how Block-STM scales from one worker to N with it); a node never does.
+        self.force_parallel = force_parallel
         self._pool: Optional[_Pool] = None
         self._block_id = 0
         self._sequential = SequentialExecutor()
@@ -236,7 +240,7 @@ class BlockSTMExecutor:
         started = time.perf_counter()
         n = len(block.transactions)
         self.last_fallback_at = None
-        if self.workers < 2 or n < 2 * self.workers:
+        if not self.force_parallel and (self.workers < 2 or n < 2 * self.workers):
             return self._fallback(block, pre_state, started, "small block or one worker")
         pool = self._ensure_pool()
         self._block_id += 1

@@ -21,7 +21,7 @@ from eth.abc import (
     VirtualMachineAPI,
     WithdrawalAPI,
 )
-from eth.constants import EMPTY_SHA3, SYSTEM_ADDRESS, SYSTEM_MESSAGE_GAS
+from eth.constants import EMPTY_SHA3, SECPK1_N, SYSTEM_ADDRESS, SYSTEM_MESSAGE_GAS
 from eth.vm.interrupt import EVMMissingData
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks import CancunVM, LondonVM, PragueVM, ShanghaiVM
@@ -136,14 +136,25 @@ def _eth(wei: int) -> str:
     return f"{wei} wei ({wei / 10**18:.6g} ETH)"
 
 
+def signature_values_in_range(tx: SignedTransactionAPI) -> bool:
+    """0 < r < n, 0 < s <= n/2 (EIP-2's low s) and y parity 0 or 1."""
+    return 0 < tx.r < SECPK1_N and 0 < tx.s <= SECPK1_N // 2 and tx.y_parity in (0, 1)
+
+
 def block_level_reason(env: BlockEnv, tx: SignedTransactionAPI, gas_used: int) -> Optional[str]:
-    """The checks that need no state, only the block: no blob transactions, and the
-    transaction's gas must fit in what the block has left. None when it passes."""
-    if getattr(tx, "type_id", None) == BLOB_TX_TYPE:
+    """The checks that need no state, only the block: no blob transactions, signature
+    values in range, and the transaction's gas must fit in what the block has left.
+    None when it passes."""
+    type_id = getattr(tx, "type_id", None)
+    if type_id == BLOB_TX_TYPE:
         return (
             "blob transactions (type 3) are not accepted: this chain has no data "
             "availability layer for blobs"
         )
+    # py-evm checks EIP-2's low s only for legacy transactions; typed ones (EIP-2718) must
+    # meet it too (as geth requires), or a proposer could include a malleated copy.
+    if type_id is not None and not signature_values_in_range(tx):
+        return "invalid signature values: r, s or y parity out of range (s must be low, EIP-2)"
     if gas_used + tx.gas > env.gas_limit:
         return (
             f"gas limit {tx.gas} exceeds the block's remaining gas "

@@ -47,9 +47,11 @@ from typing import Iterable, Iterator, Protocol
 import rlp
 import trio
 from eth.abc import SignedTransactionAPI
-from eth.constants import CREATE_CONTRACT_ADDRESS, SECPK1_N
+from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.vm.forks.shanghai.computation import ShanghaiComputation
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
+
+from execution.sequential import signature_values_in_range
 
 ACCESS_LIST_TX_TYPE = 0x01
 DYNAMIC_FEE_TX_TYPE = 0x02
@@ -312,7 +314,7 @@ class Mempool:
             raise InvalidTransactionError(f"invalid transaction: {exc}") from None
         # py-evm's typed-tx validate() checks neither low-s nor r, s != 0 (only legacy
         # txs get EIP-2's check): enforce them for every type, as geth does.
-        if not (0 < tx.r < SECPK1_N and 0 < tx.s <= SECPK1_N // 2 and tx.y_parity in (0, 1)):
+        if not signature_values_in_range(tx):
             raise InvalidTransactionError("invalid transaction: invalid signature values (r, s, y parity)")
         try:
             sender = bytes(tx.sender)

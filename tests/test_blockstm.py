@@ -121,6 +121,32 @@ def test_invalid_nonce_same_index_as_sequential(blockstm: BlockSTMExecutor) -> N
     assert blockstm.execute(block, pre).stats.fallback is False
 
 
+def test_high_s_typed_transaction_rejected_by_both_executors(blockstm: BlockSTMExecutor) -> None:
+    """A malleated copy (s -> n - s, parity flipped) recovers the same sender, but EIP-2
+    forbids high s: a proposer that includes one makes an invalid block, for both."""
+    import rlp
+    from eth.constants import SECPK1_N
+
+    from blockstm_workloads import decode, transfers_with_nonce_gap
+
+    block, pre = transfers_with_nonce_gap(12, gap_at=-1)
+    txs = list(block.transactions)
+    original = txs[5]
+    fields = rlp.decode(original.encode()[1:])  # type 2 payload; the last three: v, r, s
+    fields[-3] = b"" if fields[-3] == b"\x01" else b"\x01"
+    fields[-1] = (SECPK1_N - original.s).to_bytes(32, "big").lstrip(b"\x00")
+    malleated = decode(b"\x02" + rlp.encode(fields))
+    assert malleated.sender == original.sender and malleated.s > SECPK1_N // 2
+    txs[5] = malleated
+    for executor in (SequentialExecutor(), blockstm):
+        with pytest.raises(InvalidBlockError) as rejected:
+            executor.execute(type(block)(env=block.env, transactions=tuple(txs)), pre)
+        assert rejected.value.index == 5
+        assert "s must be low" in rejected.value.reason
+    # The untouched block is valid.
+    assert blockstm.execute(block, pre).stats.transactions == 12
+
+
 def test_worker_killed_mid_block_is_recovered() -> None:
     block, pre = _erc20_block(120)
     reference = SequentialExecutor().execute(_erc20_block(120)[0], pre)

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import trio
 from eth.abc import BlockAPI, ReceiptAPI
@@ -24,7 +24,7 @@ from node import genesis as genesis_module
 from node.chain import Chain
 from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
-from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError
+from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
 from node.rpc import encoding
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
@@ -235,7 +235,7 @@ def print_banner(node: Node, is_dev: bool) -> None:
 
 
 def accept_gossiped_transaction(
-    mempool: Mempool, chain: Chain, filters: FilterManager, raw: bytes
+    mempool: Mempool, chain: Chain, on_pending: Callable[[PooledTx], None], raw: bytes
 ):
     """A transaction from a peer: into the mempool; the verdict decides re-gossip."""
     from p2p.gossip import Verdict
@@ -246,7 +246,7 @@ def accept_gossiped_transaction(
         return Verdict.REJECT  # invalid whatever the state: the relaying peer misbehaves
     except MempoolError:
         return Verdict.IGNORE  # known, stale or unaffordable here: drop, no penalty
-    filters.on_pending_transaction(pooled.hash)
+    on_pending(pooled)
     return Verdict.ACCEPT
 
 
@@ -308,7 +308,7 @@ async def run_node(
                     from p2p.gossip import Verdict
 
                     return Verdict.IGNORE
-                return accept_gossiped_transaction(mempool, chain, filters, raw)
+                return accept_gossiped_transaction(mempool, chain, api.on_pending_transaction, raw)
 
             p2p.on_transaction(on_transaction)
             if isinstance(engine, SingleValidatorEngine):

@@ -172,6 +172,32 @@ def test_ws_new_heads_delivers_the_block_of_a_sent_transaction(node):
     run(body)
 
 
+def test_ws_new_pending_transactions_hashes_and_full_objects(node):
+    """ethers' provider.on("pending") and web3's subscribe("newPendingTransactions"): every
+    transaction that enters the pool is announced, as a hash or (flag true) whole."""
+    pending_sender = Account.from_key(DEV_KEYS[3])
+
+    async def body():
+        async with AsyncWeb3(WebSocketProvider(node.ws_url)) as w3:
+            hashes = await w3.eth.subscribe("newPendingTransactions")
+            full = await w3.eth.subscribe("newPendingTransactions", True)
+            tx_hash = await send(
+                w3, pending_sender,
+                {"to": DEPLOYER.address, "value": 3, "gas": TRANSFER_GAS, **(await fees(w3))},
+            )
+            announced = await next_notification(w3, hashes)
+            assert announced == tx_hash
+            whole = await next_notification(w3, full)
+            assert whole["hash"] == tx_hash
+            assert whole["from"] == pending_sender.address
+            assert whole["value"] == 3 and whole["blockHash"] is None
+            assert (await wait(w3, tx_hash)).status == 1
+            assert await w3.eth.unsubscribe(hashes) is True
+            assert await w3.eth.unsubscribe(full) is True
+
+    run(body)
+
+
 def test_ws_logs_subscription_delivers_the_transfer_log(node, erc20, token_address):
     async def body():
         async with AsyncWeb3(WebSocketProvider(node.ws_url)) as w3:
@@ -247,6 +273,10 @@ def test_ws_raw_frames_subscribe_notify_unsubscribe(node, token_address, erc20):
         assert heads != logs
         bad = request(4, "eth_subscribe", ["noSuchKind"])
         assert "error" in bad and "result" not in bad
+        for bad_params in (["logs", {}, "extra"], ["newPendingTransactions", "yes"],
+                           ["newHeads", {}]):
+            refused = request(40, "eth_subscribe", bad_params)
+            assert refused["error"]["code"] == -32602, (bad_params, refused)
 
         recipient = Account.create().address
         tx = token.functions.transfer(recipient, 9).build_transaction(

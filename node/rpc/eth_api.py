@@ -8,7 +8,7 @@ scans) runs in a worker thread so the event loop keeps serving.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import logging
 from typing import Any, Awaitable, Callable, Optional
 
@@ -22,7 +22,7 @@ from consensus.certificate import CommitCertificate, InvalidCertificateError
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
 from node.chain import Chain
 from node.config import RpcSettings
-from node.mempool import Mempool, MempoolError
+from node.mempool import Mempool, MempoolError, PooledTx
 from node.rpc import encoding, params
 from node.rpc.errors import (
     RpcError,
@@ -70,6 +70,14 @@ class EthApi:
     p2p: Optional[Any] = None
     reactor: Optional[Any] = None  # consensus.reactor.ConsensusReactor (BFT only)
     debug_rpc: bool = False  # laminar_debug* methods (tests: LAMINAR_DEBUG_RPC=1)
+    # Called with every transaction that enters the pool (from a wallet or a peer).
+    pending_listeners: list[Callable[[PooledTx], None]] = field(default_factory=list)
+
+    def on_pending_transaction(self, pooled: PooledTx) -> None:
+        """A transaction entered the pool: pending filters and subscriptions see it."""
+        self.filters.on_pending_transaction(pooled.hash)
+        for listener in self.pending_listeners:
+            listener(pooled)
 
     # ---- block resolution -----------------------------------------------------------
 
@@ -211,7 +219,7 @@ class EthApi:
             pooled = self.mempool.add_raw(encoded, self.chain.next_base_fee())
         except MempoolError as exc:
             raise server_error(str(exc)) from None
-        self.filters.on_pending_transaction(pooled.hash)
+        self.on_pending_transaction(pooled)
         if self.broadcast is not None:
             try:
                 await self.broadcast(pooled.raw)
@@ -530,11 +538,32 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
 
 def register_subscriptions(hub: SubscriptionHub, api: EthApi) -> None:
     def parse_logs_filter(*args: Any) -> LogCriteria:
+        if len(args) > 1:
+            raise invalid_params("too many arguments, want at most 1")
         filter_object = args[0] if args else {}
         return parse_log_criteria(filter_object, api._header, allow_range=False)
 
     def select_logs(criteria: LogCriteria, logs: list[dict]) -> list[dict]:
         return [log for log in logs if criteria.matches(log)]
 
+    def parse_full_transactions(*args: Any) -> bool:
+        """geth's optional flag: true sends whole transaction objects, not hashes."""
+        if len(args) > 1:
+            raise invalid_params("too many arguments, want at most 1")
+        if args and not isinstance(args[0], bool):
+            raise invalid_params("invalid argument 0: expected a boolean (full transactions)")
+        return bool(args and args[0])
+
+    def select_pending(full: bool, pooled: PooledTx) -> list:
+        if full:
+            return [encoding.encode_transaction(pooled.tx, None, None)]
+        return [encoding.data(pooled.hash)]
+
     hub.register_kind("newHeads")
     hub.register_kind("logs", parse_params=parse_logs_filter, select=select_logs)
+    hub.register_kind(
+        "newPendingTransactions", parse_params=parse_full_transactions, select=select_pending
+    )
+    api.pending_listeners.append(
+        lambda pooled: hub.publish("newPendingTransactions", pooled)
+    )

@@ -24,10 +24,12 @@ BLANK_NODE = b""
 BLANK_ROOT_HASH = keccak(rlp.encode(b""))
 
 Nibbles = bytes  # one nibble (0..15) per byte
+_HEX_TO_NIBBLE = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
+_NIBBLE_TO_HEX = bytes.maketrans(bytes(range(16)), b"0123456789abcdef")
 
 
 def to_nibbles(key: bytes) -> Nibbles:
-    return bytes(nibble for byte in key for nibble in (byte >> 4, byte & 0x0F))
+    return key.hex().encode().translate(_HEX_TO_NIBBLE)
 
 
 def hex_prefix(nibbles: Nibbles, is_leaf: bool) -> bytes:
@@ -37,7 +39,78 @@ def hex_prefix(nibbles: Nibbles, is_leaf: bool) -> bytes:
         padded = bytes((flag + 1,)) + nibbles
     else:
         padded = bytes((flag, 0)) + nibbles
-    return bytes(padded[i] << 4 | padded[i + 1] for i in range(0, len(padded), 2))
+    return bytes.fromhex(padded.translate(_NIBBLE_TO_HEX).decode())
+
+
+# ------------------------------------------------------------------------ node RLP
+# Trie nodes are nested lists of byte strings. pyrlp handles any sedes and spends most
+# of its time finding out which one applies; these two do only this shape (about 5x
+# faster), and `tests/test_trie.py` checks them against pyrlp.
+
+SHORT_STRING = 0x80
+LONG_STRING = 0xB7
+SHORT_LIST = 0xC0
+LONG_LIST = 0xF7
+SHORT_PAYLOAD_MAX = 55
+
+
+def _length_prefix(length: int, offset: int) -> bytes:
+    if length <= SHORT_PAYLOAD_MAX:
+        return bytes((offset + length,))
+    length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((offset + SHORT_PAYLOAD_MAX + len(length_bytes),)) + length_bytes
+
+
+def encode_node(item: Any) -> bytes:
+    """RLP of a byte string or a (nested) list of them."""
+    if type(item) is list:
+        payload = b"".join([encode_node(child) for child in item])
+        return _length_prefix(len(payload), SHORT_LIST) + payload
+    item = bytes(item)
+    if len(item) == 1 and item[0] < SHORT_STRING:
+        return item
+    return _length_prefix(len(item), SHORT_STRING) + item
+
+
+def decode_node(data: bytes) -> Any:
+    """The (nested) list of byte strings `data` encodes; ValueError if malformed."""
+    item, end = _decode_item(data, 0)
+    if end != len(data):
+        raise ValueError("trailing bytes after an RLP item")
+    return item
+
+
+def _decode_item(data: bytes, position: int) -> tuple[Any, int]:
+    if position >= len(data):
+        raise ValueError("RLP item runs past the end")
+    first = data[position]
+    if first < SHORT_STRING:
+        return data[position:position + 1], position + 1
+    if first < SHORT_LIST:
+        start, end = _payload_bounds(data, position, first, SHORT_STRING, LONG_STRING)
+        return data[start:end], end
+    start, end = _payload_bounds(data, position, first, SHORT_LIST, LONG_LIST)
+    items = []
+    while start < end:
+        item, start = _decode_item(data, start)
+        items.append(item)
+    if start != end:
+        raise ValueError("RLP list items overrun the list")
+    return items, end
+
+
+def _payload_bounds(data: bytes, position: int, first: int, short: int,
+                    long: int) -> tuple[int, int]:
+    if first <= long:
+        start = position + 1
+        end = start + first - short
+    else:
+        length_size = first - long
+        start = position + 1 + length_size
+        end = start + int.from_bytes(data[position + 1:start], "big")
+    if end > len(data):
+        raise ValueError("RLP payload runs past the end")
+    return start, end
 
 
 NodeReader = Callable[[bytes], bytes]  # node hash -> its RLP encoding
@@ -46,7 +119,7 @@ NodeReader = Callable[[bytes], bytes]  # node hash -> its RLP encoding
 def _hashed(node: list, nodes: dict[bytes, bytes]) -> Any:
     """What a parent holds for `node`: the node itself when short, else its hash (the
     encoding then goes to `nodes`)."""
-    encoded = rlp.encode(node)
+    encoded = encode_node(node)
     if len(encoded) < HASHED_NODE_MIN_LENGTH:
         return node
     node_hash = keccak(encoded)
@@ -57,7 +130,7 @@ def _hashed(node: list, nodes: dict[bytes, bytes]) -> Any:
 def _root_of(node: Any, nodes: dict[bytes, bytes]) -> bytes:
     if node == BLANK_NODE:
         return BLANK_ROOT_HASH
-    encoded = rlp.encode(node)
+    encoded = encode_node(node)
     root_hash = keccak(encoded)  # the root is hashed even when short
     nodes[root_hash] = encoded
     return root_hash
@@ -134,7 +207,7 @@ class _TrieUpdater:
         if isinstance(reference, list) or reference == BLANK_NODE:
             return reference
         encoded = self.nodes.get(reference)  # made by this update (an extension's split)
-        return rlp.decode(encoded if encoded is not None else self.read_node(reference))
+        return decode_node(encoded if encoded is not None else self.read_node(reference))
 
     def build(self, low: int, high: int, depth: int, extra: Optional[tuple] = None) -> Any:
         """A fresh subtree from the sets among changes[low:high] (deletes drop out), plus
@@ -240,5 +313,5 @@ def update_trie(
     ordered = sorted((to_nibbles(key), value or None) for key, value in changes.items())
     updater = _TrieUpdater(read_node, [key for key, _ in ordered],
                            [value for _, value in ordered])
-    root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else rlp.decode(read_node(root_hash))
+    root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else decode_node(read_node(root_hash))
     return _root_of(updater.update(root, 0, len(ordered), 0), updater.nodes), updater.nodes

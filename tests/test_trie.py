@@ -1,0 +1,148 @@
+"""`execution.trie`: one-pass builds and batched updates give exactly py-evm's tries (root
+and every hashed node), and its node codec is pyrlp's for trie nodes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import rlp
+from eth.constants import BLANK_ROOT_HASH
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trie import HexaryTrie
+
+from execution.roots import ordered_trie_root
+from execution.trie import decode_node, encode_node, trie_root_and_nodes, update_trie
+
+
+def py_evm_trie(items: dict[bytes, bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+    """The reference: py-evm's own trie, one insert at a time."""
+    store: dict[bytes, bytes] = {}
+    trie = HexaryTrie(store, BLANK_ROOT_HASH)
+    with trie.squash_changes() as batch:
+        for key, value in items.items():
+            batch[key] = value
+    return trie.root_hash, store
+
+
+def test_empty_trie_has_the_blank_root() -> None:
+    assert trie_root_and_nodes({}) == (BLANK_ROOT_HASH, {})
+    assert ordered_trie_root([]) == BLANK_ROOT_HASH
+
+
+# Sizes around the points where the shape of an index-keyed trie changes: rlp(0) = 0x80,
+# 1..127 are one byte, 128..255 two, 256.. three; 16 and 17 fill a branch.
+@pytest.mark.parametrize("count", [1, 2, 3, 15, 16, 17, 127, 128, 129, 255, 256, 257, 2000])
+@pytest.mark.parametrize("max_item_size", [1, 20, 31, 32, 200])
+def test_index_keyed_trie_matches_py_evm(count: int, max_item_size: int) -> None:
+    rng = random.Random(count * 1000 + max_item_size)
+    items = [rng.randbytes(rng.randint(1, max_item_size)) for _ in range(count)]
+    keyed = {rlp.encode(index): item for index, item in enumerate(items)}
+    assert trie_root_and_nodes(keyed) == py_evm_trie(keyed)
+    assert ordered_trie_root(items) == py_evm_trie(keyed)[0]
+
+
+# Arbitrary keys: empty keys, keys that are prefixes of others, short values embedded
+# in their parents, long values hashed.
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.binary(max_size=4), st.binary(min_size=1, max_size=48), min_size=1,
+                       max_size=40))
+def test_arbitrary_keys_match_py_evm(items: dict[bytes, bytes]) -> None:
+    assert trie_root_and_nodes(items) == py_evm_trie(items)
+
+
+# ---- batched updates --------------------------------------------------------------
+
+
+def py_evm_update(base: dict[bytes, bytes], changes: dict[bytes, bytes | None]):
+    """py-evm's trie of `base`, then `changes` applied one key at a time."""
+    store: dict[bytes, bytes] = {}
+    trie = HexaryTrie(store, BLANK_ROOT_HASH)
+    with trie.squash_changes() as batch:
+        for key, value in base.items():
+            batch[key] = value
+    before = (trie.root_hash, dict(store))
+    with trie.squash_changes() as batch:
+        for key, value in changes.items():
+            if value:
+                batch[key] = value
+            elif key in batch:
+                del batch[key]
+    return before, trie.root_hash
+
+
+def random_key(rng: random.Random, size: int) -> bytes:
+    return rng.randbytes(rng.randint(0, size) if size < 32 else 32)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batched_update_matches_py_evm(seed: int) -> None:
+    """Inserts, overwrites, deletes (of present and absent keys), keys that are prefixes
+    of others, embedded and hashed nodes: the same root, and every key readable from the
+    new root through the old nodes plus the new ones."""
+    rng = random.Random(seed)
+    for _ in range(40):
+        size = rng.choice([1, 2, 3, 32])
+        value_size = rng.choice([4, 40])
+        base = {random_key(rng, size): rng.randbytes(rng.randint(1, value_size))
+                for _ in range(rng.randint(0, 50))}
+        changes: dict[bytes, bytes | None] = {}
+        for _ in range(rng.randint(1, 30)):
+            key = rng.choice(list(base)) if base and rng.random() < 0.5 else random_key(rng, size)
+            roll = rng.random()
+            changes[key] = (None if roll < 0.3 else b"" if roll < 0.4
+                            else rng.randbytes(rng.randint(1, value_size)))
+        (root, store), expected_root = py_evm_update(base, changes)
+        new_root, new_nodes = update_trie(root, store.__getitem__, changes)
+        assert new_root == expected_root
+        merged = HexaryTrie({**store, **new_nodes}, new_root)
+        expected = {**base, **{k: v for k, v in changes.items() if v}}
+        for key in changes:
+            if not changes[key]:
+                expected.pop(key, None)
+        for key, value in expected.items():
+            assert merged[key] == value
+
+
+def test_batched_update_of_a_block_sized_change() -> None:
+    from eth_hash.auto import keccak
+
+    rng = random.Random(7)
+    base = {keccak(i.to_bytes(20, "big")): rng.randbytes(70) for i in range(5000)}
+    changes: dict[bytes, bytes | None] = {key: rng.randbytes(70) for key in rng.sample(list(base), 800)}
+    changes.update({key: None for key in rng.sample(list(base), 200)})
+    changes.update({keccak(b"new" + bytes([i])): b"\x01" for i in range(100)})
+    (root, store), expected_root = py_evm_update(base, changes)
+    assert update_trie(root, store.__getitem__, changes)[0] == expected_root
+    assert update_trie(root, store.__getitem__, {}) == (root, {})
+
+
+def test_update_of_a_missing_node_raises_key_error() -> None:
+    items = {bytes([i]) * 32: bytes([i]) * 40 for i in range(1, 40)}
+    root, nodes = trie_root_and_nodes(items)
+    del nodes[root]
+    with pytest.raises(KeyError):
+        update_trie(root, nodes.__getitem__, {b"\x05" * 32: None})
+
+
+# ---- node codec -------------------------------------------------------------------
+
+nested = st.recursive(
+    st.binary(max_size=70), lambda children: st.lists(children, max_size=17), max_leaves=40
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(nested)
+def test_node_codec_is_rlp(item) -> None:
+    encoded = encode_node(item)
+    assert encoded == rlp.encode(item)
+    assert decode_node(encoded) == rlp.decode(encoded)
+
+
+@pytest.mark.parametrize("malformed", [b"", b"\x81", b"\xb8\x40" + b"a" * 10, b"\xc2\x81",
+                                       b"\xc1\x01\x02", b"\xf8\xff\x00"])
+def test_node_codec_rejects_malformed_input(malformed: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_node(malformed)

@@ -9,7 +9,9 @@ root go to the trie in one batch (`execution.trie.update_trie`), so each changed
 is encoded and hashed once.
 
 Both executors build their py-evm state through `batched_state_class`, so they share
-this path; `tests/test_state_db.py` checks it against py-evm's own.
+this path; `tests/test_state_db.py` checks it against py-evm's own. `make_state_root`
+repeats py-evm 0.12.1b1's own steps around the trie update and uses its private
+attributes: an upgrade of py-evm must re-check them (the tests will say if they differ).
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ class ExecutionStats:
     commit_seconds: float = 0.0
     incarnations: int = 0  # Block-STM: executions including re-runs; sequential: = transactions
     fallback: bool = False  # Block-STM: the block ran on the sequential executor instead
+    # Block-STM: contention made the block go on with one worker from this transaction on.
+    narrowed_at: Optional[int] = None
 
 
 @dataclass

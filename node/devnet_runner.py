@@ -338,6 +338,8 @@ def _exec_columns(stats: Optional[dict]) -> tuple[str, str, str, str, str]:
         executor += f"/{stats['workers']}"
     if stats.get("fallback"):
         executor += " seq"  # Block-STM fell back to running the block sequentially
+    elif stats.get("narrowedAt") is not None:
+        executor += " 1w"  # contention: Block-STM went on with one worker
     per_tx = f"{stats['incarnations'] / txs:.2f}" if txs else "-"
     exec_s = stats.get("executionSeconds") or 0.0
     rate = f"{txs / exec_s:,.0f}" if txs and exec_s > 0 else "-"

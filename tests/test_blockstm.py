@@ -214,12 +214,38 @@ def _same(result, reference) -> None:
     assert result.state_nodes == reference.state_nodes
 
 
-def test_contended_chain_falls_back_mid_block_with_identical_results(
+def test_contended_chain_goes_on_with_one_worker_with_identical_results(
     blockstm: BlockSTMExecutor,
 ) -> None:
+    """Every transaction depends on the previous one: after a few wasted incarnations the
+    block goes on with one worker, in order, and barely re-executes anything after that."""
     block, pre = _counter_block(120)
     reference = SequentialExecutor().execute(_counter_block(120)[0], pre)
     result = blockstm.execute(block, pre)
+    _same(result, reference)
+    assert result.stats.fallback is False
+    assert result.stats.narrowed_at is not None and result.stats.narrowed_at < 60
+    assert blockstm.last_narrow_reason.startswith("contention")
+    assert blockstm.last_block_info["narrowed_at"] == result.stats.narrowed_at
+    assert result.stats.incarnations < 1.5 * 120
+    # and the next block runs on both workers again
+    block2, pre2 = _erc20_block(60)
+    again = blockstm.execute(block2, pre2)
+    assert again.stats.fallback is False and again.stats.narrowed_at is None
+    _same(again, SequentialExecutor().execute(_erc20_block(60)[0], pre2))
+
+
+def test_contended_chain_falls_back_mid_block_with_identical_results(
+    blockstm: BlockSTMExecutor,
+) -> None:
+    """Without the one-worker step, the contended block finishes sequentially in-process."""
+    blockstm.narrow_on_contention = False
+    try:
+        block, pre = _counter_block(120)
+        reference = SequentialExecutor().execute(_counter_block(120)[0], pre)
+        result = blockstm.execute(block, pre)
+    finally:
+        blockstm.narrow_on_contention = True
     _same(result, reference)
     assert result.stats.fallback is True
     assert blockstm.last_fallback_at is not None and blockstm.last_fallback_at < 120

@@ -164,8 +164,11 @@ class BlockSTMExecutor:
         self._pool: Optional[_Pool] = None
         self._block_id = 0
         self._sequential = SequentialExecutor()
-        # Adaptive fallback to in-process sequential execution on high contention.
+        # Adaptive fallback on high contention: first go on with one worker (it runs the
+        # rest in index order on its own replica and sees its own writes at once), and only
+        # if that still wastes most of its work, run the rest sequentially in-process.
         self.adaptive = adaptive
+        self.narrow_on_contention = True
         self.contention_window = CONTENTION_WINDOW
         self.contention_ratio = CONTENTION_RATIO
         # Test hook: called with the number of results received so far in the block.
@@ -173,6 +176,7 @@ class BlockSTMExecutor:
         # Test hook: switch to sequential once this many results have been received.
         self.fallback_after: Optional[int] = None
         self.last_fallback_reason: Optional[str] = None
+        self.last_narrow_reason: Optional[str] = None  # why the last block went on with one worker
         # Index of the first transaction the last block ran sequentially after an
         # adaptive fallback (None: no mid-block fallback).
         self.last_fallback_at: Optional[int] = None
@@ -260,8 +264,10 @@ class BlockSTMExecutor:
         result.stats.seconds = finished - started
         result.stats.execution_seconds = run.executed_at - started
         result.stats.commit_seconds = finished - run.executed_at
+        result.stats.narrowed_at = run.narrowed_at
         self.last_fallback_reason = run.fallback_reason
         self.last_fallback_at = run.fallback_at
+        self.last_narrow_reason = run.narrow_reason
         self.last_block_info = run.info()
         return result
 
@@ -315,6 +321,10 @@ class _BlockRun:
         self.fallback_at: Optional[int] = None
         self.fallback_reason: Optional[str] = None
         self.fallback_after_s = 0.0  # seconds of parallel execution before the switch
+        self.active_workers = len(pool.conns)  # the workers that get tasks
+        self.narrowed_at: Optional[int] = None
+        self.narrow_reason: Optional[str] = None
+        self.judge_after = 0  # finished incarnations before contention is judged again
         self.merged_fold = False
         self.needs = 0  # NEED round trips answered
         self.commit_cpu: list = []
@@ -412,7 +422,9 @@ class _BlockRun:
             self._validate()
             self._commit()
             if self._contended():
-                return self._run_rest_sequentially()
+                if self.active_workers == 1 or not self.owner.narrow_on_contention:
+                    return self._run_rest_sequentially()
+                self._narrow()
             self._dispatch()
         self.executed_at = time.perf_counter()
         self.end_block()
@@ -438,6 +450,7 @@ class _BlockRun:
             "needs": self.needs,
             "needed_nodes": self.needed_nodes,
             "fallback_at": self.fallback_at,
+            "narrowed_at": self.narrowed_at,
             "fallback_after_s": round(self.fallback_after_s, 4),
             "merged_fold": self.merged_fold,
             "commit_cpu": self.commit_cpu,  # prime, fold, persist (CPU seconds)
@@ -455,7 +468,7 @@ class _BlockRun:
                 self.fallback_reason = f"forced after {self.received} results (test hook)"
                 return True
             return False
-        if not owner.adaptive:
+        if not owner.adaptive or self.finished < self.judge_after:
             return False
         window = self.window
         size = owner.contention_window
@@ -475,6 +488,21 @@ class _BlockRun:
             f"(aborted or blocked); the rest of the block runs sequentially"
         )
         return True
+
+    def _narrow(self) -> None:
+        """Contention: from now on only worker 0 gets tasks, lowest index first. It runs
+        them in order and learns its own write sets at once, so a transaction no longer
+        waits for a lower one: that one will have run again, on the same worker, first."""
+        self.active_workers = 1
+        self.narrowed_at = self.sched.commit_idx
+        self.narrow_reason, self.fallback_reason = self.fallback_reason, None
+        self.sched.release_waiting()
+        # Judge the one-worker phase on its own, not on the incarnations still in flight
+        # from the parallel phase (they ran on stale reads and will mostly be wasted).
+        self.window = []
+        self.judge_after = self.finished + sum(self.in_flight)
+        log.debug("block %d: %s; going on with one worker from transaction %d",
+                  self.block_id, self.narrow_reason, self.narrowed_at)
 
     def _run_rest_sequentially(self) -> ExecutionResult:
         """Stop dispatching, fold the committed prefix into the coordinator's py-evm state
@@ -561,7 +589,10 @@ class _BlockRun:
                 return
             self.finished += 1
             self.wasted += 1
-            sched.blocked(tx, dep)
+            if self.active_workers == 1 and self.narrowed_at is not None:
+                sched.retry(tx)  # in order on one worker: `dep` runs again before it
+            else:
+                sched.blocked(tx, dep)
         elif tag == m.ERROR:
             raise WorkerFailure(f"worker {w} failed on transaction {msg[2]}:\n{msg[4]}")
 
@@ -672,7 +703,12 @@ class _BlockRun:
         sched = self.sched
         txs = self.txs
         sent = self.sent
-        for w, conn in enumerate(self.pool.conns):
+        if self.active_workers < len(self.in_flight) and any(self.in_flight[self.active_workers:]):
+            # Narrowed to one worker: first let the others' last tasks come back, so that
+            # the one worker's run in index order starts from a settled state (what they
+            # ran on stale reads is validated and aborted before it goes on).
+            return
+        for w in range(self.active_workers):
             tasks = []
             sent_w = sent[w]
             while self.in_flight[w] + len(tasks) < TASKS_IN_FLIGHT:

@@ -69,6 +69,21 @@ class Scheduler:
             self.status[tx] = WAITING
             self.dependents.setdefault(dep, []).append(tx)
 
+    def retry(self, tx: int) -> None:
+        """Run `tx` again without waiting (one-worker mode, see `release_waiting`)."""
+        self._make_ready(tx)
+
+    def release_waiting(self) -> None:
+        """Make every parked transaction ready again (one-worker mode: the worker runs
+        tasks in index order and sees its own writes, so the transaction a reader waits
+        for will have run again, on the same worker, before the reader runs)."""
+        waiting = self.dependents
+        self.dependents = {}
+        for waiters in waiting.values():
+            for tx in waiters:
+                if self.status[tx] == WAITING:
+                    self._make_ready(tx)
+
     def abort(self, tx: int) -> None:
         self.aborts += 1
         self._make_ready(tx)

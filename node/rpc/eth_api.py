@@ -431,6 +431,9 @@ class EthApi:
                 "workers": stats.workers,
                 "incarnations": stats.incarnations,
                 "fallback": stats.fallback,
+                # Block-STM went on with one worker from this transaction (contention).
+                "narrowedAt": None if stats.narrowed_at is None
+                else encoding.quantity(stats.narrowed_at),
                 "executionSeconds": round(stats.execution_seconds, 6),
                 "commitSeconds": round(stats.commit_seconds, 6),
             }

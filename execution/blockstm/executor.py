@@ -41,7 +41,6 @@ from execution.executor import (
     StateView,
 )
 from execution.overlay import OverlayDB
-from execution.state_db import batched_state_class
 from execution.sequential import (
     SequentialExecutor,
     _GasHeader,
@@ -50,6 +49,7 @@ from execution.sequential import (
     finish_block,
     make_execution_context,
 )
+from execution.state_db import batched_state_class
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,10 @@
 
 Sends transactions signed by the dev mnemonic's accounts (round robin over --accounts of
 them, each with its own nonce counter, fees from the latest base fee) at a steady rate of
---tps for --duration seconds, through --rpc (eth_sendRawTransaction). Workloads:
+--tps for --duration seconds, through --rpc (eth_sendRawTransaction). A sender with
+SENDER_WINDOW (48) transactions not yet in a block is skipped for the next one; when all
+are, the slot is held back (counted in the report): an overloaded node shows up as
+held-back slots instead of refusals that would leave gaps in the nonces. Workloads:
 
   transfers  1 wei ETH transfers to random fresh addresses (21,000 gas)
   erc20      bench/contracts/ERC20.vy, compiled with vyper and deployed once per run by
@@ -14,7 +17,7 @@ them, each with its own nonce counter, fees from the latest base fee) at a stead
 
 A poller follows the chain (eth_getBlockByNumber) and records when each sent transaction
 is first seen in a block; then the receipts give the status. The report (rich table, or
---json) gives: submitted, rejected (the RPC refused the transaction), committed, reverted,
+--json) gives: submitted, held_back, rejected (the RPC refused the transaction), committed, reverted,
 not committed within --wait seconds after the last send, latency percentiles p50/p90/p99
 (from just before eth_sendRawTransaction to the poll that saw the block holding it, so
 with a poll period of 0.2 s), and the sustained throughput: committed transactions per
@@ -51,6 +54,11 @@ ERC20_DEPLOY_GAS = 2_000_000
 PRIORITY_FEE = 10**9
 TOKEN_SUPPLY = 10**30
 MAX_TPS = 10_000
+# Transactions of one sender sent and not yet seen in a block (nor refused) before the
+# generator holds that sender back: below the node's default per-sender pool limit (64),
+# so an overloaded node shows up as held-back slots, not as refusals that would leave
+# gaps in the sender's nonces (and everything after a gap would never be mined).
+SENDER_WINDOW = 48
 
 
 class LoadError(Exception):
@@ -161,6 +169,8 @@ def erc20_transfer_data(to: bytes, amount: int) -> bytes:
 class Sender:
     account: object  # eth_account LocalAccount
     nonce: int
+    hashes: list = field(default_factory=list)  # its transactions, in nonce order
+    settled: int = 0  # how many of `hashes`, from the start, are in a block or refused
 
 
 @dataclass
@@ -170,6 +180,7 @@ class Tracker:
     sent: dict = field(default_factory=dict)  # tx hash (hex, lower) -> send time (monotonic)
     included: dict = field(default_factory=dict)  # tx hash -> (block number, seen time)
     rejected: list = field(default_factory=list)  # (tx hash, error message)
+    refused: set = field(default_factory=set)  # the hashes in `rejected`
     blocks: dict = field(default_factory=dict)  # block number -> (seen time, timestamp, our txs)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -303,15 +314,39 @@ class Load:
         self.wait_included(hashes, wait)
         return hashes
 
+    def unsettled(self, sender: Sender) -> int:
+        """Its transactions sent but neither seen in a block nor refused yet."""
+        tracker = self.tracker
+        with tracker.lock:
+            refused = tracker.refused
+            while sender.settled < len(sender.hashes):
+                tx_hash = sender.hashes[sender.settled]
+                if tx_hash not in tracker.included and tx_hash not in refused:
+                    break
+                sender.settled += 1
+        return len(sender.hashes) - sender.settled
+
     def make_tx(self, k: int, workload: str):
-        sender = self.senders[k % len(self.senders)]
+        """The k-th transaction, from sender k mod N or the next one with room in its
+        window; None (the slot is held back) when every sender's window is full."""
+        count = len(self.senders)
+        for step in range(count):
+            sender = self.senders[(k + step) % count]
+            if self.unsettled(sender) < SENDER_WINDOW:
+                break
+        else:
+            return None
         kind = workload if workload != "mixed" else ("transfers", "erc20")[k % 2]
         recipient = random.randbytes(20)
         if kind == "transfers":
             from eth_utils import to_checksum_address
 
-            return self.sign(sender, to_checksum_address(recipient), b"", TRANSFER_GAS, value=1)
-        return self.sign(sender, self.token, erc20_transfer_data(recipient, 1), ERC20_TRANSFER_GAS)
+            signed = self.sign(sender, to_checksum_address(recipient), b"", TRANSFER_GAS, value=1)
+        else:
+            signed = self.sign(sender, self.token, erc20_transfer_data(recipient, 1),
+                               ERC20_TRANSFER_GAS)
+        sender.hashes.append(signed[0])
+        return signed
 
     def _send_worker(self) -> None:
         rpc = Rpc(self.url)
@@ -327,6 +362,7 @@ class Load:
             except Exception as exc:  # noqa: BLE001 - counted as rejected
                 with self.tracker.lock:
                     self.tracker.rejected.append((tx_hash, f"{type(exc).__name__}: {exc}"))
+                    self.tracker.refused.add(tx_hash)
 
     def start_senders(self) -> None:
         # One sender account per thread queue would keep nonce order strictly; the mempool
@@ -366,6 +402,7 @@ def run_load(url: str, tps: float, duration: float, workload: str, accounts: int
         load.start_senders()
         ui = _Progress(total, enabled=progress)
         hashes: list[str] = []
+        held_back = 0
         with ui:
             began = time.monotonic()
             for k in range(total):
@@ -376,7 +413,11 @@ def run_load(url: str, tps: float, duration: float, workload: str, accounts: int
                         break
                     time.sleep(min(delay, 0.1))
                     ui.update(load.tracker, hashes)
-                tx_hash, raw = load.make_tx(k, workload)
+                made = load.make_tx(k, workload)
+                if made is None:
+                    held_back += 1
+                    continue
+                tx_hash, raw = made
                 hashes.append(tx_hash)
                 load._jobs.put((tx_hash, raw))
                 ui.update(load.tracker, hashes)
@@ -394,7 +435,9 @@ def run_load(url: str, tps: float, duration: float, workload: str, accounts: int
     finally:
         poller.stopping.set()
         poller.join(timeout=HTTP_TIMEOUT_S + 5)
-    return _report(load, hashes, setup_hashes, tps, duration, workload, send_seconds)
+    report = _report(load, hashes, setup_hashes, tps, duration, workload, send_seconds)
+    report["held_back"] = held_back
+    return report
 
 
 def _report(load: Load, hashes: list[str], setup: set[str], tps: float, duration: float,
@@ -508,6 +551,7 @@ def print_report(report: dict) -> None:
     sus = report["sustained_tps"]
     rows = [
         ("submitted", report["submitted"]),
+        ("held back (sender window full)", report.get("held_back", 0)),
         ("rejected by the node", report["rejected"]),
         ("committed", report["committed"]),
         ("reverted (committed, status 0)", report["reverted"]),
@@ -532,6 +576,10 @@ def print_report(report: dict) -> None:
                   "over the time from the first to the last of them.", style="dim")
     for example in report["rejected_examples"]:
         console.print(f"rejected: {example}", style="yellow", markup=False)
+    if report.get("held_back"):
+        console.print(f"{report['held_back']} slots held back: every sender already had "
+                      f"{SENDER_WINDOW} transactions waiting for a block, so the node did not keep "
+                      f"up with {report['target_tps']:g} tx/s", style="yellow", markup=False)
 
 
 def run_load_command(args: argparse.Namespace) -> int:

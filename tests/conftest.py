@@ -129,3 +129,11 @@ def node_factory(tmp_path):
 @pytest.fixture
 def dev_node(node_factory) -> NodeProcess:
     return node_factory()
+
+
+@pytest.fixture(scope="session")
+def erc20():
+    """The ERC20 of bench/contracts, compiled with vyper once per test session."""
+    from contracts.compile import compile_contract
+
+    return compile_contract("ERC20")

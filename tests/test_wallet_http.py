@@ -17,7 +17,6 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound
 
 from conftest import DEV_KEYS, start_node
-from contracts.compile import compile_contract
 from node.genesis import dev_accounts
 
 CHAIN_ID = 31337
@@ -39,11 +38,6 @@ FUNDER = Account.from_key(DEV_KEYS[3])  # funds fresh accounts
 
 
 # ---- fixtures -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def erc20():
-    return compile_contract("ERC20")
 
 
 @pytest.fixture(scope="module")

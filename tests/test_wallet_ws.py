@@ -18,7 +18,6 @@ from web3 import AsyncWeb3, WebSocketProvider
 from websockets.sync.client import connect as ws_connect
 
 from conftest import DEV_KEYS, start_node
-from contracts.compile import compile_contract
 
 CHAIN_ID = 31337
 ETHER = 10**18
@@ -31,11 +30,6 @@ TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 DEPLOYER = Account.from_key(DEV_KEYS[0])
 SENDER = Account.from_key(DEV_KEYS[1])
 HEADS_SENDER = Account.from_key(DEV_KEYS[2])
-
-
-@pytest.fixture(scope="session")
-def erc20():
-    return compile_contract("ERC20")
 
 
 @pytest.fixture(scope="module")

@@ -364,19 +364,18 @@ def bench_synthetic(
     apart from what the parallel executor's own read path gains over py-evm's even on
     one core.
     """
-    executors = [sequential, parallel] + ([one_worker] if one_worker is not None else [])
-    if warmup:
-        # Untimed: first-use costs (imports, trie and EVM code paths, a worker pool)
-        # would otherwise land on whichever executor runs first.
-        on_step(f"{workload.name}: warming up", 0)
-        prefix = workload.block()
-        prefix = BlockInput(env=prefix.env, transactions=prefix.transactions[:warmup])
-        for executor in executors:
-            run_executor(executor, prefix, workload.pre_state(), scratch_root)
     name = workload.name
     labelled = [(sequential, f"{name}: sequential"), (parallel, f"{name}: {parallel_label}")]
     if one_worker is not None:
         labelled.append((one_worker, f"{name}: {getattr(one_worker, 'name', 'parallel')} (1 worker)"))
+    if warmup:
+        # Untimed: first-use costs (imports, trie and EVM code paths, a worker pool)
+        # would otherwise land on whichever executor runs first.
+        on_step(f"{name}: warming up", 0)
+        prefix = workload.block()
+        prefix = BlockInput(env=prefix.env, transactions=prefix.transactions[:warmup])
+        for executor, _label in labelled:
+            run_executor(executor, prefix, workload.pre_state(), scratch_root)
     runs = _interleaved_runs(
         workload.txs, workload.block, workload.pre_state(), labelled, repeat, scratch_root,
         on_step, on_done,

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
-import rlp
-from eth_hash.auto import keccak
-
-BLANK_ROOT = keccak(rlp.encode(b""))
+from execution.trie import BLANK_ROOT_HASH as BLANK_ROOT
+from execution.trie import decode_node as decode_rlp_node
 
 _INDEX = {c: i for i, c in enumerate("0123456789abcdef")}
 
@@ -73,7 +71,7 @@ def lookup(node_of: Callable[[bytes], Node], root: bytes, hashed_key: bytes) -> 
 
 
 def decode_node(raw: bytes) -> Node:
-    node = rlp.decode(raw)
+    node = decode_rlp_node(raw)
     if type(node) is not list:
         # py-trie stores the blank node as rlp(b"")
         if node == b"":

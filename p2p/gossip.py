@@ -16,6 +16,18 @@ we do about each (details and source locations in docs/p2p.md):
   ``Pubsub._handle_new_peer`` builds ``RpcQueue()`` and ``GossipSub.send_rpc`` drops when
   ``push`` fails. We resize every queue as it is registered (``_SizedQueues``) and add
   back-pressure on our publish path (``wait_for_outbound_room``).
+* ``Pubsub.stream_handler`` catches stream, varint, short-read and oversize errors but
+  not a frame that is not a protobuf ``RPC`` (``google.protobuf.message.DecodeError``),
+  and ``Pubsub.push_msg`` (a task of the pubsub service) lets the signature check raise
+  on a message whose ``key`` is not a protobuf public key: either escapes into a service
+  nursery and takes the whole host down. ``BatchingPubsub`` catches both, counts a
+  penalty for the peer and drops the stream (py-libp2p then re-opens the peer's pubsub
+  stream if it stays connected) or the message.
+* Writers to one outbound pubsub stream are not serialised: the per-peer sending loop,
+  ``GossipSub.flush_pending_messages`` and ``GossipSub.send_recent_messages`` all call
+  ``Pubsub.write_msg``, and yamux takes its write lock per 64 KiB frame, so two RPCs
+  larger than a frame interleave and the receiver reads garbage. ``BatchingPubsub``
+  holds one lock per stream around ``write_msg``.
 
 Delivery model: the application callback *is* the topic validator. py-libp2p runs a
 synchronous validator between its "seen?" check and "mark seen" without a checkpoint,
@@ -31,12 +43,14 @@ import hashlib
 import logging
 import math
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 import trio
-from libp2p.abc import IHost
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
 from libp2p.pubsub import pubsub as _pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -99,6 +113,7 @@ class PeerPenalties:
         self.invalid_by_reason: Counter[str] = Counter()
         self.invalid_by_peer: Counter[ID] = Counter()
         self.bans: int = 0
+        self._reason_waiters: list[tuple[str, int, trio.Event]] = []
 
     def score(self, peer: ID) -> float:
         entry = self._scores.get(peer)
@@ -111,6 +126,7 @@ class PeerPenalties:
         """Count one invalid message from ``peer``. Returns True if this banned it."""
         self.invalid_by_reason[reason] += 1
         self.invalid_by_peer[peer] += 1
+        self._wake_reason_waiters()
         if self.is_banned(peer):
             return False
         value = self.score(peer) + 1.0
@@ -119,6 +135,21 @@ class PeerPenalties:
             return False
         self.ban(peer)
         return True
+
+    async def wait_for_reason(self, reason: str, count: int = 1) -> None:
+        """Return once ``count`` invalid messages of ``reason`` have been recorded."""
+        if self.invalid_by_reason[reason] >= count:
+            return
+        event = trio.Event()
+        self._reason_waiters.append((reason, count, event))
+        await event.wait()
+
+    def _wake_reason_waiters(self) -> None:
+        for waiter in list(self._reason_waiters):
+            reason, count, event = waiter
+            if self.invalid_by_reason[reason] >= count:
+                event.set()
+                self._reason_waiters.remove(waiter)
 
     def ban(self, peer: ID, seconds: float | None = None) -> None:
         duration = self.policy.ban_seconds if seconds is None else seconds
@@ -179,8 +210,13 @@ class _SizedQueues(dict):  # type: ignore[type-arg]
         super().__setitem__(key, queue)
 
 
+#: Called with (peer, reason) when a peer sent pubsub input we could not handle.
+BadInputHandler = Callable[[ID, str], object]
+
+
 class BatchingPubsub(Pubsub):
-    """Pubsub whose per-peer sender coalesces queued publish-only RPCs into one frame.
+    """Pubsub hardened against what py-libp2p 0.8.1 lets through (module docstring),
+    whose per-peer sender coalesces queued publish-only RPCs into one frame.
 
     py-libp2p writes every queued RPC as its own length-prefixed frame (one yamux frame,
     one noise frame, one syscall; the receiver verifies the sender's signed peer record
@@ -190,6 +226,52 @@ class BatchingPubsub(Pubsub):
     """
 
     batch_bytes: int = 256 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_bad_input: BadInputHandler | None = None
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        """``Pubsub.write_msg`` with one writer at a time per stream (frames stay whole)."""
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            return await super().write_msg(stream, rpc_msg)
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        """Read a peer's pubsub stream; a frame we cannot handle costs the peer, not the host."""
+        try:
+            await super().stream_handler(stream)
+        except Exception as exc:  # noqa: BLE001 - peer input must never take the host down
+            peer_id = stream.muxed_conn.peer_id
+            self._penalise(peer_id, _peer_input_reason(exc, "malformed_rpc"), exc)
+            try:
+                await stream.reset()
+            except Exception:  # noqa: BLE001 - the connection may already be gone
+                logger.debug("reset of pubsub stream from %s failed", peer_id, exc_info=True)
+            self._handle_dead_peer(peer_id)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """``Pubsub.push_msg``, where a message py-libp2p cannot check costs its forwarder."""
+        if msg_forwarder == self.my_id:
+            await super().push_msg(msg_forwarder, msg)
+            return
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except Exception as exc:  # noqa: BLE001 - peer input must never take the host down
+            self._penalise(msg_forwarder, _peer_input_reason(exc, "malformed_message"), exc)
+
+    def _penalise(self, peer_id: ID, reason: str, exc: Exception) -> None:
+        if reason == "peer_input_error":  # not a parse error: possibly a py-libp2p bug
+            logger.warning("pubsub input from %s raised; dropped", peer_id, exc_info=exc)
+        else:
+            logger.info("dropping pubsub input from %s: %s (%s)", peer_id, reason, exc)
+        if self.on_bad_input is not None:
+            self.on_bad_input(peer_id, reason)
 
     async def handle_sending_messages(self, peer_id: ID, stream: Any, queue: Any) -> None:
         inner = queue._queue
@@ -225,11 +307,18 @@ class BatchingPubsub(Pubsub):
             self._handle_dead_peer(peer_id)
 
 
+def _peer_input_reason(exc: Exception, parse_reason: str) -> str:
+    """Penalty reason for an error raised while handling what a peer sent."""
+    if isinstance(exc, (ProtobufDecodeError, ValueError)):
+        return parse_reason
+    return "peer_input_error"
+
+
 def _publish_only(rpc: rpc_pb2.RPC) -> bool:
     return len(rpc.publish) > 0 and not rpc.subscriptions and not rpc.HasField("control")
 
 
-def build_pubsub(host: IHost, tuning: GossipTuning) -> tuple[Pubsub, GossipSub]:
+def build_pubsub(host: IHost, tuning: GossipTuning) -> tuple[BatchingPubsub, GossipSub]:
     """A tuned GossipSub router and its Pubsub, attached to ``host`` (not yet running)."""
     limit = tuning.max_messages_per_topic_per_second
     router = GossipSub(

@@ -389,6 +389,7 @@ class P2PService:
         """Start the host in the caller's nursery: ``await nursery.start(service.run)``."""
         host = self._build_host()
         pubsub, router = build_pubsub(host, self.config.gossip)
+        pubsub.on_bad_input = self.penalties.record
         pubsub.set_topic_validator(self.config.tx_topic, self.tx_validator, False)
         pubsub.set_topic_validator(self.config.consensus_topic, self.consensus_validator, False)
         sync = SyncProtocol(host, self.config.sync_protocol, self.config.caps, self.penalties)

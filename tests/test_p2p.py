@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import stat
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import rlp
 import trio
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX, Pubsub
+from libp2p.utils.varint import encode_varint_prefixed
 
 from p2p import codec
 from p2p.codec import DecodeError, ErrorCode, Kind
@@ -291,6 +297,143 @@ async def test_garbage_is_dropped_counted_and_flooder_banned(tmp_path: Path) -> 
             assert victim.svc.penalties.is_banned(bad.svc.peer_id)
             assert victim.svc.penalties.bans == 1
             assert bad.svc.peer_id not in victim.svc.connected_peers()
+            nursery.cancel_scope.cancel()
+
+
+def _rpc_with_a_key_that_is_not_a_public_key(topic: str) -> bytes:
+    msg = rpc_pb2.Message(
+        data=b"x", topicIDs=[topic], from_id=b"\x00", seqno=b"\x01", key=b"\xff", signature=b"s"
+    )
+    return rpc_pb2.RPC(publish=[msg]).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("rpc_bytes", "reason"),
+    [
+        (lambda topic: b"\xff\xff\xff not a protobuf", "malformed_rpc"),
+        (_rpc_with_a_key_that_is_not_a_public_key, "malformed_message"),
+    ],
+    ids=["not-protobuf", "bad-signing-key"],
+)
+async def test_gossipsub_input_py_libp2p_cannot_parse_costs_the_sender_not_the_host(
+    tmp_path: Path, rpc_bytes: Callable[[str], bytes], reason: str
+) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            victim = await start(nursery, cfg(tmp_path, "victim"))
+            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
+            honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
+            for peer in (bad, honest):
+                await peer.svc.wait_gossip_ready(victim.svc.peer_id)
+                await victim.svc.wait_gossip_ready(peer.svc.peer_id)
+            assert bad.svc.host is not None
+            # A second gossipsub stream that bypasses the sender's pubsub: raw bytes.
+            stream = await bad.svc.host.new_stream(victim.svc.peer_id, [PROTOCOL_ID_V11])
+            await stream.write(encode_varint_prefixed(rpc_bytes(victim.config.tx_topic)))
+            await victim.svc.penalties.wait_for_reason(reason)
+            assert victim.svc.penalties.invalid_by_peer[bad.svc.peer_id] == 1
+            # The host kept running: gossip from another peer still arrives.
+            await honest.svc.publish_transaction(b"\x02after-garbage")
+            await victim.wait_txs(1)
+            assert [raw for raw, _ in victim.txs] == [b"\x02after-garbage"]
+            nursery.cancel_scope.cancel()
+
+
+def _signed_gossip_rpc(pubsub: Pubsub, topic: str, data: bytes) -> rpc_pb2.RPC:
+    """One publish RPC signed as ``Pubsub.publish`` signs it (strict signing is on)."""
+    msg = rpc_pb2.Message(
+        data=data, topicIDs=[topic], from_id=pubsub.my_id.to_bytes(), seqno=pubsub._next_seqno()
+    )
+    assert pubsub.sign_key is not None
+    msg.signature = pubsub.sign_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+    msg.key = pubsub.host.get_public_key().serialize()
+    return rpc_pb2.RPC(publish=[msg])
+
+
+async def test_concurrent_writers_keep_rpcs_larger_than_a_yamux_frame_whole(
+    tmp_path: Path,
+) -> None:
+    """py-libp2p writes to one peer stream from its sending loop and from catch-up tasks
+    (pending flush, recent-message replay); yamux splits writes into 64 KiB frames."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            receiver = await start(nursery, cfg(tmp_path, "receiver"))
+            sender = await start(nursery, cfg(tmp_path, "sender", bootstrap_peers=(receiver.addr,)))
+            await sender.svc.wait_gossip_ready(receiver.svc.peer_id)
+            await receiver.svc.wait_gossip_ready(sender.svc.peer_id)
+            pubsub = sender.svc.pubsub
+            assert pubsub is not None
+            stream = pubsub.peers[receiver.svc.peer_id]
+            txs = [b"\x02" + bytes([i]) * 100_000 for i in range(3)]  # each > one frame
+            rpcs = [
+                _signed_gossip_rpc(
+                    pubsub, sender.config.tx_topic, codec.encode(Kind.TX, tx, sender.config.caps)
+                )
+                for tx in txs
+            ]
+            async with trio.open_nursery() as writers:
+                for rpc in rpcs:
+                    writers.start_soon(pubsub.write_msg, stream, rpc)
+            await receiver.wait_txs(len(txs))
+            assert sorted(raw for raw, _ in receiver.txs) == txs
+            assert receiver.svc.penalties.invalid_by_reason["malformed_rpc"] == 0
+            nursery.cancel_scope.cancel()
+
+
+def _hostile_rpc(rng: random.Random, topics: list[str]) -> rpc_pb2.RPC:
+    """A well-formed gossipsub RPC whose fields carry random bytes where py-libp2p parses."""
+
+    def junk() -> bytes:
+        return rng.randbytes(rng.choice([0, 1, 2, 8, 32, 40, 100]))
+
+    def topic() -> str:
+        return rng.choice([*topics, "", "x" * 300, "\u00e9", junk().hex()])
+
+    rpc = rpc_pb2.RPC()
+    part = rng.randrange(7)
+    if part == 0:
+        rpc.senderRecord = junk()
+    if part in (1, 6):
+        rpc.subscriptions.add(subscribe=rng.random() < 0.5, topicid=topic())
+    if part in (2, 6):
+        rpc.publish.add(
+            data=junk(), topicIDs=[topic()], from_id=junk(), seqno=junk(), signature=junk(),
+            key=junk(),
+        )
+    if part in (3, 6):
+        rpc.control.graft.add(topicID=topic())
+        prune = rpc.control.prune.add(topicID=topic(), backoff=rng.choice([0, 1, 2**63]))
+        prune.peers.add(peerID=junk(), signedPeerRecord=junk())
+    if part in (4, 6):
+        rpc.control.ihave.add(topicID=topic(), messageIDs=[junk(), junk()])
+        rpc.control.iwant.add(messageIDs=[junk(), junk()])
+    if part in (5, 6):
+        rpc.control.idontwant.add(messageIDs=[junk(), junk()])
+    return rpc
+
+
+async def test_random_well_formed_rpcs_do_not_take_the_host_down(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    never_ban = BanPolicy(threshold=10**9, ban_seconds=60)  # keep the fuzzer connected
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            victim = await start(nursery, cfg(tmp_path, "victim", bans=never_ban))
+            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
+            honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
+            for peer in (bad, honest):
+                await peer.svc.wait_gossip_ready(victim.svc.peer_id)
+            assert bad.svc.host is not None
+            topics = [victim.config.tx_topic, victim.config.consensus_topic]
+            for round_number in range(10):
+                stream = await bad.svc.host.new_stream(victim.svc.peer_id, [PROTOCOL_ID_V11])
+                for _ in range(20):
+                    rpc = _hostile_rpc(rng, topics)
+                    await stream.write(encode_varint_prefixed(rpc.SerializeToString()))
+                await stream.close()
+                # Each round ends with a valid transaction from another peer arriving.
+                await honest.svc.publish_transaction(b"\x02round-%d" % round_number)
+                await victim.wait_txs(round_number + 1)
+            assert victim.svc.penalties.invalid_by_reason["malformed_message"] > 0
             nursery.cancel_scope.cancel()
 
 

@@ -102,6 +102,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         f"(default {DEFAULT_HOT_SHARE})",
     )
     parser.add_argument(
+        "--transfer-senders", type=_positive_int, default=None, metavar="S",
+        help="transfers workload: S senders in round robin, each sending its next nonce (a "
+        "node's block when a few accounts send many transactions; default: one sender per "
+        "transaction)",
+    )
+    parser.add_argument(
         "--workers", type=_positive_int, default=None, metavar="K",
         help=f"parallel executor's worker count (default: CPU count, {os.cpu_count()})",
     )
@@ -234,7 +240,9 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         name: args.txs or getattr(args, f"{name}_txs")
         for name in names if name in workloads.BUILDERS
     }
-    options: dict[str, Any] = {"cache_dir": args.cache_dir, "hot_share": args.hot_share}
+    options: dict[str, Any] = {
+        "cache_dir": args.cache_dir, "hot_share": args.hot_share, "senders": args.transfer_senders
+    }
     if args.tip_gwei is not None:
         options["tip"] = args.tip_gwei
 

@@ -172,12 +172,12 @@ def swap_data(amount_in: int, zero_for_one: bool) -> bytes:
 
 
 def _sign(
-    key: keys.PrivateKey, to: bytes, value: int, data: bytes, gas: int, tip: int
+    key: keys.PrivateKey, to: bytes, value: int, data: bytes, gas: int, tip: int, nonce: int = 0
 ) -> bytes:
     builder = LAMINAR_VM.get_transaction_builder()
     unsigned = builder.new_unsigned_dynamic_fee_transaction(
         chain_id=CHAIN_ID,
-        nonce=0,
+        nonce=nonce,
         max_priority_fee_per_gas=tip,
         max_fee_per_gas=max(MAX_FEE, BASE_FEE + tip),
         gas=gas,
@@ -239,23 +239,35 @@ def _tick(progress: Progress) -> None:
 
 def build_transfers(
     txs: int = DEFAULT_SIZES["transfers"], seed: int = 1, tip: int = DEFAULT_TIP,
-    progress: Progress = None, **_: object,
+    progress: Progress = None, senders: int | None = None, **_: object,
 ) -> Workload:
-    """`txs` ETH transfers, each from its own funded sender to its own fresh recipient."""
+    """`txs` ETH transfers to fresh recipients: each from its own funded sender, or with
+    `senders`, from that many senders in round robin, each sending its next nonce (the
+    order a node's mempool gives a block when a few accounts send many transactions)."""
     keyring = _Keys(seed, "transfers")
     rng = random.Random(f"{seed}:transfers")
     state = _StateBuilder()
+    accounts = txs if senders is None else min(senders, txs)
+    keys_ = [keyring.private_key("sender", i) for i in range(accounts)]
+    per_sender = -(-txs // accounts)  # transactions each sender sends
+    for key in keys_:
+        state.fund(key.public_key.to_canonical_address(), FUNDING * per_sender)
     signed = []
     for i in range(txs):
-        key = keyring.private_key("sender", i)
-        state.fund(key.public_key.to_canonical_address())
+        key = keys_[i % accounts]
         value = rng.randrange(10**15, 10**18)
-        signed.append((_sign(key, keyring.address("recipient", i), value, b"", GAS_TRANSFER, tip), GAS_TRANSFER))
+        raw = _sign(
+            key, keyring.address("recipient", i), value, b"", GAS_TRANSFER, tip, nonce=i // accounts
+        )
+        signed.append((raw, GAS_TRANSFER))
         _tick(progress)
-    return _finish(
-        "transfers", f"{txs} ETH transfers between distinct accounts", state, signed,
-        GAS_TRANSFER, {"seed": seed},
-    )
+    if senders is None:
+        description = f"{txs} ETH transfers between distinct accounts"
+        params: dict = {"seed": seed}
+    else:
+        description = f"{txs} ETH transfers from {accounts} senders in round robin"
+        params = {"seed": seed, "senders": accounts}
+    return _finish("transfers", description, state, signed, GAS_TRANSFER, params)
 
 
 def _token(state: _StateBuilder, cache_dir) -> tuple[CompiledContract, _Account]:

@@ -102,6 +102,22 @@ def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
     assert record["identical"] is True and record["all_succeeded"] is True
 
 
+def test_transfers_from_few_senders(cache_dir: Path, tmp_path: Path) -> None:
+    """--transfer-senders: a few accounts with many nonces each, in round robin."""
+    out = tmp_path / "bench.json"
+    proc = bench(
+        cache_dir, "-w", "transfers", "--txs", "40", "--transfer-senders", "3",
+        "--parallel", PARALLEL, "--no-scaling", "--json", str(out),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = json.loads(out.read_text())
+    assert record["params"]["senders"] == 3
+    assert "from 3 senders" in record["description"]
+    # Every one of the 40 (nonces 0..13 of three accounts) executed, identically.
+    assert record["identical"] is True and record["all_succeeded"] is True
+    assert record["gas_used"] == 40 * 21000
+
+
 def test_mainnet_one_block(cache_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = bench(
@@ -135,6 +151,7 @@ def test_plot(cache_dir: Path, tmp_path: Path) -> None:
         (["--workload", "nope"], "unknown workload 'nope'"),
         (["--hot-share", "1.5"], "--hot-share: must be between 0 and 1"),
         (["--workers", "0"], "--workers: must be a positive integer"),
+        (["--transfer-senders", "0"], "--transfer-senders: must be a positive integer"),
         (["--parallel", "quantum"], "invalid choice: 'quantum'"),
     ],
 )

@@ -235,6 +235,45 @@ def test_contended_chain_goes_on_with_one_worker_with_identical_results(
     _same(again, SequentialExecutor().execute(_erc20_block(60)[0], pre2))
 
 
+def _round_robin_transfers_block(senders: int, per_sender: int):
+    """What a node's mempool gives a block when a few accounts send many transactions:
+    senders in turn, each with its next nonce (each tx depends on the one `senders` below)."""
+    from blockstm_workloads import CHAIN_ID, GWEI, decode, env, keys
+    from eth_utils import to_checksum_address
+
+    from execution.executor import BlockInput, StateView
+    from execution.prestate import load_prestate
+
+    accounts = keys(senders)
+    nodes, root = load_prestate({a.address: {"balance": hex(10**20)} for a in accounts})
+    txs = tuple(
+        decode(accounts[i % senders].sign_transaction({
+            "type": 2, "chainId": CHAIN_ID, "nonce": i // senders,
+            "to": to_checksum_address(bytes([0xAB]) + i.to_bytes(19, "big")),
+            "value": i + 1, "gas": 21_000, "maxFeePerGas": 20 * GWEI,
+            "maxPriorityFeePerGas": GWEI,
+        }).raw_transaction)
+        for i in range(senders * per_sender)
+    )
+    return BlockInput(env=env(), transactions=txs), StateView(nodes, root)
+
+
+@pytest.mark.parametrize("senders", [2, 5, 10])
+def test_few_senders_with_many_nonces_give_identical_results(
+    blockstm: BlockSTMExecutor, senders: int
+) -> None:
+    """Nonce chains spread over both workers: however far contention takes the block
+    (fewer tasks in flight, one worker), the result is the sequential one."""
+    block, pre = _round_robin_transfers_block(senders, 300 // senders)
+    reference_block = _round_robin_transfers_block(senders, 300 // senders)[0]
+    reference = SequentialExecutor().execute(reference_block, pre)
+    result = blockstm.execute(block, pre)
+    _same(result, reference)
+    assert [r.state_root for r in result.receipts] == [b"\x01"] * len(block.transactions)
+    assert result.stats.fallback is False
+    assert result.stats.incarnations < 1.5 * len(block.transactions)
+
+
 def test_contended_chain_falls_back_mid_block_with_identical_results(
     blockstm: BlockSTMExecutor,
 ) -> None:

@@ -17,7 +17,7 @@ import trio
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX, Pubsub
-from libp2p.utils.varint import encode_varint_prefixed
+from libp2p.utils.varint import encode_uvarint, encode_varint_prefixed
 
 from p2p import codec
 from p2p.codec import DecodeError, ErrorCode, Kind
@@ -434,6 +434,40 @@ async def test_random_well_formed_rpcs_do_not_take_the_host_down(tmp_path: Path)
                 await honest.svc.publish_transaction(b"\x02round-%d" % round_number)
                 await victim.wait_txs(round_number + 1)
             assert victim.svc.penalties.invalid_by_reason["malformed_message"] > 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_random_bytes_on_every_served_protocol_do_not_take_the_host_down(
+    tmp_path: Path,
+) -> None:
+    """identify, identify push, ping, gossipsub and our sync protocol, each given random
+    bytes, random frames and absurd length prefixes, then closed or reset."""
+    rng = random.Random(2)
+    never_ban = BanPolicy(threshold=10**9, ban_seconds=60)  # keep the fuzzer connected
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            victim = await start(nursery, cfg(tmp_path, "victim", bans=never_ban))
+            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
+            honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
+            for peer in (bad, honest):
+                await peer.svc.wait_gossip_ready(victim.svc.peer_id)
+            assert victim.svc.host is not None and bad.svc.host is not None
+            protocols = list(victim.svc.host.get_mux().handlers)
+            assert victim.svc.config.sync_protocol in protocols
+            for round_number in range(6):
+                for protocol in protocols:
+                    stream = await bad.svc.host.new_stream(victim.svc.peer_id, [protocol])
+                    await stream.write(
+                        rng.choice([
+                            rng.randbytes(rng.randrange(1, 3000)),
+                            encode_varint_prefixed(rng.randbytes(rng.randrange(500))),
+                            encode_uvarint(rng.choice([0, 1, 2**20, 2**31, 2**62])),
+                            encode_varint_prefixed(b"") * 50,
+                        ])
+                    )
+                    await (stream.close() if rng.random() < 0.5 else stream.reset())
+                await honest.svc.publish_transaction(b"\x02round-%d" % round_number)
+                await victim.wait_txs(round_number + 1)
             nursery.cancel_scope.cancel()
 
 

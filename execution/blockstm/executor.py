@@ -54,6 +54,11 @@ from execution.state_db import batched_state_class
 log = logging.getLogger(__name__)
 
 TASKS_IN_FLIGHT = 6  # per worker: it never waits for the coordinator between tasks
+# A worker may hold this many tasks more than TASKS_IN_FLIGHT when they follow a task of
+# the same sender it is running (sender-affinity dispatch).
+AFFINITY_SLACK = 6
+# Ready transactions passed over (their sender's worker is full) before a dispatch stops.
+AFFINITY_LOOKAHEAD = 32
 LIVENESS_TIMEOUT_S = 5.0  # wait() timeout: then check every worker is still alive
 _DECODED_CACHE_LIMIT = 500_000
 # In-memory pre-states with at most this many nodes go to every worker with the block.
@@ -306,7 +311,11 @@ class _BlockRun:
         self.mv = MVMemory()
         self.sched = Scheduler(self.n)
         self.results: list[Optional[tuple]] = [None] * self.n
-        self.assigned = [-1] * self.n
+        # Senders known without recovering them (py-evm caches a recovered sender on the
+        # transaction object: mempool transactions have it), for sender-affinity dispatch.
+        self.senders: list[Optional[bytes]] = [tx.__dict__.get("sender") for tx in self.txs]
+        # sender -> [worker, incarnations in flight there]
+        self.sender_owner: dict[bytes, list[int]] = {}
         self.in_flight = [0] * len(pool.conns)
         self.pending_updates: list[list] = [[] for _ in pool.conns]
         self.received = 0
@@ -567,6 +576,7 @@ class _BlockRun:
         if tag == m.DONE:
             _, _, tx, inc, reads, writes, deltas, codes, outcome, accounts = msg
             self.in_flight[w] -= 1
+            self._landed(tx)
             if accounts:
                 self.base_accounts.update(accounts)
             if inc != sched.incarnation[tx] or sched.status[tx] != EXECUTING:
@@ -585,6 +595,7 @@ class _BlockRun:
         elif tag == m.BLOCKED:
             _, _, tx, inc, dep = msg
             self.in_flight[w] -= 1
+            self._landed(tx)
             if inc != sched.incarnation[tx] or sched.status[tx] != EXECUTING:
                 return
             self.finished += 1
@@ -708,21 +719,38 @@ class _BlockRun:
             # the one worker's run in index order starts from a settled state (what they
             # ran on stale reads is validated and aborted before it goes on).
             return
-        for w in range(self.active_workers):
-            tasks = []
-            sent_w = sent[w]
-            while self.in_flight[w] + len(tasks) < TASKS_IN_FLIGHT:
-                tx = sched.next_task()
-                if tx < 0:
-                    break
-                # The decoded transaction object itself (pickling it costs ~6 us, an
-                # encode + decode ~50 us), once per worker: later incarnations refer to
-                # the worker's copy.
-                if tx in sent_w:
-                    tasks.append((tx, sched.incarnation[tx], None))
+        active = self.active_workers
+        load = self.in_flight[:active]
+        batches: list[list] = [[] for _ in range(active)]
+        skipped = []
+        while min(load) < TASKS_IN_FLIGHT and len(skipped) < AFFINITY_LOOKAHEAD:
+            tx = sched.next_task()
+            if tx < 0:
+                break
+            w = self._worker_for(tx, load)
+            if w < 0:
+                skipped.append(tx)
+                continue
+            load[w] += 1
+            sender = self.senders[tx]
+            if sender is not None:
+                owner = self.sender_owner.get(sender)
+                if owner is None:
+                    self.sender_owner[sender] = [w, 1]
                 else:
-                    sent_w.add(tx)
-                    tasks.append((tx, sched.incarnation[tx], txs[tx]))
+                    owner[1] += 1
+            # The decoded transaction object itself (pickling it costs ~6 us, an
+            # encode + decode ~50 us), once per worker: later incarnations refer to
+            # the worker's copy.
+            if tx in sent[w]:
+                batches[w].append((tx, sched.incarnation[tx], None))
+            else:
+                sent[w].add(tx)
+                batches[w].append((tx, sched.incarnation[tx], txs[tx]))
+        for tx in skipped:
+            sched.put_back(tx)
+        for w in range(active):
+            tasks = batches[w]
             updates = self.pending_updates[w]
             if tasks or updates:
                 nodes = self.pending_nodes[w]
@@ -731,6 +759,29 @@ class _BlockRun:
                 self._send(w, (m.WORK, self.block_id, updates, tasks, nodes))
                 self.pending_updates[w] = []
                 self.in_flight[w] += len(tasks)
+
+    def _worker_for(self, tx: int, load: list[int]) -> int:
+        """The worker that runs its sender's transaction in flight, if any (it sees that
+        one's writes at once; another worker would read a stale nonce), else the least
+        loaded one with room; -1: none for now."""
+        sender = self.senders[tx]
+        if sender is not None and len(load) > 1:
+            owner = self.sender_owner.get(sender)
+            if owner is not None:
+                w = owner[0]
+                return w if load[w] < TASKS_IN_FLIGHT + AFFINITY_SLACK else -1
+        w = min(range(len(load)), key=load.__getitem__)
+        return w if load[w] < TASKS_IN_FLIGHT else -1
+
+    def _landed(self, tx: int) -> None:
+        sender = self.senders[tx]
+        if sender is None:
+            return
+        owner = self.sender_owner.get(sender)
+        if owner is not None:
+            owner[1] -= 1
+            if owner[1] <= 0:
+                del self.sender_owner[sender]
 
     # ---------------------------------------------------------------- commit
     def _fold_all(self) -> None:

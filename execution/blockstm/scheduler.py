@@ -42,6 +42,12 @@ class Scheduler:
                 return tx
         return -1
 
+    def put_back(self, tx: int) -> None:
+        """Undo `next_task` for `tx`: it was not dispatched (same incarnation, READY)."""
+        self.status[tx] = READY
+        self.executions -= 1
+        heapq.heappush(self.ready, tx)
+
     def _make_ready(self, tx: int) -> None:
         self.incarnation[tx] += 1
         self.status[tx] = READY

@@ -177,6 +177,8 @@ class ConsensusReactor:
         block = self._decoded.get(digest)
         if block is None:
             block = self.chain.decode_block(data)  # InvalidProposalError on bad bytes
+            # Transactions gossip got here first keep the sender the pool recovered.
+            self.mempool.lend_senders(block.transactions)
             self._decoded[digest] = block
             while len(self._decoded) > DECODED_CACHE:
                 self._decoded.popitem(last=False)

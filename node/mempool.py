@@ -172,6 +172,19 @@ class Mempool:
     def get(self, tx_hash: bytes) -> PooledTx | None:
         return self._by_hash.get(tx_hash)
 
+    def lend_senders(self, transactions: Iterable[SignedTransactionAPI]) -> int:
+        """Give transactions decoded elsewhere (another validator's proposal) the sender
+        this pool recovered for the same transaction (the hash covers the signature),
+        cached the way py-evm caches it: execution does not recover it again, and
+        Block-STM can send each sender's transactions to one worker. Returns how many."""
+        lent = 0
+        for tx in transactions:
+            pooled = self._by_hash.get(bytes(tx.hash))
+            if pooled is not None:
+                tx.__dict__["sender"] = pooled.sender  # functools.cached_property's slot
+                lent += 1
+        return lent
+
     def get_by_sender_nonce(self, sender: bytes, nonce: int) -> PooledTx | None:
         return self._by_sender.get(sender, {}).get(nonce)
 

@@ -124,6 +124,22 @@ def test_accepts_legacy_eip155_and_access_list_and_set_code(pool):
     assert {p.tx.type_id for p in pool} == {None, 1, 4}
 
 
+def test_lends_its_recovered_senders_to_the_same_transactions_decoded_again(pool):
+    """A proposal's transactions, decoded from its bytes, take the sender the pool already
+    recovered (legacy and typed alike); one the pool never saw is left alone."""
+    known = [sign_legacy(A, 0), sign(B, 0), _access_list_tx(C, 0)]
+    for raw in known:
+        pool.add_raw(raw, BASE_FEE)
+    unknown = sign(D, 0)
+    decoded = [PragueVM.get_transaction_builder().decode(raw) for raw in [*known, unknown]]
+    assert pool.lend_senders(decoded) == 3
+    for tx, acct in zip(decoded[:3], (A, B, C)):
+        assert tx.__dict__["sender"] == addr(acct)  # cached: nothing to recover
+        assert tx.sender == addr(acct)
+    assert "sender" not in decoded[3].__dict__
+    assert decoded[3].sender == addr(D)  # recovered as usual
+
+
 def _access_list_tx(acct, nonce, gas=21000, access_list=()) -> bytes:
     tx = dict(
         type=1,

@@ -44,6 +44,17 @@ def bench(cache_dir: Path, *args: str, timeout: float = 300) -> subprocess.Compl
     )
 
 
+def bench_record(
+    cache_dir: Path, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a bench that succeeds and writes exactly one JSON record; return both."""
+    out = tmp_path / "bench.json"
+    proc = bench(cache_dir, *args, "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = json.loads(out.read_text())
+    return proc, record
+
+
 @pytest.mark.parametrize("workload", SYNTHETIC)
 def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> None:
     out = tmp_path / "bench.json"
@@ -89,13 +100,10 @@ def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> N
 
 
 def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = bench(
-        cache_dir, "-w", "mixed", "--txs", "40", "--hot-share", "0.5",
-        "--parallel", PARALLEL, "--no-scaling", "--json", str(out),
+    proc, record = bench_record(
+        cache_dir, tmp_path, "-w", "mixed", "--txs", "40", "--hot-share", "0.5",
+        "--parallel", PARALLEL, "--no-scaling",
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (record,) = json.loads(out.read_text())
     assert "scaling" not in record and "scaling" not in proc.stdout
     assert record["params"]["hot_txs"] == 20
     assert sum(record["params"]["kinds"].values()) == 40
@@ -104,13 +112,10 @@ def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
 
 def test_transfers_from_few_senders(cache_dir: Path, tmp_path: Path) -> None:
     """--transfer-senders: a few accounts with many nonces each, in round robin."""
-    out = tmp_path / "bench.json"
-    proc = bench(
-        cache_dir, "-w", "transfers", "--txs", "40", "--transfer-senders", "3",
-        "--parallel", PARALLEL, "--no-scaling", "--json", str(out),
+    _, record = bench_record(
+        cache_dir, tmp_path, "-w", "transfers", "--txs", "40", "--transfer-senders", "3",
+        "--parallel", PARALLEL, "--no-scaling",
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (record,) = json.loads(out.read_text())
     assert record["params"]["senders"] == 3
     assert "from 3 senders" in record["description"]
     # Every one of the 40 (nonces 0..13 of three accounts) executed, identically.
@@ -119,13 +124,9 @@ def test_transfers_from_few_senders(cache_dir: Path, tmp_path: Path) -> None:
 
 
 def test_mainnet_one_block(cache_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = bench(
-        cache_dir, "-w", "mainnet", "--mainnet-limit", "2", "--parallel", PARALLEL,
-        "--json", str(out),
+    _, record = bench_record(
+        cache_dir, tmp_path, "-w", "mainnet", "--mainnet-limit", "2", "--parallel", PARALLEL
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (record,) = json.loads(out.read_text())
     assert record["workload"] == "mainnet"
     assert len(record["blocks"]) == 2
     assert record["identical"] is True

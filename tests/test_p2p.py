@@ -107,6 +107,21 @@ async def start(nursery: trio.Nursery, config: P2PConfig) -> Node:
     return node
 
 
+async def victim_bad_honest(
+    nursery: trio.Nursery, tmp_path: Path, **victim_config: object
+) -> tuple[Node, Node, Node]:
+    """A victim host and two peers that have it as bootstrap peer (a misbehaving one and an
+    honest one), returned once both are in the victim's gossip mesh and it in theirs."""
+    victim = await start(nursery, cfg(tmp_path, "victim", **victim_config))
+    bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
+    honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
+    for peer in (bad, honest):
+        await peer.svc.wait_gossip_ready(victim.svc.peer_id)
+        await victim.svc.wait_gossip_ready(peer.svc.peer_id)
+    assert victim.svc.host is not None and bad.svc.host is not None
+    return victim, bad, honest
+
+
 async def star(nursery: trio.Nursery, tmp_path: Path, leaves: int = 3) -> list[Node]:
     """Hub + leaves that have the hub as bootstrap peer; returns once the mesh is formed."""
     hub = await start(nursery, cfg(tmp_path, "hub"))
@@ -320,13 +335,7 @@ async def test_gossipsub_input_py_libp2p_cannot_parse_costs_the_sender_not_the_h
 ) -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            victim = await start(nursery, cfg(tmp_path, "victim"))
-            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
-            honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
-            for peer in (bad, honest):
-                await peer.svc.wait_gossip_ready(victim.svc.peer_id)
-                await victim.svc.wait_gossip_ready(peer.svc.peer_id)
-            assert bad.svc.host is not None
+            victim, bad, honest = await victim_bad_honest(nursery, tmp_path)
             # A second gossipsub stream that bypasses the sender's pubsub: raw bytes.
             stream = await bad.svc.host.new_stream(victim.svc.peer_id, [PROTOCOL_ID_V11])
             await stream.write(encode_varint_prefixed(rpc_bytes(victim.config.tx_topic)))
@@ -417,12 +426,7 @@ async def test_random_well_formed_rpcs_do_not_take_the_host_down(tmp_path: Path)
     never_ban = BanPolicy(threshold=10**9, ban_seconds=60)  # keep the fuzzer connected
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            victim = await start(nursery, cfg(tmp_path, "victim", bans=never_ban))
-            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
-            honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
-            for peer in (bad, honest):
-                await peer.svc.wait_gossip_ready(victim.svc.peer_id)
-            assert bad.svc.host is not None
+            victim, bad, honest = await victim_bad_honest(nursery, tmp_path, bans=never_ban)
             topics = [victim.config.tx_topic, victim.config.consensus_topic]
             for round_number in range(10):
                 stream = await bad.svc.host.new_stream(victim.svc.peer_id, [PROTOCOL_ID_V11])
@@ -446,12 +450,7 @@ async def test_random_bytes_on_every_served_protocol_do_not_take_the_host_down(
     never_ban = BanPolicy(threshold=10**9, ban_seconds=60)  # keep the fuzzer connected
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
-            victim = await start(nursery, cfg(tmp_path, "victim", bans=never_ban))
-            bad = await start(nursery, cfg(tmp_path, "bad", bootstrap_peers=(victim.addr,)))
-            honest = await start(nursery, cfg(tmp_path, "honest", bootstrap_peers=(victim.addr,)))
-            for peer in (bad, honest):
-                await peer.svc.wait_gossip_ready(victim.svc.peer_id)
-            assert victim.svc.host is not None and bad.svc.host is not None
+            victim, bad, honest = await victim_bad_honest(nursery, tmp_path, bans=never_ban)
             protocols = list(victim.svc.host.get_mux().handlers)
             assert victim.svc.config.sync_protocol in protocols
             for round_number in range(6):

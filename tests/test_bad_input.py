@@ -25,6 +25,7 @@ from eth_keys.exceptions import BadSignature
 from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import Web3RPCError
+from websockets.sync.client import connect as ws_connect
 
 from conftest import DEV_KEYS, start_node
 
@@ -438,6 +439,96 @@ def test_batch_over_cap_is_an_error(env):
     assert len(over) == 1 and "result" not in over[0]
     assert over[0]["error"]["code"] == INVALID_REQUEST
     assert "batch too large" in over[0]["error"]["message"]
+
+
+# ---- hostile JSON: nesting bombs, ids no encoder can echo, huge numbers ----------------
+
+NESTING_BOMBS = {
+    "arrays": "[" * 100_000,
+    "objects": '{"a":' * 100_000,
+    "arrays in a request": '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":'
+    + "[" * 100_000 + "]" * 100_000 + "}",
+}
+CHAIN_ID_REQUEST = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
+
+
+@pytest.mark.parametrize("kind", sorted(NESTING_BOMBS))
+def test_nesting_bomb_over_http_is_refused_and_the_node_answers_on(env, kind):
+    """Before the fix the C JSON parser overran its stack: the node died of SIGSEGV."""
+    reply = post(env.url, NESTING_BOMBS[kind])
+    assert reply.status_code == 400, reply.text
+    data = reply.json()
+    assert data["error"]["code"] == INVALID_REQUEST and data["id"] is None, data
+    assert "nesting too deep" in data["error"]["message"]
+    assert post(env.url, CHAIN_ID_REQUEST).json()["result"] == hex(CHAIN_ID)
+
+
+def test_nesting_bomb_over_websocket_is_refused_and_the_connection_serves_on(env):
+    with ws_connect(env.node.ws_url, open_timeout=HTTP_TIMEOUT, max_size=None) as ws:
+        for kind in sorted(NESTING_BOMBS):
+            ws.send(NESTING_BOMBS[kind])
+            data = json.loads(ws.recv(timeout=HTTP_TIMEOUT))
+            assert data["error"]["code"] == INVALID_REQUEST and data["id"] is None, data
+            ws.send(json.dumps(CHAIN_ID_REQUEST))
+            assert json.loads(ws.recv(timeout=HTTP_TIMEOUT))["result"] == hex(CHAIN_ID)
+
+
+def test_legitimate_nesting_is_accepted(env):
+    """A batch of calls with nested params is far below the depth limit."""
+    nested = {"jsonrpc": "2.0", "id": 3, "method": "eth_call",
+              "params": [{"to": ADDRESS, "data": "0x"}, {"blockNumber": "latest"}]}
+    replies = post(env.url, [nested, CHAIN_ID_REQUEST]).json()
+    assert replies[0]["result"] == "0x" and replies[1]["result"] == hex(CHAIN_ID), replies
+
+
+@pytest.mark.parametrize("raw_id", ["1e400", "-1e400", "NaN", "Infinity", "-Infinity"])
+def test_non_finite_id_is_invalid_request_with_null_id(env, raw_id):
+    """Python's parser reads these as inf/nan, which no JSON encoder can send back:
+    before the fix, HTTP 500 with an empty body (WebSocket: close 1011)."""
+    body = '{"jsonrpc":"2.0","id":%s,"method":"eth_chainId"}' % raw_id
+    reply = post(env.url, body)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["error"]["code"] == INVALID_REQUEST and data["id"] is None, data
+    batch = post(env.url, "[%s, %s]" % (body, json.dumps(CHAIN_ID_REQUEST))).json()
+    assert batch[0]["error"]["code"] == INVALID_REQUEST and batch[0]["id"] is None
+    assert batch[1]["result"] == hex(CHAIN_ID)
+    with ws_connect(env.node.ws_url, open_timeout=HTTP_TIMEOUT) as ws:
+        ws.send(body)
+        data = json.loads(ws.recv(timeout=HTTP_TIMEOUT))
+        assert data["error"]["code"] == INVALID_REQUEST and data["id"] is None, data
+        ws.send(json.dumps(CHAIN_ID_REQUEST))
+        assert json.loads(ws.recv(timeout=HTTP_TIMEOUT))["result"] == hex(CHAIN_ID)
+
+
+HUGE_QUANTITY = "0x" + "f" * 5_000
+ABOVE_UINT256 = hex(2**256)
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("eth_call", [{"to": ADDRESS, "value": HUGE_QUANTITY}, "latest"]),
+        ("eth_estimateGas", [{"to": ADDRESS, "value": ABOVE_UINT256}]),
+        ("eth_call", [{"to": ADDRESS, "gas": ABOVE_UINT256}, "latest"]),
+        ("eth_getBalance", [ADDRESS, HUGE_QUANTITY]),
+        ("eth_getBlockByNumber", [ABOVE_UINT256, False]),
+        ("eth_feeHistory", [HUGE_QUANTITY, "latest", []]),
+    ],
+)
+def test_quantity_above_uint256_is_invalid_params(env, method, params):
+    """Before the fix eth_call answered -32603: py-evm's message formatted the number
+    past Python's int-to-str digit limit."""
+    err = error(env.url, method, *params)
+    assert err["code"] == INVALID_PARAMS, err
+    assert "256 bits" in err["message"], err
+    assert len(err["message"]) < 200, err
+
+
+def test_largest_uint256_quantity_is_accepted(env):
+    """2**256 - 1 is still a quantity: the call fails for lack of funds, not params."""
+    err = error(env.url, "eth_call", {"from": ADDRESS, "to": ADDRESS, "value": hex(2**256 - 1)}, "latest")
+    assert err["code"] != INVALID_PARAMS, err
 
 
 # ---- afterwards ------------------------------------------------------------------------

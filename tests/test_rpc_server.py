@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 from web3 import Web3
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
@@ -30,7 +32,7 @@ from node.rpc.errors import (
     execution_reverted,
     invalid_params,
 )
-from node.rpc.server import Methods, RpcServerConfig, serve_rpc
+from node.rpc.server import Methods, RpcServerConfig, json_depth, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
 
 TIMEOUT = 10
@@ -636,3 +638,50 @@ def test_rpc_error_repr_and_json():
     e = RpcError(-32000, "nonce too low")
     assert e.to_json() == {"code": -32000, "message": "nonce too low"}
     assert execution_reverted(b"").to_json() == {"code": 3, "message": "execution reverted"}
+
+
+# --------------------------------------------------------------------------
+# Nesting depth, measured before parsing
+# --------------------------------------------------------------------------
+
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(alphabet='[]{}"\\ab,:'),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=4),
+    max_leaves=60,
+)
+
+
+def _reference_depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max((_reference_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_reference_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+@given(_json_values)
+def test_json_depth_matches_the_parsed_structure(value):
+    """Brackets inside strings (escaped quotes included) do not count; both kinds do."""
+    assert json_depth(json.dumps(value).encode()) == _reference_depth(value)
+
+
+def test_json_depth_of_bombs_and_deep_balanced_input():
+    assert json_depth(b"[" * 100_000) == 100_000
+    assert json_depth(b"[" * 500 + b"]" * 500) == 500
+    assert json_depth(b"[{" * 300 + b"}]" * 300) == 600
+    assert json_depth(b"[" + b"[]" * 10_000 + b"]") == 2
+    assert json_depth(b'["' + b"[" * 1_000 + b'"]') == 1
+
+
+def test_importing_the_execution_stage_restores_a_recursion_limit_the_c_stack_holds():
+    """py_ecc (imported by py-evm) sets 100,000, deep enough for C recursion to overrun
+    the stack; py-evm itself needs 12 frames a call level for 1,024 levels."""
+    import sys
+
+    import eth
+    import execution  # noqa: F401
+
+    assert sys.getrecursionlimit() == eth.EVM_RECURSION_LIMIT

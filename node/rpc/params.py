@@ -10,28 +10,39 @@ from node.rpc.errors import invalid_params
 
 BLOCK_TAGS = ("latest", "earliest", "pending", "safe", "finalized")
 HASH_BYTES = 32
+UINT256_HEX_DIGITS = 64  # every EVM quantity fits in 256 bits
+SHOWN_VALUE_CHARS = 80  # an error message quotes at most this much of a bad value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def quantity(value: Any, name: str) -> int:
+    """A 0x-hex quantity of at most 256 bits: anything larger could not be a balance, a
+    gas figure or a block number, and would only reach py-evm to fail there."""
     if not isinstance(value, str) or not value.startswith("0x") or len(value) < 3:
-        raise invalid_params(f"{name}: expected a 0x-prefixed hex quantity, got {value!r}")
+        raise invalid_params(f"{name}: expected a 0x-prefixed hex quantity, got {_shown(value)}")
+    if len(value[2:].lstrip("0")) > UINT256_HEX_DIGITS:
+        raise invalid_params(f"{name}: quantity does not fit in 256 bits")
     try:
         number = int(value, 16)
     except ValueError:
-        raise invalid_params(f"{name}: {value!r} is not hex") from None
+        raise invalid_params(f"{name}: {_shown(value)} is not hex") from None
     return number
 
 
 def hex_bytes(value: Any, name: str) -> bytes:
     if not isinstance(value, str) or not value.startswith("0x"):
-        raise invalid_params(f"{name}: expected 0x-prefixed hex data, got {value!r}")
+        raise invalid_params(f"{name}: expected 0x-prefixed hex data, got {_shown(value)}")
     body = value[2:]
     if len(body) % 2:
         raise invalid_params(f"{name}: hex data must have an even number of digits")
     try:
         return bytes.fromhex(body)
     except ValueError:
-        raise invalid_params(f"{name}: {value!r} is not hex") from None
+        raise invalid_params(f"{name}: {_shown(value)} is not hex") from None
 
 
 def hash32(value: Any, name: str) -> bytes:
@@ -43,7 +54,7 @@ def hash32(value: Any, name: str) -> bytes:
 
 def address(value: Any, name: str) -> bytes:
     if not isinstance(value, str) or not is_hex_address(value):
-        raise invalid_params(f"{name}: expected a 20-byte hex address, got {value!r}")
+        raise invalid_params(f"{name}: expected a 20-byte hex address, got {_shown(value)}")
     return to_canonical_address(value)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -68,6 +70,10 @@ class RpcServerConfig:
     ws_max_inflight_per_connection: int = 16  # concurrent requests per WS connection
     access_log: bool = False
     graceful_timeout: float = 2.0
+    # Arrays/objects nested deeper than this are refused before parsing. Real requests
+    # nest under 10 levels (eth_simulateV1 in a batch is the deepest); a body of 100,000
+    # `[` would otherwise overrun the C parser's stack and kill the process.
+    max_json_depth: int = 128
 
 
 # --------------------------------------------------------------------------
@@ -195,7 +201,62 @@ def _encode_error(id_: Any, err: RpcError) -> str:
 
 
 def _valid_id(id_: Any) -> bool:
-    return id_ is None or (isinstance(id_, (str, int, float)) and not isinstance(id_, bool))
+    """JSON-RPC ids are strings, numbers or null; 1e400 and NaN parse as floats that no
+    JSON encoder can send back, so they are invalid ids too."""
+    if isinstance(id_, float):
+        return math.isfinite(id_)
+    return id_ is None or (isinstance(id_, (str, int)) and not isinstance(id_, bool))
+
+
+# A JSON string: quote, then runs of plain characters and backslash escapes, then quote.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+# Depth does not care which kind of bracket: objects count as arrays (the parser itself
+# refuses mismatched pairs), so one replace peels exactly one level.
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+_BRACKET_RUNS = re.compile(rb"(\[+)|\]+")
+# Peel innermost pairs while a pass removes at least this share of what is left; then
+# walk the runs of openers and closers (few by then) to find the deepest point.
+_PEEL_WORTHWHILE = 0.1
+
+
+class RequestTooDeep(Exception):
+    """The message nests arrays/objects deeper than the server accepts."""
+
+
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of arrays/objects in ``raw`` (exact for valid JSON), in C-speed
+    passes: strings cut out, brackets kept, innermost pairs peeled a level a pass while
+    that pays, then one walk over the remaining runs of openers and closers."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_AS_SQUARE, _NOT_BRACKETS)
+    peeled_levels = 0
+    while brackets:
+        peeled = brackets.replace(b"[]", b"")
+        removed = len(brackets) - len(peeled)
+        if removed == 0:
+            break
+        peeled_levels += 1
+        brackets = peeled
+        if removed < _PEEL_WORTHWHILE * (len(peeled) + removed):
+            break
+    depth = deepest = 0
+    for run in _BRACKET_RUNS.finditer(brackets):
+        length = run.end() - run.start()
+        if run.group(1) is not None:
+            depth += length
+            deepest = max(deepest, depth)
+        else:
+            depth -= length
+    return peeled_levels + deepest
+
+
+def check_json_depth(raw: bytes, limit: int) -> None:
+    """Raise RequestTooDeep when ``raw`` nests deeper than ``limit``; before the C
+    parser runs, which would overrun its stack on a nesting bomb."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    if json_depth(raw) > limit:
+        raise RequestTooDeep(f"request nesting too deep (max {limit} levels)")
 
 
 @dataclass
@@ -204,6 +265,7 @@ class _CallContext:
     # subscriptions created while handling this message; activated after the
     # response is queued so no notification precedes the eth_subscribe reply.
     new_subscriptions: list[Subscription] = field(default_factory=list)
+    too_deep: bool = False  # refused unparsed as a nesting bomb (HTTP answers 400)
 
 
 class Dispatcher:
@@ -219,7 +281,10 @@ class Dispatcher:
         (notifications only)."""
         ctx = ctx or _CallContext()
         try:
-            msg = json.loads(raw)
+            msg = self.decode(raw)
+        except RequestTooDeep as exc:
+            ctx.too_deep = True
+            return _dumps(_error_obj(None, invalid_request(str(exc))))
         except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
             return _dumps(_error_obj(None, parse_error()))
         if isinstance(msg, list):
@@ -242,6 +307,12 @@ class Dispatcher:
                 return None
             return "[" + ",".join(parts) + "]"
         return await self._handle_one(msg, ctx)
+
+    def decode(self, raw: bytes | str) -> Any:
+        """Parse one message; RequestTooDeep before the parser sees a nesting bomb."""
+        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+        check_json_depth(data, self.config.max_json_depth)
+        return json.loads(data)
 
     async def _handle_one(self, req: Any, ctx: _CallContext) -> str | None:
         if not isinstance(req, dict):
@@ -496,10 +567,11 @@ class RpcApp:
             if not msg.get("more_body", False):
                 break
 
-        reply = await self.dispatcher.handle_raw(b"".join(chunks))
+        ctx = _CallContext()
+        reply = await self.dispatcher.handle_raw(b"".join(chunks), ctx)
         # Only notifications: geth answers 200 with an empty body.
         body = reply.encode() if reply is not None else b""
-        await self._respond(send, 200, body, jtype, cors)
+        await self._respond(send, 400 if ctx.too_deep else 200, body, jtype, cors)
 
     # ---- WebSocket --------------------------------------------------------
 

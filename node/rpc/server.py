@@ -331,6 +331,9 @@ class Dispatcher:
             result = await self._call(method, params, ctx)
         except RpcError as err:
             return _encode_error(id_, err) if has_id else None
+        except Exception as exc:  # a bug of ours must not become HTTP 500 / close 1011
+            log.exception("RPC method %s failed outside its handler", method)
+            return _encode_error(id_, _internal(exc)) if has_id else None
         if not has_id:
             return None
         try:

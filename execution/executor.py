@@ -34,6 +34,23 @@ class StateView:
 
 
 @dataclass(frozen=True)
+class ChainRules:
+    """What a chain changes of its fork's rules. Laminar's own chain has no data
+    availability layer (no blob transactions) and may start without the Prague system
+    contracts; a replayed or tested Ethereum block runs under Ethereum's rules."""
+
+    name: str
+    blob_transactions: bool
+    # EIP-7002 / EIP-7251: a Prague block whose request contract is missing, or whose
+    # system call to it fails, is invalid. A chain without them has no such requests.
+    system_contracts_required: bool
+
+
+LAMINAR_RULES = ChainRules("laminar", blob_transactions=False, system_contracts_required=False)
+ETHEREUM_RULES = ChainRules("ethereum", blob_transactions=True, system_contracts_required=True)
+
+
+@dataclass(frozen=True)
 class BlockEnv:
     """The block environment transactions run in (what the EVM sees of the header)."""
 
@@ -51,6 +68,7 @@ class BlockEnv:
     parent_beacon_block_root: Optional[bytes] = None  # Cancun on
     # Hashes of earlier blocks, by number, for the BLOCKHASH opcode (up to 256 back).
     block_hashes: Mapping[int, bytes] = field(default_factory=dict)
+    rules: ChainRules = LAMINAR_RULES
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,9 @@ class ExecutionResult:
     # New state nodes (trie nodes, contract code) keyed by hash; storage persists them.
     state_nodes: dict[bytes, bytes]
     stats: ExecutionStats
+    # EIP-7685 execution-layer requests (Prague on): each is its type byte and data,
+    # in type order, empty ones left out; the header commits to them as requestsHash.
+    requests: tuple[bytes, ...] = ()
 
 
 class InvalidBlockError(Exception):
@@ -113,6 +134,11 @@ class InvalidBlockError(Exception):
         super().__init__(f"transaction {index} is invalid: {reason}")
         self.index = index
         self.reason = reason
+
+
+class BlockRuleError(Exception):
+    """The block as a whole breaks a rule of its fork, not one transaction (a failed
+    system call, a malformed deposit log): the block is invalid, nothing can be dropped."""
 
 
 class Executor(Protocol):

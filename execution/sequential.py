@@ -10,6 +10,7 @@ becomes `ExecutionResult.state_nodes`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Iterable, Optional, Sequence, Type
@@ -33,11 +34,16 @@ from eth.vm.forks.cancun.constants import (
 )
 from eth.vm.forks.prague.constants import (
     CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS,
+    CONSOLIDATION_REQUEST_TYPE,
     DELEGATION_DESIGNATION_PREFIX,
+    DEPOSIT_CONTRACT_ADDRESS,
+    DEPOSIT_EVENT_SIGNATURE_HASH,
+    DEPOSIT_REQUEST_TYPE,
     HISTORY_SERVE_WINDOW,
     HISTORY_STORAGE_ADDRESS,
     HISTORY_STORAGE_CONTRACT_CODE,
     WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS,
+    WITHDRAWAL_REQUEST_TYPE,
 )
 from eth.vm.message import Message
 from eth_utils import ValidationError
@@ -45,6 +51,7 @@ from eth_utils import ValidationError
 from execution.executor import (
     BlockEnv,
     BlockInput,
+    BlockRuleError,
     ExecutionResult,
     ExecutionStats,
     InvalidBlockError,
@@ -146,7 +153,7 @@ def block_level_reason(env: BlockEnv, tx: SignedTransactionAPI, gas_used: int) -
     values in range, and the transaction's gas must fit in what the block has left.
     None when it passes."""
     type_id = getattr(tx, "type_id", None)
-    if type_id == BLOB_TX_TYPE:
+    if type_id == BLOB_TX_TYPE and not env.rules.blob_transactions:
         return (
             "blob transactions (type 3) are not accepted: this chain has no data "
             "availability layer for blobs"
@@ -221,11 +228,16 @@ def check_transaction(
     return None
 
 
-def _system_call(state: StateAPI, address: bytes) -> None:
-    """A Prague system call (EIP-7002/7251 request dequeue), as py-evm's `execute_bytecode`."""
+def _system_call(state: StateAPI, address: bytes, required: bool) -> bytes:
+    """A Prague system call (EIP-7002/7251 request dequeue), as py-evm's `execute_bytecode`;
+    its output. Under Ethereum's rules (`required`) a missing contract or a failed call
+    makes the block invalid (the EIPs' final text; py-evm ignores both); otherwise a chain
+    without the contract simply has no such requests."""
     code = state.get_code(address)
     if not code:
-        return
+        if required:
+            raise BlockRuleError(f"system contract 0x{address.hex()} has no code")
+        return b""
     message = Message(
         gas=SYSTEM_MESSAGE_GAS,
         to=address,
@@ -236,7 +248,58 @@ def _system_call(state: StateAPI, address: bytes) -> None:
         code_address=address,
     )
     tx_context = state.get_transaction_context_class()(gas_price=0, origin=SYSTEM_ADDRESS)
-    state.computation_class.apply_computation(state, message, tx_context)
+    computation = state.computation_class.apply_computation(state, message, tx_context)
+    if computation.is_error:
+        if required:
+            raise BlockRuleError(
+                f"system call to 0x{address.hex()} failed: {computation.error!r}"
+            )
+        return b""
+    return computation.output
+
+
+# EIP-6110: the DepositEvent's ABI layout (five dynamic `bytes` fields), checked in full.
+DEPOSIT_EVENT_DATA_LENGTH = 576
+DEPOSIT_FIELD_LAYOUT = ((160, 48), (256, 32), (320, 8), (384, 96), (512, 8))  # (offset, size)
+ABI_WORD = 32
+
+
+def _deposit_request(data: bytes) -> bytes:
+    """pubkey ++ withdrawal_credentials ++ amount ++ signature ++ index of one deposit log;
+    BlockRuleError when the log does not have the DepositEvent layout (EIP-6110)."""
+    if len(data) != DEPOSIT_EVENT_DATA_LENGTH:
+        raise BlockRuleError(f"deposit log data is {len(data)} bytes, not {DEPOSIT_EVENT_DATA_LENGTH}")
+    request = b""
+    for field_index, (offset, size) in enumerate(DEPOSIT_FIELD_LAYOUT):
+        head = data[field_index * ABI_WORD:(field_index + 1) * ABI_WORD]
+        declared_size = data[offset:offset + ABI_WORD]
+        if int.from_bytes(head, "big") != offset or int.from_bytes(declared_size, "big") != size:
+            raise BlockRuleError(f"deposit log field {field_index} has a bad ABI offset or size")
+        request += data[offset + ABI_WORD:offset + ABI_WORD + size]
+    return request
+
+
+def deposit_requests(receipts: Sequence[ReceiptAPI]) -> bytes:
+    """EIP-6110 deposit requests: the deposit contract's DepositEvent logs, in order."""
+    requests = b""
+    for receipt in receipts:
+        for log in receipt.logs:
+            if (
+                log.address == DEPOSIT_CONTRACT_ADDRESS
+                and log.topics
+                and log.topics[0].to_bytes(32, "big") == DEPOSIT_EVENT_SIGNATURE_HASH
+            ):
+                requests += _deposit_request(log.data)
+    return requests
+
+
+def requests_hash(requests: Sequence[bytes]) -> bytes:
+    """EIP-7685's commitment: sha256 over the sha256 of each non-empty request."""
+    outer = hashlib.sha256()
+    for request in requests:
+        if len(request) > 1:
+            outer.update(hashlib.sha256(request).digest())
+    return outer.digest()
 
 
 def block_preprocessing(state: StateAPI, env: BlockEnv) -> None:
@@ -261,15 +324,26 @@ def block_preprocessing(state: StateAPI, env: BlockEnv) -> None:
             )
 
 
-def block_postprocessing(state: StateAPI, env: BlockEnv) -> None:
-    """The state side of py-evm's Prague `block_postprocessing` (request system calls).
-
-    The requests themselves (and the deposit log scan, which writes no state) are not
-    collected: the executor's result carries no requests hash.
-    """
-    if issubclass(env.vm_class, PragueVM):
-        _system_call(state, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS)
-        _system_call(state, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS)
+def block_postprocessing(
+    state: StateAPI, env: BlockEnv, receipts: Sequence[ReceiptAPI]
+) -> tuple[bytes, ...]:
+    """Prague's `block_postprocessing`: the request system calls, and the EIP-7685 requests
+    (type byte + data, empty ones left out). Laminar's own chain keeps no requests: its
+    header carries none, and it may run without the system contracts."""
+    if not issubclass(env.vm_class, PragueVM):
+        return ()
+    ethereum = env.rules.system_contracts_required
+    deposits = deposit_requests(receipts) if ethereum else b""
+    withdrawals = _system_call(state, WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, ethereum)
+    consolidations = _system_call(state, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS, ethereum)
+    if not ethereum:
+        return ()
+    typed = (
+        (DEPOSIT_REQUEST_TYPE, deposits),
+        (WITHDRAWAL_REQUEST_TYPE, withdrawals),
+        (CONSOLIDATION_REQUEST_TYPE, consolidations),
+    )
+    return tuple(kind + data for kind, data in typed if data)
 
 
 def apply_withdrawals(state: StateAPI, withdrawals: Sequence[WithdrawalAPI]) -> None:
@@ -340,8 +414,11 @@ def apply_transactions(
     return gas_used, bloom
 
 
-def finish_block(state: StateAPI, block: BlockInput) -> None:
-    """What follows the transactions: withdrawals, system calls, proof-of-work rewards."""
+def finish_block(
+    state: StateAPI, block: BlockInput, receipts: Sequence[ReceiptAPI]
+) -> tuple[bytes, ...]:
+    """What follows the transactions: withdrawals, system calls, proof-of-work rewards;
+    returns the block's EIP-7685 requests."""
     env = block.env
     vm_class = env.vm_class
     if block.withdrawals:
@@ -350,7 +427,7 @@ def finish_block(state: StateAPI, block: BlockInput) -> None:
                 f"withdrawals given for a {vm_class.fork} block: they start at Shanghai"
             )
         apply_withdrawals(state, block.withdrawals)
-    block_postprocessing(state, env)
+    requests = block_postprocessing(state, env, receipts)
     if block.apply_pow_rewards and env.number > 0:
         uncle_count = len(block.uncles) if block.uncle_count is None else block.uncle_count
         snapshot = state.snapshot()
@@ -363,6 +440,7 @@ def finish_block(state: StateAPI, block: BlockInput) -> None:
             raise
         else:
             state.commit(snapshot)
+    return requests
 
 
 class SequentialExecutor:
@@ -387,11 +465,12 @@ class SequentialExecutor:
         gas_used, bloom = apply_transactions(state, env, transactions, receipts)
         executed = time.perf_counter()
 
-        finish_block(state, block)
+        requests = finish_block(state, block, receipts)
         state.persist()
         post_root = state.state_root
         finished = time.perf_counter()
         return ExecutionResult(
+            requests=requests,
             receipts=tuple(receipts),
             gas_used=gas_used,
             logs_bloom=bloom,

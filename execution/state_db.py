@@ -103,8 +103,24 @@ class BatchedAccountStorageDB(AccountStorageDB):
         self._journal_storage = JournalDB(self._locked_changes)
 
 
+class StorageCollisionRule:
+    """EIP-7610 (retroactive to Frontier): creating a contract where an account already has
+    storage collides, as it does where there is code or a nonce. py-evm checks code and
+    nonce only; both executors' states mix this in before the fork's py-evm state.
+
+    Within a block an address only gains storage by running code that gives it a nonce or
+    code, so the storage that matters is the pre-state's (less what the block wiped)."""
+
+    def has_code_or_nonce(self, address: Address) -> bool:  # py-evm's collision check
+        return super().has_code_or_nonce(address) or self._account_db.account_has_storage(address)  # type: ignore[misc]
+
+
 class BatchedAccountDB(AccountDB):
     """py-evm's `AccountDB`, applying each state root's account changes in one batch."""
+
+    def account_has_storage(self, address: Address) -> bool:
+        """A non-empty storage root (deleting an account or its storage empties it)."""
+        return self._get_storage_root(address) != BLANK_ROOT_HASH
 
     def _get_address_store(self, address: Address) -> AccountStorageDatabaseAPI:
         store = self._account_stores.get(address)
@@ -144,5 +160,7 @@ class BatchedAccountDB(AccountDB):
 def batched_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
     """`state_class` (a fork's py-evm State) over `BatchedAccountDB`."""
     return type(
-        f"Batched{state_class.__name__}", (state_class,), {"account_db_class": BatchedAccountDB}
+        f"Batched{state_class.__name__}",
+        (StorageCollisionRule, state_class),
+        {"account_db_class": BatchedAccountDB},
     )

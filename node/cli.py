@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_node_parser(subparsers)
     _add_replay_parser(subparsers)
+    from tools.blocktest_cli import add_blocktest_arguments
+
+    add_blocktest_arguments(subparsers.add_parser(
+        "blocktest", help="run Ethereum consensus tests (BlockchainTests fixtures) "
+        "through an executor"))
     from node.devnet import add_devnet_parser
 
     add_devnet_parser(subparsers)
@@ -172,6 +177,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from execution.replay_cli import run_replay
 
         return run_replay(args)
+    if args.command == "blocktest":
+        from tools.blocktest_cli import run_blocktest
+
+        return run_blocktest(args)
     if args.command == "devnet":
         from node.devnet import run_devnet
 

@@ -827,10 +827,11 @@ class _BlockRun:
 
     def _finish(self) -> ExecutionResult:
         state = self.state
-        finish_block(state, self.block)
+        requests = finish_block(state, self.block, self.receipts)
         state.persist()
         sched = self.sched
         return ExecutionResult(
+            requests=requests,
             receipts=tuple(self.receipts),
             gas_used=self.header.gas_used,
             logs_bloom=self.bloom,

@@ -33,7 +33,7 @@ Worker -> coordinator
                                                    messages, sending results]
 
 State locations ("keys") are bytes: the 20-byte address plus a one-byte field tag
-(balance, nonce, code hash, existence, storage wipe), or plus the 32-byte big-endian slot
+(balance, nonce, code hash, existence, storage wipe, pre-state storage), or plus the 32-byte big-endian slot
 number for a storage slot (52 bytes).
 """
 
@@ -47,6 +47,7 @@ NON = b"n"  # nonce (int)
 COD = b"c"  # code hash (bytes)
 EXI = b"e"  # account exists in the trie (bool)
 WIP = b"w"  # storage wiped in this transaction (True): older slot values read as 0
+STO = b"s"  # the pre-state account has storage (bool; read-only, never written: EIP-7610)
 
 FIELD_KEY_LEN = 21
 SLOT_KEY_LEN = 52

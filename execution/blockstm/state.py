@@ -23,7 +23,8 @@ from eth.rlp.accounts import Account
 from eth.db.journal import get_next_checkpoint
 from eth_hash.auto import keccak
 
-from execution.blockstm.messages import BAL, COD, EXI, NON, SLOT_KEY_LEN, WIP
+from execution.blockstm.messages import BAL, COD, EXI, NON, SLOT_KEY_LEN, STO, WIP
+from execution.state_db import StorageCollisionRule
 
 _MISSING = object()
 
@@ -182,6 +183,13 @@ class TxDB:
     def account_has_code_or_nonce(self, address: bytes) -> bool:
         return self.get_nonce(address) != 0 or self.get_code_hash(address) != EMPTY_SHA3
 
+    def account_has_storage(self, address: bytes) -> bool:
+        """EIP-7610's storage: the pre-state's, unless this block wiped it (here or in an
+        earlier transaction). Nothing writes STO: it always resolves to the base."""
+        if self._field(address + WIP):
+            return False
+        return self._read(address + STO)
+
     def account_exists(self, address: bytes) -> bool:
         return self._field(address + EXI)
 
@@ -274,7 +282,7 @@ def blockstm_state_class(state_class: Type[StateAPI]) -> type:
 
         cls = type(
             "BlockSTM" + state_class.__name__,
-            (state_class,),
+            (StorageCollisionRule, state_class),
             {"__init__": __init__, "delta_balance": delta_balance},
         )
         _STATE_CLASSES[state_class] = cls

@@ -103,6 +103,8 @@ class BlockContext:
                 return value
             if key[20:] == m.WIP:
                 return False
+            if key[20:] == m.STO:
+                return self._storage_root(address) != BLANK_ROOT
             encoded = self._account_rlp(address)
             if address not in self.reported:
                 self.reported.add(address)

@@ -12,3 +12,5 @@ import sys
 import eth
 
 sys.setrecursionlimit(eth.EVM_RECURSION_LIMIT)
+
+from execution import evm_fixes  # noqa: E402,F401  (py-evm corrections, see the module)

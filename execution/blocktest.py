@@ -69,6 +69,7 @@ class BlockTestResult:
     rejections: list[str] = field(default_factory=list)
     blocks: int = 0
     seconds: float = 0.0
+    state_root: str = ""  # the head's state root once every block is imported
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -79,6 +80,7 @@ class BlockTestResult:
             "blocks": self.blocks,
             "seconds": round(self.seconds, 4),
             "rejections": self.rejections,
+            "stateRoot": self.state_root,
         }
         if self.difference is not None:
             record["difference"] = {
@@ -277,6 +279,7 @@ def _run(test: BlockTest, executor: Executor, result: BlockTestResult) -> None:
             )
             return
 
+    result.state_root = _hex(chain.head.state_root)
     want_head = fixture.get("lastblockhash")
     if want_head is not None and _hex(chain.head.hash) != want_head.lower():
         result.difference = Difference("lastblockhash", want_head, _hex(chain.head.hash))

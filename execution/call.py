@@ -18,6 +18,7 @@ from eth.vm.spoof import SpoofTransaction
 from execution.executor import BlockEnv, StateView
 from execution.overlay import OverlayDB
 from execution.sequential import make_execution_context
+from execution.state_db import batched_state_class
 
 TRANSFER_GAS = 21_000
 
@@ -46,7 +47,8 @@ class CallError(Exception):
 
 def _build_state(env: BlockEnv, view: StateView) -> StateAPI:
     free_env = replace(env, base_fee_per_gas=0) if env.base_fee_per_gas is not None else env
-    state_class = env.vm_class.get_state_class()
+    # The executors' state class: the same EVM rules (EIP-7610's collision) as blocks.
+    state_class = batched_state_class(env.vm_class.get_state_class())
     return state_class(OverlayDB(view.nodes), make_execution_context(free_env), view.state_root)
 
 

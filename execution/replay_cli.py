@@ -63,7 +63,7 @@ def run_replay(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        report = replay_block_dir(block_dir, executor)
+        report = replay_block_dir(block_dir, executor, one_shot=True)
     except ReplayInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -156,3 +156,83 @@ def test_cli_tampered_block_exits_1(replay_cmd: list[str], tmp_path: Path) -> No
     assert report["matches"]["gasUsed"] is False
     assert report["matches"]["logsBloom"] is True
     assert report["matches"]["receiptsRoot"] is True
+
+
+# ---- a Cancun block with blob transactions ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blob_block_dir(tmp_path_factory) -> Path:
+    from blob_block import build_blob_block
+
+    folder = tmp_path_factory.mktemp("blob-block")
+    build_blob_block(folder)
+    return folder
+
+
+@pytest.mark.parametrize("executor_name", ["sequential", "blockstm"])
+def test_replay_of_a_block_with_blob_transactions_matches_its_header(blob_block_dir, executor_name):
+    """Laminar's own chain refuses blob transactions; a replayed mainnet block runs under
+    mainnet's rules (blob gas, blob base fee, BLOBHASH). The block was built by py-evm's
+    VM over a full pre-state, so even the state root must match."""
+    from execution.blockstm import BlockSTMExecutor
+
+    executor = (SequentialExecutor() if executor_name == "sequential"
+                else BlockSTMExecutor(2, force_parallel=True))
+    try:
+        report = replay_block_dir(blob_block_dir, executor)
+    finally:
+        getattr(executor, "close", lambda: None)()
+    header = json.loads((blob_block_dir / "block.json").read_text())
+    assert "invalid" not in report, report.get("invalid")
+    assert report["ok"] is True, report["matches"]
+    assert report["fork"] == "cancun"
+    assert sum(tx["type"] == "0x3" for tx in header["transactions"]) == 3
+    assert int(header["blobGasUsed"], 16) == 5 * 131_072
+    assert report["postStateRoot"] == header["stateRoot"]
+    assert report["execution"]["ran"] == executor_name
+
+
+def test_one_shot_replay_of_a_small_block_with_blockstm_says_it_ran_sequentially(blob_block_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "node.cli", "replay", str(blob_block_dir), "--executor", "blockstm"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["executor"] == "blockstm"
+    assert report["execution"]["ran"] == "sequential"
+    assert "one-shot replay of 4 transactions" in report["execution"]["why"]
+
+
+def test_replay_decodes_eip7702_transactions_from_their_json_form():
+    """Prague blocks carry type-4 transactions: rebuilt from JSON, the hash is the same."""
+    from eth.vm.forks import PragueVM
+    from eth_account import Account
+    from eth_utils import to_checksum_address
+
+    from execution.replay import decode_transaction
+
+    sender, authority = Account.from_key(b"\x51" * 32), Account.from_key(b"\x52" * 32)
+    auth = authority.sign_authorization({"chainId": 1, "address": to_checksum_address("0x" + "ab" * 20), "nonce": 7})
+    raw = sender.sign_transaction({
+        "type": 4, "chainId": 1, "nonce": 0, "to": to_checksum_address("0x" + "cd" * 20), "value": 0,
+        "gas": 100_000, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "data": b"",
+        "authorizationList": [auth],
+    }).raw_transaction
+    tx = PragueVM.get_transaction_builder().decode(bytes(raw))
+    item = tx.authorization_list[0]
+    as_json = {
+        "type": "0x4", "chainId": "0x1", "nonce": "0x0", "to": "0x" + "cd" * 20,
+        "gas": hex(tx.gas), "value": "0x0", "input": "0x", "maxFeePerGas": hex(tx.max_fee_per_gas),
+        "maxPriorityFeePerGas": hex(tx.max_priority_fee_per_gas), "accessList": [],
+        "yParity": hex(tx.y_parity), "r": hex(tx.r), "s": hex(tx.s),
+        "authorizationList": [{
+            "chainId": hex(item.chain_id), "address": "0x" + item.address.hex(),
+            "nonce": hex(item.nonce), "yParity": hex(item.y_parity),
+            "r": hex(item.r), "s": hex(item.s),
+        }],
+    }
+    rebuilt = decode_transaction(as_json, PragueVM, "tx")
+    assert rebuilt.hash == tx.hash
+    assert rebuilt.authorization_list[0].address == bytes.fromhex("ab" * 20)

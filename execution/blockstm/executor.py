@@ -224,6 +224,11 @@ class BlockSTMExecutor:
         """Test hook: the worker processes' pids (starts them if needed)."""
         return [p.pid for p in self._ensure_pool().procs]
 
+    def start(self) -> None:
+        """Start the worker processes now rather than with the first block, so a caller
+        with other work first (loading a pre-state) overlaps their start-up."""
+        self._ensure_pool()
+
     def _ensure_pool(self) -> _Pool:
         if self._pool is not None and not self._pool.alive():
             self._kill_pool()

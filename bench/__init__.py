@@ -1,6 +1,6 @@
 """`laminar bench`: the sequential and the parallel executor side by side.
 
-Kept light on purpose: `node.cli` imports `bench.cli` to register the subcommand, and
+Kept light on purpose: `tools.cli` imports `bench.cli` to register the subcommand, and
 only the constants below are needed for that; the builders (`bench.workloads`), the
 runner (`bench.runner`) and the report (`bench.report`) load when the bench runs.
 """

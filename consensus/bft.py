@@ -4,10 +4,10 @@ It implements `consensus.engine.ConsensusEngine` like the single-validator engin
 what the node runs when the genesis names more than one validator (or when this node is
 an observer of such a chain). It is the reactor (consensus/reactor.py: the state
 machine, WAL, timers, block building and validation) plus block sync (consensus/sync.py),
-both registered with the node's `P2PService`:
+both registered with the node's network port (`engine.ConsensusNetwork`):
 
-    p2p.on_consensus(reactor.on_consensus)                 # gossip validator + inbox
-    p2p.serve_sync(sync.serve_status, sync.serve_blocks)   # /laminar/sync/1
+    network.on_message(reactor.on_consensus)                 # gossip validator + inbox
+    network.serve_sync(sync.serve_status, sync.serve_blocks)  # /laminar/sync/1
 
 Idle behaviour: unlike the single-validator engine, a BFT chain completes heights even
 without transactions (the proposer waits up to `block_time` for one, then proposes a
@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import trio
 
+from consensus.engine import (
+    BlockChain,
+    ConsensusNetwork,
+    OutboundContext,
+    OutboundHook,
+    TransactionSource,
+)
 from consensus.reactor import ConsensusReactor, ReactorSettings
 from consensus.sync import BlockSync
 from consensus.timers import TimeoutConfig
@@ -32,26 +39,38 @@ log = logging.getLogger("laminar.consensus")
 
 class BFTEngine:
     def __init__(
-        self, *, chain, mempool, p2p, validators: ValidatorSet, private_key: Optional[bytes],
-        datadir: Path, timeouts: TimeoutConfig, settings: ReactorSettings,
-        sync_poll_interval: float = 2.0,
+        self, *, chain: BlockChain, mempool: TransactionSource, network: ConsensusNetwork,
+        validators: ValidatorSet, private_key: Optional[bytes], datadir: Path,
+        timeouts: TimeoutConfig, settings: ReactorSettings, sync_poll_interval: float = 2.0,
+        outbound: Optional[Callable[[OutboundContext], OutboundHook]] = None,
     ) -> None:
         self.reactor = ConsensusReactor(
-            chain=chain, mempool=mempool, p2p=p2p, validators=validators,
+            chain=chain, mempool=mempool, network=network, validators=validators,
             private_key=private_key, datadir=datadir, timeouts=timeouts, settings=settings,
+            outbound=outbound,
         )
         self.sync = BlockSync(
-            chain=chain, p2p=p2p, validators=validators, reactor=self.reactor,
+            chain=chain, network=network, validators=validators, importer=self.reactor,
             poll_interval=sync_poll_interval,
             behind_grace=max(3.0, 2 * settings.block_time + timeouts.propose),
         )
         self.reactor.sync = self.sync
-        p2p.on_consensus(self.reactor.on_consensus)
-        p2p.serve_sync(self.sync.serve_status, self.sync.serve_blocks)
+        network.on_message(self.reactor.on_consensus)
+        network.serve_sync(self.sync.serve_status, self.sync.serve_blocks)
 
     @property
     def address(self) -> Optional[bytes]:
         return self.reactor.address
+
+    def describe(self) -> str:
+        reactor = self.reactor
+        n = reactor.validators.n
+        if reactor.index is None:
+            return f"BFT observer ({n} validators, no vote)"
+        return (
+            f"BFT (Tendermint), validator {reactor.index} of {n} "
+            f"(0x{reactor.address.hex()}), quorum {reactor.validators.quorum}"
+        )
 
     def status(self) -> dict:
         state = self.reactor.status()

@@ -1,30 +1,58 @@
-"""What a consensus engine needs from the node, and what it offers it.
+"""The consensus stage's whole contract: what its engines need of the node, declared here
+by the consumer (as CometBFT's `State` declares `blockExec`, `txNotifier`, `evpool`), and
+what an engine offers the node.
 
-Data flows one way: the mempool feeds the engine, the engine orders transactions into
-blocks, the chain executes and persists them. An engine implements `ConsensusEngine`;
-the single-validator engine (this package) and the BFT engine plug in the same way.
+Data flows one way: the mempool feeds the engine (`TransactionSource`), the engine
+orders transactions into blocks that the chain executes and persists (`BlockChain`),
+and it talks to the other validators through a port of the network layer
+(`ConsensusNetwork`). Nothing in this package imports the node, the RPC or p2p: the
+node wires a `node.chain.Chain`, a `node.mempool.Mempool` and an adapter of
+`p2p.service.P2PService` (node/consensus_port.py) into these protocols.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Sequence
+import enum
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional, Protocol, Sequence
 
 import trio
-from eth.abc import BlockHeaderAPI, SignedTransactionAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 
 
-class TransactionSource(Protocol):
-    """The mempool as consensus sees it."""
-
-    async def wait_for_transactions(self) -> None: ...
-
-    def select_for_block(
-        self, base_fee: int, gas_limit: int, max_txs: Optional[int] = None
-    ) -> list[SignedTransactionAPI]: ...
+class BlockRejected(Exception):
+    """A block this node will not accept (a proposal, or a synced block): it is not the
+    block this node computes from the same parent and transactions, or it cannot be
+    decoded; the message says which field differs or which check failed."""
 
 
-class BlockBuilder(Protocol):
-    """The chain as consensus sees it (see node.chain.Chain)."""
+class PeerRequestFailed(Exception):
+    """A request to a peer (its status, blocks) failed: timeout, reset, remote error."""
+
+
+class Verdict(enum.Enum):
+    """What consensus says of a gossiped message, for the network to act on."""
+
+    ACCEPT = "accept"  # deliver and forward
+    IGNORE = "ignore"  # drop without blame (stale, from the future, inbox full)
+    REJECT = "reject"  # drop and count it against the peer that forwarded it
+
+
+class ExecutedBlock(Protocol):
+    """A block built or re-executed on a parent, ready to be written with a certificate."""
+
+    @property
+    def block(self) -> BlockAPI: ...
+
+    @property
+    def header(self) -> BlockHeaderAPI: ...
+
+    @property
+    def dropped(self) -> Sequence[tuple[SignedTransactionAPI, str]]: ...
+
+
+class BlockChain(Protocol):
+    """The chain as consensus sees it (node.chain.Chain implements it)."""
 
     @property
     def head(self) -> BlockHeaderAPI: ...
@@ -36,14 +64,106 @@ class BlockBuilder(Protocol):
 
     def propose(
         self, transactions: Sequence[SignedTransactionAPI], timestamp: Optional[int] = None,
-        coinbase: bytes = ...,
-    ): ...
+        coinbase: bytes = ..., parent: Optional[BlockHeaderAPI] = None,
+        senders: Optional[Sequence[Optional[bytes]]] = None,
+    ) -> ExecutedBlock:
+        """Build and execute a block on `parent` (default: the head); invalid
+        transactions are dropped (`ExecutedBlock.dropped`), never fatal."""
 
-    def write_block(self, proposal, certificate: bytes) -> None: ...
+    def decode_block(self, data: bytes) -> BlockAPI:
+        """A block from a peer's bytes; BlockRejected when they are not one."""
 
-    def advance_head(self, proposal) -> None: ...
+    def import_block(
+        self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None,
+        senders: Optional[Sequence[Optional[bytes]]] = None,
+    ) -> ExecutedBlock:
+        """Re-execute another validator's block; BlockRejected naming what differs."""
+
+    def write_block(self, executed: ExecutedBlock, certificate: bytes) -> None:
+        """Persist a block with its commit certificate (blocking I/O: a worker thread)."""
+
+    def advance_head(self, executed: ExecutedBlock) -> None:
+        """Make a written block the head (on the trio thread)."""
+
+    def committed_block(self, number: int) -> Optional[tuple[bytes, bytes]]:
+        """(block RLP, certificate) of a committed height, for block sync to serve."""
+
+
+class TransactionSource(Protocol):
+    """The mempool as consensus sees it."""
+
+    async def wait_for_transactions(self) -> None: ...
+
+    def select_for_block(
+        self, base_fee: int, gas_limit: int, max_txs: Optional[int] = None
+    ) -> list[SignedTransactionAPI]: ...
+
+    def senders_of(
+        self, transactions: Sequence[SignedTransactionAPI]
+    ) -> list[Optional[bytes]]:
+        """The senders the pool already recovered for these transactions (same hash),
+        None where it holds none: execution need not recover them again."""
+
+
+MessageHandler = Callable[[bytes, Any], Verdict]
+StatusServer = Callable[[], Awaitable[bytes]]
+BlocksServer = Callable[[int, int], Awaitable[list[bytes]]]
+
+
+class ConsensusNetwork(Protocol):
+    """The network as consensus sees it: one gossip topic, peers, and block sync."""
+
+    def on_message(self, handler: MessageHandler) -> None:
+        """`handler(payload, peer) -> Verdict`, synchronous, once per gossiped message."""
+
+    async def publish(self, payload: bytes) -> None: ...
+
+    def peers(self) -> list[Any]:
+        """Connected peers consensus may talk to (not banned)."""
+
+    def penalize(self, peer: Any, reason: str) -> None: ...
+
+    def serve_sync(self, status: StatusServer, blocks: BlocksServer) -> None: ...
+
+    async def request_status(self, peer: Any) -> bytes:
+        """PeerRequestFailed on failure."""
+
+    async def request_blocks(self, peer: Any, first: int, count: int) -> list[bytes]:
+        """PeerRequestFailed on failure."""
+
+
+# Test harnesses may give the reactor an outbound hook: every message it has just signed
+# goes through it, and what it returns is published instead, in order (a Byzantine
+# validator in tests/ sends two proposals; the shipped node installs none).
+OutboundHook = Callable[[Any], Awaitable[Sequence[Any]]]
+
+
+@dataclass(frozen=True)
+class OutboundContext:
+    """What an outbound hook may use: the chain, this validator's key, and the lock that
+    keeps block executions one at a time."""
+
+    chain: BlockChain
+    chain_id: int
+    private_key: Optional[bytes]
+    address: Optional[bytes]
+    execution_lock: trio.Lock
+    # Register a block the hook executed, so that committing it needs no re-execution.
+    remember_executed: Callable[[bytes, ExecutedBlock], None]
 
 
 class ConsensusEngine(Protocol):
+    """An engine: the single validator, or BFT among several (consensus/bft.py)."""
+
+    @property
+    def address(self) -> Optional[bytes]:
+        """This node's validator address; None for an observer."""
+
+    def status(self) -> dict:
+        """For laminar_consensusState and the devnet view: mode, height, round, ..."""
+
+    def describe(self) -> str:
+        """One line for the start-up banner."""
+
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Order and commit blocks until cancelled."""

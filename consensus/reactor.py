@@ -29,27 +29,38 @@ seen-cache window (2 minutes) is a no-op everywhere. A message is first publishe
 tag 0; the periodic re-send (`StateMachine.rebroadcast`, only while the machine makes
 no progress) uses a fresh random tag, which makes it a new gossip message.
 
-Fault injection for tests: `LAMINAR_FAULT=equivocate` makes this validator, whenever it
-proposes a fresh block, also sign a second block for the same round (a different
-timestamp) and publish both (alternating which goes first). Never set it in production.
+The reactor depends only on consensus/engine.py's protocols: the chain (`BlockChain`),
+the mempool (`TransactionSource`) and the network port (`ConsensusNetwork`). Test
+harnesses may give it an outbound hook (`engine.OutboundHook`): every newly signed
+message goes through it before it is published (tests/harness_node.py makes a Byzantine
+validator out of it); the shipped node installs none.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import rlp
 import trio
 from eth_hash.auto import keccak
 from eth_keys import keys
 
+from consensus.engine import (
+    BlockChain,
+    BlockRejected,
+    ConsensusNetwork,
+    ExecutedBlock,
+    OutboundContext,
+    OutboundHook,
+    TransactionSource,
+    Verdict,
+)
 from consensus.messages import (
     DecodeError, InvalidSignatureError, Proposal, Vote, _flat_list, _uint, decode_message,
 )
@@ -69,7 +80,6 @@ FRAME_VERSION = 1
 MAX_TAG = 2**63 - 1
 INBOX_SIZE = 16_384
 DECODED_CACHE = 64
-FAULT_ENV = "LAMINAR_FAULT"
 
 
 # ---- the gossip frame ---------------------------------------------------------------------
@@ -133,17 +143,18 @@ class ReactorSettings:
     max_block_bytes: int = 900 * 1024
     rebroadcast_interval: float = 1.0
     wal_prune_every: int = 16
-    fault: Optional[str] = None
 
 
 class ConsensusReactor:
     def __init__(
-        self, *, chain, mempool, p2p, validators: ValidatorSet, private_key: Optional[bytes],
-        datadir: Path, timeouts: TimeoutConfig, settings: ReactorSettings,
+        self, *, chain: BlockChain, mempool: TransactionSource, network: ConsensusNetwork,
+        validators: ValidatorSet, private_key: Optional[bytes], datadir: Path,
+        timeouts: TimeoutConfig, settings: ReactorSettings,
+        outbound: Optional[Callable[[OutboundContext], OutboundHook]] = None,
     ) -> None:
         self.chain = chain
         self.mempool = mempool
-        self.p2p = p2p
+        self.network = network
         self.validators = validators
         self.settings = settings
         self._key = keys.PrivateKey(private_key) if private_key is not None else None
@@ -156,14 +167,19 @@ class ConsensusReactor:
         self.wal = WAL.for_validator(datadir, self.address) if self.address is not None else None
         self.scheduler = TimeoutScheduler()
         self._send, self._recv = trio.open_memory_channel(INBOX_SIZE)
-        self._exec_lock = trio.Lock()  # one block execution at a time
-        self._executed: dict[bytes, Any] = {}  # block hash -> node.chain.Proposal (this height)
+        self.execution_lock = trio.Lock()  # one block execution at a time
+        self._executed: dict[bytes, ExecutedBlock] = {}  # block hash -> executed (this height)
         self._decoded: OrderedDict[bytes, Any] = OrderedDict()  # keccak(bytes) -> BlockAPI
-        self._alternates: dict[tuple[int, int], Proposal] = {}  # fault injection
         self._current_peer = None
         self._height_started = 0.0
         self._nursery: Optional[trio.Nursery] = None
-        self.blocked_peers: set[str] = set()  # debug partitions (laminar_debugBlockPeers)
+        self.outbound: Optional[OutboundHook] = None
+        if outbound is not None:
+            self.outbound = outbound(OutboundContext(
+                chain=chain, chain_id=chain.chain_id, private_key=private_key,
+                address=self.address, execution_lock=self.execution_lock,
+                remember_executed=self._executed.__setitem__,
+            ))
         self.sync = None  # consensus.sync.BlockSync, for "we are behind" hints
         self.evidence: list[str] = []
         self.commits = 0
@@ -176,9 +192,7 @@ class ConsensusReactor:
         digest = keccak(data)
         block = self._decoded.get(digest)
         if block is None:
-            block = self.chain.decode_block(data)  # InvalidProposalError on bad bytes
-            # Transactions gossip got here first keep the sender the pool recovered.
-            self.mempool.lend_senders(block.transactions)
+            block = self.chain.decode_block(data)  # BlockRejected on bad bytes
             self._decoded[digest] = block
             while len(self._decoded) > DECODED_CACHE:
                 self._decoded.popitem(last=False)
@@ -189,11 +203,7 @@ class ConsensusReactor:
 
     # ---- inbound (the p2p topic validator: synchronous, exactly once per message) ------
 
-    def on_consensus(self, payload: bytes, peer) -> Any:
-        from p2p.gossip import Verdict
-
-        if str(peer) in self.blocked_peers:
-            return Verdict.IGNORE
+    def on_consensus(self, payload: bytes, peer) -> Verdict:
         try:
             _, message = decode_frame(payload)
         except DecodeError as exc:
@@ -297,7 +307,7 @@ class ConsensusReactor:
                 peer = self._current_peer
                 log.info("rejected consensus message from %s: %s", peer, action.reason)
                 if peer is not None:
-                    self.p2p.penalties.record(peer, "consensus_invalid")
+                    self.network.penalize(peer, "consensus_invalid")
             elif isinstance(action, SigningRefused):
                 log.warning(
                     "refused to sign %s at height %d round %d for %s: already signed %s",
@@ -317,19 +327,15 @@ class ConsensusReactor:
             except ConflictingSignatureError as exc:
                 log.critical("NOT sending a conflicting signature: %s", exc)
                 return
-        alternate = self._alternates.pop((message.height, message.round), None) if (
-            isinstance(message, Proposal) and action.new
-        ) else None
-        if alternate is not None and message.height % 2:
-            await self._publish(alternate)
-            alternate = None
-        await self._publish(message)
-        if alternate is not None:
-            await self._publish(alternate)
+        outgoing = [message]
+        if action.new and self.outbound is not None:
+            outgoing = list(await self.outbound(message))
+        for each in outgoing:
+            await self._publish(each)
 
     async def _publish(self, message, tag: int = 0) -> None:
         try:
-            await self.p2p.publish_consensus(encode_frame(message, tag))
+            await self.network.publish(encode_frame(message, tag))
         except Exception as exc:  # noqa: BLE001 - no peers yet, over the cap, shutting down
             log.debug("could not publish consensus message: %s", exc)
 
@@ -351,9 +357,10 @@ class ConsensusReactor:
         limit = self.settings.max_block_txs
         while True:
             txs = self.mempool.select_for_block(self.chain.next_base_fee(), parent.gas_limit, limit)
-            async with self._exec_lock:
+            senders = self.mempool.senders_of(txs)
+            async with self.execution_lock:
                 proposal = await trio.to_thread.run_sync(
-                    self.chain.propose, txs, int(time.time()), self.address, parent
+                    self.chain.propose, txs, int(time.time()), self.address, parent, senders
                 )
             data = rlp.encode(proposal.block)
             if len(data) <= self.settings.max_block_bytes or len(txs) <= 1:
@@ -363,38 +370,24 @@ class ConsensusReactor:
             log.warning("dropped transaction 0x%s: %s", tx.hash.hex(), reason)
         block_hash = proposal.header.hash
         self._executed[block_hash] = proposal
-        if self.settings.fault == "equivocate":
-            await self._build_alternate(height, round_, parent, proposal)
         await self._send.send(BlockBuilt(height, round_, block_hash, data))
 
-    async def _build_alternate(self, height, round_, parent, proposal) -> None:
-        async with self._exec_lock:
-            other = await trio.to_thread.run_sync(
-                self.chain.propose, list(proposal.block.transactions),
-                proposal.header.timestamp + 1, self.address, parent,
-            )
-        self._executed[other.header.hash] = other
-        self._alternates[(height, round_)] = Proposal.sign(
-            self._key, self.chain.chain_id, height, round_, other.header.hash, -1,
-            rlp.encode(other.block),
-        )
-        log.warning("FAULT INJECTION: equivocating at height %d round %d", height, round_)
-
     async def _validate(self, height: int, block_hash: bytes, data: bytes) -> None:
-        from node.chain import InvalidProposalError
-
         parent = self.chain.head
         if parent.block_number != height - 1:
             return  # stale: the machine has moved on
         try:
             block = self._decode_block(data)
-            async with self._exec_lock:
+            senders = self.mempool.senders_of(block.transactions)
+            async with self.execution_lock:
                 if self.chain.head.hash != parent.hash:
                     return
-                executed = await trio.to_thread.run_sync(self.chain.import_block, block, parent)
+                executed = await trio.to_thread.run_sync(
+                    self.chain.import_block, block, parent, senders
+                )
             self._executed[block_hash] = executed
             valid = True
-        except InvalidProposalError as exc:
+        except BlockRejected as exc:
             log.warning("invalid proposal at height %d: %s", height, exc)
             valid = False
         except Exception:  # noqa: BLE001 - a bad block must not kill the node
@@ -404,7 +397,7 @@ class ConsensusReactor:
 
     async def _commit(self, action: Commit) -> None:
         proposal = self._executed.get(action.block_hash)
-        async with self._exec_lock:
+        async with self.execution_lock:
             if proposal is None:  # e.g. our own proposal restored from the WAL
                 block = self._decode_block(action.block_bytes)
                 proposal = await trio.to_thread.run_sync(self.chain.import_block, block)
@@ -424,7 +417,6 @@ class ConsensusReactor:
     async def _start_next_height(self) -> None:
         head = self.chain.head.block_number
         self._executed.clear()
-        self._alternates.clear()
         self.scheduler.discard_below(head + 1)
         if self.wal is not None and head % self.settings.wal_prune_every == 0:
             await trio.to_thread.run_sync(self.wal.prune_below, head + 1)
@@ -441,8 +433,6 @@ class ConsensusReactor:
         return batch
 
     async def _import_synced(self, batch: SyncBatch) -> None:
-        from node.chain import InvalidProposalError
-
         try:
             for block, certificate in batch.blocks:
                 head = self.chain.head
@@ -453,10 +443,10 @@ class ConsensusReactor:
                     batch.error = f"block {number} does not follow the head #{head.block_number}"
                     break
                 try:
-                    async with self._exec_lock:
+                    async with self.execution_lock:
                         proposal = await trio.to_thread.run_sync(self.chain.import_block, block, head)
                         await trio.to_thread.run_sync(self.chain.write_block, proposal, certificate)
-                except InvalidProposalError as exc:
+                except BlockRejected as exc:
                     batch.error = str(exc)
                     break
                 self.chain.advance_head(proposal)
@@ -519,14 +509,6 @@ class ConsensusReactor:
             "head": self.chain.head.block_number,
             "commits": self.commits,
             "evidence": list(self.evidence[-16:]),
-            "peers": len(self.p2p.connected_peers()),
-            "blocked_peers": sorted(self.blocked_peers),
+            "peers": len(self.network.peers()),
         })
         return state
-
-
-def fault_from_env() -> Optional[str]:
-    fault = os.environ.get(FAULT_ENV, "").strip() or None
-    if fault is not None and fault not in ("equivocate",):
-        raise ValueError(f"{FAULT_ENV}={fault!r}: unknown fault (known: equivocate)")
-    return fault

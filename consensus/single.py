@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import trio
 from eth_keys import keys
 
 from consensus.certificate import CommitCertificate, sign_precommit
-from consensus.engine import BlockBuilder, TransactionSource
+from consensus.engine import BlockChain, ConsensusNetwork, TransactionSource
+from consensus.sync import BlockSync
 
 log = logging.getLogger("laminar.consensus")
 
@@ -25,15 +27,32 @@ SINGLE_VALIDATOR_ROUND = 0
 
 @dataclass
 class SingleValidatorEngine:
-    chain: BlockBuilder
+    chain: BlockChain
     mempool: TransactionSource
     validator_key: bytes
     block_time: float = 1.0
     max_block_txs: int | None = None
+    # With networking: observers of this chain follow it by block sync, served from here.
+    network: Optional[ConsensusNetwork] = None
 
     def __post_init__(self) -> None:
         self.address = keys.PrivateKey(self.validator_key).public_key.to_canonical_address()
         self.blocks_committed = 0
+        if self.network is not None:
+            serving = BlockSync(chain=self.chain, network=self.network, validators=None)
+            self.network.serve_sync(serving.serve_status, serving.serve_blocks)
+
+    def describe(self) -> str:
+        return f"single validator 0x{self.address.hex()}"
+
+    def status(self) -> dict:
+        head = self.chain.head
+        return {
+            "mode": "single", "height": head.block_number + 1, "round": 0,
+            "step": "propose", "head": head.block_number, "validators": 1,
+            "validator_index": 0, "address": "0x" + self.address.hex(),
+            "commits": self.blocks_committed, "evidence": [],
+        }
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -50,7 +69,8 @@ class SingleValidatorEngine:
             self.chain.next_base_fee(), head.gas_limit, self.max_block_txs
         )
         proposal = await trio.to_thread.run_sync(
-            self.chain.propose, transactions, int(time.time()), self.address
+            self.chain.propose, transactions, int(time.time()), self.address, None,
+            self.mempool.senders_of(transactions),
         )
         for tx, reason in proposal.dropped:
             log.warning("dropped transaction 0x%s: %s", tx.hash.hex(), reason)

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 import rlp
 import trio
 
 from consensus.certificate import CommitCertificate, InvalidCertificateError
-from consensus.messages import DecodeError, _exact, _flat_list, _uint, MAX_HEIGHT
+from consensus.engine import BlockChain, ConsensusNetwork, PeerRequestFailed
+from consensus.messages import MAX_HEIGHT, DecodeError, _exact, _flat_list, _uint
+from consensus.validators import ValidatorSet
 
 log = logging.getLogger("laminar.sync")
 
@@ -67,15 +69,27 @@ class BadPeerData(Exception):
     pass
 
 
+class SyncResult(Protocol):
+    imported: int
+    error: Optional[str]
+
+
+class SyncedBlockImporter(Protocol):
+    """Who executes and commits verified blocks: the reactor, on its own task."""
+
+    async def import_synced(self, blocks: list) -> SyncResult: ...
+
+
 class BlockSync:
     def __init__(
-        self, *, chain, p2p, validators, reactor=None, poll_interval: float = 2.0,
-        behind_grace: float = 3.0,
+        self, *, chain: BlockChain, network: ConsensusNetwork,
+        validators: Optional[ValidatorSet], importer: Optional[SyncedBlockImporter] = None,
+        poll_interval: float = 2.0, behind_grace: float = 3.0,
     ) -> None:
         self.chain = chain
-        self.p2p = p2p
+        self.network = network
         self.validators = validators
-        self.reactor = reactor
+        self.importer = importer
         self.poll_interval = poll_interval
         self.behind_grace = behind_grace
         self._wake = trio.Event()
@@ -98,15 +112,12 @@ class BlockSync:
         return await trio.to_thread.run_sync(self._read_blocks, from_height, last)
 
     def _read_blocks(self, first: int, last: int) -> list[bytes]:
-        store = self.chain.store
         out = []
         for number in range(first, last + 1):
-            block_hash = store.canonical_hash(number)
-            block = store.get_block(block_hash) if block_hash else None
-            certificate = store.get_certificate(block_hash) if block_hash else None
-            if block is None or not certificate:
+            committed = self.chain.committed_block(number)
+            if committed is None:
                 break
-            out.append(encode_block_item(rlp.encode(block), certificate))
+            out.append(encode_block_item(*committed))
         return out
 
     # ---- catching up ------------------------------------------------------------------
@@ -117,12 +128,8 @@ class BlockSync:
             self._hint = peer_height
             self._wake.set()
 
-    def _usable_peers(self) -> list:
-        blocked = self.reactor.blocked_peers if self.reactor is not None else set()
-        peers = [
-            p for p in self.p2p.connected_peers()
-            if str(p) not in blocked and not self.p2p.penalties.is_banned(p)
-        ]
+    def _usable_peers(self) -> list[Any]:
+        peers = self.network.peers()
         random.shuffle(peers)
         return peers
 
@@ -138,15 +145,13 @@ class BlockSync:
             self._wake = trio.Event()
 
     async def _status(self, peer) -> Optional[tuple[int, bytes]]:
-        from p2p.sync import SyncError
-
         try:
             with trio.fail_after(STATUS_TIMEOUT):
-                return decode_status(await self.p2p.request_status(peer))
+                return decode_status(await self.network.request_status(peer))
         except DecodeError as exc:
             log.info("bad status from %s: %s", peer, exc)
-            self.p2p.penalties.record(peer, "bad_sync_status")
-        except (SyncError, trio.TooSlowError) as exc:
+            self.network.penalize(peer, "bad_sync_status")
+        except (PeerRequestFailed, trio.TooSlowError) as exc:
             log.debug("status request to %s failed: %s", peer, exc)
         return None
 
@@ -178,7 +183,7 @@ class BlockSync:
             except BadPeerData as exc:
                 self.bad_peers += 1
                 log.warning("peer %s served bad sync data: %s", peer, exc)
-                self.p2p.penalties.record(peer, "bad_sync_block")
+                self.network.penalize(peer, "bad_sync_block")
                 continue
             if self.chain.head.block_number >= height:
                 break
@@ -187,22 +192,21 @@ class BlockSync:
         return imported
 
     async def _fetch_from(self, peer, target: int) -> int:
-        from p2p.sync import SyncError
-
+        assert self.importer is not None, "a serving-only BlockSync does not catch up"
         imported = 0
         while self.chain.head.block_number < target:
             start = self.chain.head.block_number + 1
             count = min(SYNC_BATCH, target - start + 1)
             try:
                 with trio.fail_after(BLOCKS_TIMEOUT):
-                    raw = await self.p2p.request_blocks(peer, start, count)
-            except (SyncError, trio.TooSlowError) as exc:
+                    raw = await self.network.request_blocks(peer, start, count)
+            except (PeerRequestFailed, trio.TooSlowError) as exc:
                 log.info("blocks request to %s failed: %s", peer, exc)
                 return imported
             if not raw:
                 return imported
             blocks = await trio.to_thread.run_sync(self._verify, raw, start)
-            batch = await self.reactor.import_synced(blocks)
+            batch = await self.importer.import_synced(blocks)
             imported += batch.imported
             self.synced_blocks += batch.imported
             if batch.error is not None:
@@ -226,6 +230,7 @@ class BlockSync:
                 raise BadPeerData(f"asked for block {number}, got {block.header.block_number}")
             if certificate.height != number:
                 raise BadPeerData(f"certificate for height {certificate.height} with block {number}")
+            assert self.validators is not None
             try:
                 certificate.verify(
                     self.chain.chain_id, self.validators.addresses, block.header.hash

@@ -34,7 +34,7 @@ from execution.executor import (
     StateView,
 )
 from execution.roots import make_header_roots, ordered_trie_root, transactions_root
-from execution.sequential import requests_hash
+from execution.rules import requests_hash
 
 
 class BlockRejected(Exception):

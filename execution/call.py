@@ -17,7 +17,7 @@ from eth.vm.spoof import SpoofTransaction
 
 from execution.executor import BlockEnv, StateView
 from execution.overlay import OverlayDB
-from execution.sequential import make_execution_context
+from execution.rules import make_execution_context
 from execution.state_db import batched_state_class
 
 TRANSFER_GAS = 21_000

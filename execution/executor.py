@@ -85,6 +85,29 @@ class BlockInput:
     # unknown (replay from a block JSON that lists only uncle hashes): uncle rewards are
     # then skipped. None means len(uncles).
     uncle_count: Optional[int] = None
+    # Senders recovered before execution (by the mempool: a proposer's transactions, and
+    # a validator's when it imports a proposal of transactions it holds), by index; None
+    # where unknown. The same hash means the same signature, hence the same sender.
+    # Executors then need not recover them, and Block-STM routes each sender's
+    # transactions to one worker.
+    senders: Optional[Sequence[Optional[bytes]]] = None
+
+    def known_senders(self) -> list[Optional[bytes]]:
+        if self.senders is None:
+            return [None] * len(self.transactions)
+        return list(self.senders)
+
+
+def adopt_known_senders(block: BlockInput) -> None:
+    """Give py-evm the senders recovered up front: it recovers `tx.sender` once per
+    transaction object and caches it (a functools.cached_property), so an object that
+    carries it is never recovered again, in this process or in a Block-STM worker that
+    receives it pickled."""
+    if block.senders is None:
+        return
+    for tx, sender in zip(block.transactions, block.senders):
+        if sender is not None:
+            tx.__dict__.setdefault("sender", sender)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
 from eth_hash.auto import keccak
 import rlp
 
+from consensus.engine import BlockRejected
 from execution.executor import (
     BlockEnv,
     BlockInput,
@@ -56,10 +57,10 @@ class GenesisMismatchError(RuntimeError):
     """The data dir holds a chain from another genesis than the one given."""
 
 
-class InvalidProposalError(ValueError):
+class InvalidProposalError(BlockRejected):
     """A block from another validator (a proposal, or a synced block) is not the block
     this node computes from the same parent and transactions; the message says which
-    field differs or which check failed."""
+    field differs or which check failed. Consensus sees it as `BlockRejected`."""
 
 
 @dataclass
@@ -300,26 +301,31 @@ class Chain:
         timestamp: Optional[int] = None,
         coinbase: bytes = b"\x00" * 20,
         parent: Optional[BlockHeaderAPI] = None,
+        senders: Optional[Sequence[Optional[bytes]]] = None,
     ) -> Proposal:
         """Build and execute the next block; invalid transactions are dropped, not fatal.
 
         `parent` defaults to the head; give it when building from a worker thread while
-        the head may move (the caller discards a block built on a stale parent)."""
+        the head may move (the caller discards a block built on a stale parent).
+        `senders`: the ones the mempool recovered, by index (see `BlockInput.senders`)."""
         parent = parent if parent is not None else self._head
         env = self.env_for_child_of(
             parent, int(timestamp if timestamp is not None else time.time()), coinbase
         )
         txs = list(transactions)
+        known = list(senders) if senders is not None else [None] * len(txs)
         dropped: list[tuple[SignedTransactionAPI, str]] = []
         while True:
             try:
                 result = self.executor.execute(
-                    BlockInput(env=env, transactions=txs), self.state_view(parent)
+                    BlockInput(env=env, transactions=txs, senders=known),
+                    self.state_view(parent),
                 )
                 break
             except InvalidBlockError as exc:
                 dropped.append((txs[exc.index], exc.reason))
                 del txs[exc.index]
+                del known[exc.index]
         tx_root, receipt_root = make_header_roots(txs, result.receipts)
         header = self._make_header(env, coinbase, result, tx_root, receipt_root)
         block = self.block_class(header, txs, [], [])
@@ -374,10 +380,14 @@ class Chain:
         """The hash a block's bytes are known by (consensus' `block_hash_of`)."""
         return self.decode_block(data).header.hash
 
-    def import_block(self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None) -> Proposal:
+    def import_block(
+        self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None,
+        senders: Optional[Sequence[Optional[bytes]]] = None,
+    ) -> Proposal:
         """Re-execute another validator's block on `parent` (default: the head) and check
         every header field this node can recompute. Returns the executed block, ready for
-        `write_block`; raises `InvalidProposalError` naming what differs."""
+        `write_block`; raises `InvalidProposalError` naming what differs. `senders`: the
+        ones this node's mempool recovered for the same transactions (or None)."""
         parent = parent if parent is not None else self._head
         header = block.header
         if header.parent_hash != parent.hash:
@@ -399,7 +409,7 @@ class Chain:
         txs = list(block.transactions)
         try:
             result = self.executor.execute(
-                BlockInput(env=env, transactions=txs), self.state_view(parent)
+                BlockInput(env=env, transactions=txs, senders=senders), self.state_view(parent)
             )
         except InvalidBlockError as exc:
             raise InvalidProposalError(f"invalid transaction: {exc}") from None
@@ -438,9 +448,16 @@ class Chain:
             except Exception:  # a listener bug must not stop the chain
                 log.exception("commit listener failed")
 
-    def commit(self, proposal: Proposal, certificate: bytes) -> None:
-        self.write_block(proposal, certificate)
-        self.advance_head(proposal)
+    def committed_block(self, number: int) -> Optional[tuple[bytes, bytes]]:
+        """(block RLP, commit certificate) of canonical height `number`, for block sync."""
+        block_hash = self.store.canonical_hash(number)
+        if block_hash is None:
+            return None
+        block = self.store.get_block(block_hash)
+        certificate = self.store.get_certificate(block_hash)
+        if block is None or not certificate:
+            return None
+        return rlp.encode(block), certificate
 
     def on_commit(self, listener: Callable[[BlockAPI, Sequence[ReceiptAPI]], None]) -> None:
         self._commit_listeners.append(listener)

@@ -42,7 +42,7 @@ import heapq
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import rlp
 import trio
@@ -51,7 +51,7 @@ from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.vm.forks.shanghai.computation import ShanghaiComputation
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
 
-from execution.sequential import signature_values_in_range
+from execution.rules import signature_values_in_range
 
 ACCESS_LIST_TX_TYPE = 0x01
 DYNAMIC_FEE_TX_TYPE = 0x02
@@ -172,18 +172,16 @@ class Mempool:
     def get(self, tx_hash: bytes) -> PooledTx | None:
         return self._by_hash.get(tx_hash)
 
-    def lend_senders(self, transactions: Iterable[SignedTransactionAPI]) -> int:
-        """Give transactions decoded elsewhere (another validator's proposal) the sender
-        this pool recovered for the same transaction (the hash covers the signature),
-        cached the way py-evm caches it: execution does not recover it again, and
-        Block-STM can send each sender's transactions to one worker. Returns how many."""
-        lent = 0
+    def senders_of(self, transactions: Sequence[SignedTransactionAPI]) -> list[bytes | None]:
+        """The sender this pool recovered for each of `transactions` (the same hash means
+        the same signature, hence the same sender), None for one it does not hold: a
+        proposal decoded from another validator's bytes need not be recovered again."""
+        by_hash = self._by_hash
+        found = []
         for tx in transactions:
-            pooled = self._by_hash.get(bytes(tx.hash))
-            if pooled is not None:
-                tx.__dict__["sender"] = pooled.sender  # functools.cached_property's slot
-                lent += 1
-        return lent
+            pooled = by_hash.get(bytes(tx.hash))
+            found.append(pooled.sender if pooled is not None else None)
+        return found
 
     def get_by_sender_nonce(self, sender: bytes, nonce: int) -> PooledTx | None:
         return self._by_sender.get(sender, {}).get(nonce)

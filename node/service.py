@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import trio
 from eth.abc import BlockAPI, ReceiptAPI
 from eth_keys import keys
 
+from consensus.bft import BFTEngine
+from consensus.engine import ConsensusEngine, OutboundContext, OutboundHook
+from consensus.reactor import ReactorSettings
 from consensus.single import SingleValidatorEngine
+from consensus.timers import TimeoutConfig
+from consensus.validators import ValidatorSet
 from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
 from node.chain import Chain
+from node.consensus_port import P2PConsensusPort
 from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
@@ -30,7 +35,10 @@ from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, RpcServerConfig, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
+from p2p.gossip import Verdict
+from p2p.service import P2PService
 from storage.chain_store import CHAIN_CONFIG_KEY
+from storage.files import hex_key_file_content, write_secret_file
 from storage.leveldb import LevelDB
 
 log = logging.getLogger("laminar.node")
@@ -56,21 +64,6 @@ def read_key_file(path: Path) -> bytes:
     if len(key) != PRIVATE_KEY_BYTES:
         raise NodeSetupError(f"validator key {path}: expected 32 bytes, got {len(key)}")
     return key
-
-
-def write_key_file(path: Path, key: bytes) -> None:
-    """Write a key file atomically (temp file, fsync, rename), readable by the owner only.
-
-    A crash mid-write must not leave an empty or partial key file: the data dir could
-    not be started again ("expected 32 bytes, got 0").
-    """
-    temp = path.with_name(path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write("0x" + key.hex() + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
 
 
 def resolve_genesis(config: NodeConfig, db: LevelDB) -> tuple[Genesis, bool]:
@@ -109,7 +102,7 @@ def resolve_validator_key(config: NodeConfig, genesis: Genesis, is_dev: bool) ->
     single = len(genesis.validators) == 1
     if config.validator_key is None and not key_path.exists():
         if is_dev:
-            write_key_file(key_path, genesis_module.dev_validator_key())
+            write_secret_file(key_path, hex_key_file_content(genesis_module.dev_validator_key()))
         elif not single:
             log.warning("no validator key: running as an observer")
             return None
@@ -134,14 +127,30 @@ def resolve_validator_key(config: NodeConfig, genesis: Genesis, is_dev: bool) ->
     return key
 
 
-def make_engine(config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mempool,
-                validator_key: Optional[bytes], p2p):
+@dataclass
+class NodeHooks:
+    """Entry points for test harnesses (tests/harness_node.py); the shipped node sets
+    none. Byzantine behaviour and network partitions live in the tests, not here."""
+
+    # Makes the BFT reactor's outbound hook (consensus.engine.OutboundHook).
+    consensus_outbound: Optional[Callable[[OutboundContext], OutboundHook]] = None
+    # p2p peer filter: True drops a peer's gossip and keeps block sync away from it.
+    peer_filter: Optional[Callable[[Any], bool]] = None
+    # Extra JSON-RPC methods, given the running node's parts.
+    rpc_methods: Optional[Callable[["Node"], dict[str, Callable[..., Any]]]] = None
+
+
+def make_engine(
+    config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mempool,
+    validator_key: Optional[bytes], p2p: Optional[P2PService], hooks: NodeHooks,
+) -> ConsensusEngine:
     """Single-validator engine for a one-validator genesis run by its validator; the BFT
     engine otherwise (several validators, or an observer), which needs networking."""
     if len(genesis.validators) == 1 and validator_key is not None:
         return SingleValidatorEngine(
             chain, mempool, validator_key, config.consensus.block_time,
             config.consensus.max_block_txs,
+            network=P2PConsensusPort(p2p) if p2p is not None else None,
         )
     if p2p is None:
         raise NodeSetupError(
@@ -154,18 +163,10 @@ def make_engine(config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mem
             f"consensus.timeout_propose ({c.timeout_propose}s) must exceed consensus.block_time "
             f"({c.block_time}s): the proposer waits up to block_time for transactions"
         )
-    from consensus.bft import BFTEngine
-    from consensus.reactor import ReactorSettings, fault_from_env
-    from consensus.timers import TimeoutConfig
-    from consensus.validators import ValidatorSet
-
-    try:
-        fault = fault_from_env()
-    except ValueError as exc:
-        raise NodeSetupError(str(exc)) from None
     return BFTEngine(
-        chain=chain, mempool=mempool, p2p=p2p, validators=ValidatorSet.from_genesis(genesis),
-        private_key=validator_key, datadir=config.datadir,
+        chain=chain, mempool=mempool, network=P2PConsensusPort(p2p),
+        validators=ValidatorSet.from_genesis(genesis), private_key=validator_key,
+        datadir=config.datadir,
         timeouts=TimeoutConfig(
             propose=c.timeout_propose, propose_delta=c.timeout_propose_delta,
             prevote=c.timeout_prevote, prevote_delta=c.timeout_prevote_delta,
@@ -173,31 +174,10 @@ def make_engine(config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mem
         ),
         settings=ReactorSettings(
             block_time=c.block_time, max_block_txs=c.max_block_txs,
-            rebroadcast_interval=c.rebroadcast_interval, fault=fault,
+            rebroadcast_interval=c.rebroadcast_interval,
         ),
+        outbound=hooks.consensus_outbound,
     )
-
-
-def consensus_mode(engine, genesis: Genesis) -> str:
-    n = len(genesis.validators)
-    if isinstance(engine, SingleValidatorEngine):
-        return f"single validator 0x{engine.address.hex()}"
-    reactor = engine.reactor
-    if reactor.index is None:
-        return f"BFT observer ({n} validators, no vote)"
-    return (
-        f"BFT (Tendermint), validator {reactor.index} of {n} "
-        f"(0x{reactor.address.hex()}), quorum {reactor.validators.quorum}"
-    )
-
-
-def single_engine_status(chain: Chain, engine: SingleValidatorEngine) -> dict:
-    return {
-        "mode": "single", "height": chain.head.block_number + 1, "round": 0,
-        "step": "propose", "head": chain.head.block_number, "validators": 1,
-        "validator_index": 0, "address": "0x" + engine.address.hex(),
-        "commits": engine.blocks_committed, "evidence": [],
-    }
 
 
 @dataclass
@@ -207,16 +187,16 @@ class Node:
     config: NodeConfig
     chain: Chain
     mempool: Mempool
-    engine: object  # SingleValidatorEngine or consensus.bft.BFTEngine
+    engine: ConsensusEngine
     rpc_port: Optional[int] = None
-    p2p: Optional[object] = None  # p2p.service.P2PService when networking is on
+    p2p: Optional[P2PService] = None  # when networking is on
 
 
 def print_banner(node: Node, is_dev: bool) -> None:
     lines = [
         f"Laminar node, chain id {node.chain.chain_id}, head #{node.chain.head.block_number}",
         f"data dir: {node.config.datadir}",
-        f"consensus: {consensus_mode(node.engine, node.chain.genesis)}",
+        f"consensus: {node.engine.describe()}",
         f"execution: {node.config.execution.executor}"
         + (f" ({node.config.execution.workers} workers)"
            if node.config.execution.executor == "blockstm" else ""),
@@ -236,10 +216,8 @@ def print_banner(node: Node, is_dev: bool) -> None:
 
 def accept_gossiped_transaction(
     mempool: Mempool, chain: Chain, on_pending: Callable[[PooledTx], None], raw: bytes
-):
+) -> Verdict:
     """A transaction from a peer: into the mempool; the verdict decides re-gossip."""
-    from p2p.gossip import Verdict
-
     try:
         pooled = mempool.add_raw(raw, chain.next_base_fee())
     except InvalidTransactionError:
@@ -268,9 +246,11 @@ def _publish_commit(
 
 
 async def run_node(
-    config: NodeConfig, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED
+    config: NodeConfig, hooks: Optional[NodeHooks] = None, *,
+    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a node until cancelled; reports the bound RPC port through `task_status`."""
+    """Run a node until cancelled; reports the running `Node` through `task_status`."""
+    hooks = hooks or NodeHooks()
     db = LevelDB(config.chaindata)
     executor = None
     try:
@@ -296,44 +276,28 @@ async def run_node(
         filters = FilterManager(config.rpc.max_filters, config.rpc.filter_timeout_s)
         p2p = None
         if config.p2p.listen is not None:
-            from p2p.service import P2PService
-
             p2p = P2PService(make_p2p_config(config))
-        engine = make_engine(config, genesis, chain, mempool, validator_key, p2p)
-        if p2p is not None:
-            blocked = getattr(getattr(engine, "reactor", None), "blocked_peers", set())
-
-            def on_transaction(raw: bytes, peer):
-                if str(peer) in blocked:  # a debug partition (laminar_debugBlockPeers)
-                    from p2p.gossip import Verdict
-
-                    return Verdict.IGNORE
-                return accept_gossiped_transaction(mempool, chain, api.on_pending_transaction, raw)
-
-            p2p.on_transaction(on_transaction)
-            if isinstance(engine, SingleValidatorEngine):
-                # Observers of a one-validator chain follow it by block sync.
-                from consensus.sync import BlockSync
-
-                serving = BlockSync(chain=chain, p2p=p2p, validators=None)
-                p2p.serve_sync(serving.serve_status, serving.serve_blocks)
-        node = Node(config, chain, mempool, engine)
-        node.p2p = p2p
-        hub = SubscriptionHub()
-        if isinstance(engine, SingleValidatorEngine):
-            consensus_state = lambda: single_engine_status(chain, engine)  # noqa: E731
-        else:
-            consensus_state = engine.status
+            p2p.set_peer_filter(hooks.peer_filter)
+        engine = make_engine(config, genesis, chain, mempool, validator_key, p2p, hooks)
+        node = Node(config, chain, mempool, engine, p2p=p2p)
         api = EthApi(
             chain, mempool, config.rpc, filters, genesis.validators,
             broadcast=p2p.publish_transaction if p2p is not None else None,
-            consensus_state=consensus_state,
+            consensus_state=engine.status,
             p2p=p2p,
-            reactor=getattr(engine, "reactor", None),
-            debug_rpc=os.environ.get("LAMINAR_DEBUG_RPC") == "1",
         )
+        if p2p is not None:
+            p2p.on_transaction(
+                lambda raw, peer: accept_gossiped_transaction(
+                    mempool, chain, api.on_pending_transaction, raw
+                )
+            )
+        hub = SubscriptionHub()
         methods = Methods()
         register_eth_api(methods, api)
+        if hooks.rpc_methods is not None:
+            for name, handler in hooks.rpc_methods(node).items():
+                methods.register(name, handler)
         register_subscriptions(hub, api)
         chain.on_commit(lambda block, receipts: _publish_commit(node, hub, api, block, receipts))
         rpc_config = RpcServerConfig(

@@ -411,6 +411,8 @@ class TopicValidator:
         self.penalties = penalties
         self.self_id = self_id
         self.receiver: Receiver | None = None
+        # peer -> True to drop everything it forwards, without blame (P2PService.peer_filter)
+        self.ignores: Callable[[ID], bool] | None = None
         self.stats = TopicStats()
 
     def __call__(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
@@ -424,6 +426,9 @@ class TopicValidator:
             self.penalties.record(forwarder, exc.reason)
             return False
         if self.penalties.is_banned(forwarder):
+            return False
+        if self.ignores is not None and self.ignores(forwarder):
+            self.stats.ignored += 1
             return False
         receiver = self.receiver
         if receiver is None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
+
+from storage.files import write_secret_file
 
 logger = logging.getLogger(__name__)
 
@@ -26,38 +27,6 @@ MAX_KEY_FILE_SIZE = 4096
 
 class IdentityError(Exception):
     """The key file exists but cannot be used (corrupt, wrong permissions...)."""
-
-
-def _write_exclusive(path: Path, data: bytes) -> bool:
-    """Atomically create ``path`` with ``data`` (mode 0600). False if it already exists.
-
-    temp file + fsync, then ``link()`` (not ``rename()``): the final name appears only
-    complete, and two processes racing to create it cannot both win.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-            created = True
-        except FileExistsError:
-            created = False
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return created
 
 
 def load_key_pair(path: Path) -> KeyPair:
@@ -85,7 +54,7 @@ def load_or_create_key_pair(path: Path) -> KeyPair:
     if path.exists():
         return load_key_pair(path)
     key_pair = create_new_key_pair()
-    if _write_exclusive(path, key_pair.private_key.serialize()):
+    if write_secret_file(path, key_pair.private_key.serialize()):
         logger.info("created p2p identity %s in %s", peer_id_of(key_pair), path)
     # Return what is on disk: if another process won the race, we use its key.
     return load_key_pair(path)

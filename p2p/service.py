@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 import multiaddr
 import trio
@@ -133,6 +133,7 @@ class P2PService:
         self._nursery: trio.Nursery | None = None
         self._connect_events: dict[ID, trio.Event] = {}
         self._disconnect_events: dict[ID, trio.Event] = {}
+        self._ignores: Callable[[ID], bool] | None = None
 
     # ------------------------------------------------------------------ identity
 
@@ -158,6 +159,22 @@ class P2PService:
     def on_consensus(self, callback: Receiver) -> None:
         """Same contract as :meth:`on_transaction`, for consensus messages."""
         self.consensus_validator.receiver = callback
+
+    def set_peer_filter(self, ignores: Callable[[ID], bool] | None) -> None:
+        """``ignores(peer) -> True``: drop all gossip that peer forwards (no penalty) and
+        leave it out of :meth:`usable_peers`. For test harnesses that cut a network in
+        two without touching its connections; the shipped node sets none."""
+        self._ignores = ignores
+        self.tx_validator.ignores = ignores
+        self.consensus_validator.ignores = ignores
+
+    def usable_peers(self) -> list[ID]:
+        """Connected peers that are neither banned nor filtered out."""
+        ignores = self._ignores
+        return [
+            p for p in self.connected_peers()
+            if not self.penalties.is_banned(p) and (ignores is None or not ignores(p))
+        ]
 
     def serve_sync(self, status_handler: StatusHandler, blocks_handler: BlocksHandler) -> None:
         """``async status_handler() -> bytes``; ``async blocks_handler(from, count) -> list[bytes]``."""

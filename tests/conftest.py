@@ -15,7 +15,9 @@ from typing import Optional
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMINAR = [sys.executable, "-m", "node.cli"]
+LAMINAR = [sys.executable, "-m", "tools.cli"]
+# `laminar` with test-only behaviour (Byzantine validators, partitions): tests/harness_node.py
+HARNESS = [sys.executable, str(REPO_ROOT / "tests" / "harness_node.py")]
 RPC_LINE = re.compile(r"JSON-RPC \(HTTP \+ WebSocket\): http://([\d.]+):(\d+)")
 STARTUP_TIMEOUT_S = 60
 TEST_BLOCK_TIME_S = "0.2"
@@ -71,12 +73,15 @@ def start_node(datadir: Path, *extra: str, block_time: str = TEST_BLOCK_TIME_S) 
 
 
 def start_node_with_config(
-    config: Path, *extra: str, env: Optional[dict] = None, datadir: Optional[Path] = None
+    config: Path, *extra: str, env: Optional[dict] = None, datadir: Optional[Path] = None,
+    harness: tuple[str, ...] = (),
 ) -> NodeProcess:
     """`laminar node --config CONFIG` (e.g. from `laminar devnet init`); the RPC port is
-    the config's (parsed from the banner like `start_node`)."""
+    the config's (parsed from the banner like `start_node`). `harness` flags run it
+    through tests/harness_node.py (e.g. "--equivocate", "--partitions")."""
+    launcher = [*HARNESS, *harness] if harness else LAMINAR
     return spawn_node(
-        [*LAMINAR, "node", "--config", str(config), *extra], datadir or config.parent, env
+        [*launcher, "node", "--config", str(config), *extra], datadir or config.parent, env
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMINAR = [sys.executable, "-m", "node.cli"]
+LAMINAR = [sys.executable, "-m", "tools.cli"]
 SYNTHETIC = ["transfers", "erc20", "amm", "mixed"]
 REQUIRED_KEYS = {
     "workload", "txs", "workers", "sequential_s", "parallel_s", "speedup",

@@ -122,7 +122,7 @@ class Network:
     def __init__(self, out: Path, info: dict, env: dict | None = None) -> None:
         self.out = out
         self.info = info
-        self.env = {"LAMINAR_DEBUG_RPC": "1", **(env or {})}
+        self.env = dict(env or {})
         self.nodes: list[NodeProcess | None] = [None] * len(info["nodes"])
         self.outputs: list[list[str]] = [[] for _ in info["nodes"]]  # every run's output
 
@@ -133,13 +133,17 @@ class Network:
     def config(self, i: int) -> Path:
         return self.out / f"node{i}" / "config.toml"
 
-    def start(self, *indices: int, env: dict | None = None) -> None:
-        """Start nodes concurrently (each start waits for its RPC banner)."""
+    def start(self, *indices: int, env: dict | None = None,
+              harness: tuple[str, ...] = ("--partitions",)) -> None:
+        """Start nodes concurrently (each start waits for its RPC banner), through the
+        test harness (tests/harness_node.py: partitions on by default)."""
         errors = []
 
         def one(i: int) -> None:
             try:
-                node = start_node_with_config(self.config(i), env={**self.env, **(env or {})})
+                node = start_node_with_config(
+                    self.config(i), env={**self.env, **(env or {})}, harness=harness,
+                )
                 self.nodes[i] = node
                 self.outputs[i].append(node.output)  # the live list, appended to later
             except Exception as exc:  # noqa: BLE001
@@ -375,7 +379,7 @@ async def test_garbage_and_an_equivocating_proposer_cause_no_fork(network, tmp_p
     byzantine = 3
     net = await trio.to_thread.run_sync(lambda: network(start=()))
     await trio.to_thread.run_sync(lambda: net.start(0, 1, 2))
-    await trio.to_thread.run_sync(lambda: net.start(byzantine, env={"LAMINAR_FAULT": "equivocate"}))
+    await trio.to_thread.run_sync(lambda: net.start(byzantine, harness=("--partitions", "--equivocate")))
     honest = [net.nodes[i] for i in range(3)]
     await trio.to_thread.run_sync(wait_height, net.running(), 2)
 

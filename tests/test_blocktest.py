@@ -31,7 +31,7 @@ needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(),
     reason=f"the shared consensus tests are not at {SHARED} (CI has them)",
 )
-LAMINAR = [sys.executable, "-m", "node.cli"]
+LAMINAR = [sys.executable, "-m", "tools.cli"]
 COLLISION = "ethereum-tests/BlockchainTests/GeneralStateTests/stSStoreTest/InitCollisionParis.json"
 INVALID_BLOCKS = "ethereum-tests/BlockchainTests/InvalidBlocks"
 CLI_TIMEOUT_S = 900

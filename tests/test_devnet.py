@@ -65,7 +65,7 @@ def test_runner_starts_four_validators_and_sigint_stops_all(tmp_path):
             assert time.monotonic() < deadline, "no block lines:\n" + "".join(lines)
             time.sleep(0.2)
         children = psutil.Process(runner.pid).children(recursive=True)
-        nodes = [c for c in children if "node.cli" in " ".join(c.cmdline()) and "--config" in c.cmdline()]
+        nodes = [c for c in children if "tools.cli" in " ".join(c.cmdline()) and "--config" in c.cmdline()]
         assert len(nodes) == 4, [c.cmdline() for c in children]
         runner.send_signal(signal.SIGINT)
         assert runner.wait(timeout=60) == 0, "".join(lines)

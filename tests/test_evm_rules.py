@@ -35,7 +35,8 @@ from execution.executor import (
 )
 from execution.overlay import OverlayDB
 from execution.prestate import load_prestate
-from execution.sequential import SequentialExecutor, requests_hash
+from execution.rules import requests_hash
+from execution.sequential import SequentialExecutor
 
 CHAIN_ID = 1
 GWEI = 10**9

@@ -124,19 +124,17 @@ def test_accepts_legacy_eip155_and_access_list_and_set_code(pool):
     assert {p.tx.type_id for p in pool} == {None, 1, 4}
 
 
-def test_lends_its_recovered_senders_to_the_same_transactions_decoded_again(pool):
-    """A proposal's transactions, decoded from its bytes, take the sender the pool already
-    recovered (legacy and typed alike); one the pool never saw is left alone."""
+def test_gives_its_recovered_senders_for_the_same_transactions_decoded_again(pool):
+    """A proposal's transactions, decoded from its bytes: the pool names the sender it
+    already recovered for each (legacy and typed alike), None for one it never saw."""
     known = [sign_legacy(A, 0), sign(B, 0), _access_list_tx(C, 0)]
     for raw in known:
         pool.add_raw(raw, BASE_FEE)
     unknown = sign(D, 0)
     decoded = [PragueVM.get_transaction_builder().decode(raw) for raw in [*known, unknown]]
-    assert pool.lend_senders(decoded) == 3
-    for tx, acct in zip(decoded[:3], (A, B, C)):
-        assert tx.__dict__["sender"] == addr(acct)  # cached: nothing to recover
-        assert tx.sender == addr(acct)
-    assert "sender" not in decoded[3].__dict__
+    senders = pool.senders_of(decoded)
+    assert senders == [addr(A), addr(B), addr(C), None]
+    assert all("sender" not in tx.__dict__ for tx in decoded)  # data, not a hidden slot
     assert decoded[3].sender == addr(D)  # recovered as usual
 
 

@@ -80,10 +80,10 @@ def _laminar_replay_wired() -> bool:
 
 @pytest.fixture(scope="module")
 def replay_cmd() -> list[str]:
-    """`laminar replay` once node/cli.py wires it; `python -m execution.replay_cli` until then."""
+    """`laminar replay`, as the installed command runs it."""
     if _laminar_replay_wired():
         return [str(REPO / ".venv" / "bin" / "laminar"), "replay"]
-    return [sys.executable, "-m", "execution.replay_cli"]
+    return [sys.executable, "-m", "tools.replay_cli"]
 
 
 def _run(cmd: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -107,7 +107,7 @@ def test_cli_ok(replay_cmd: list[str]) -> None:
 
 
 def test_cli_module_entry_point() -> None:
-    proc = _run([sys.executable, "-m", "execution.replay_cli"], str(DATA / "46147"))
+    proc = _run([sys.executable, "-m", "tools.replay_cli"], str(DATA / "46147"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["matches"]["receiptsRoot"] is None
 
@@ -195,7 +195,7 @@ def test_replay_of_a_block_with_blob_transactions_matches_its_header(blob_block_
 
 def test_one_shot_replay_of_a_small_block_with_blockstm_says_it_ran_sequentially(blob_block_dir):
     done = subprocess.run(
-        [sys.executable, "-m", "node.cli", "replay", str(blob_block_dir), "--executor", "blockstm"],
+        [sys.executable, "-m", "tools.cli", "replay", str(blob_block_dir), "--executor", "blockstm"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert done.returncode == 0, done.stderr

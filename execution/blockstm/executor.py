@@ -15,17 +15,7 @@ import rlp
 from eth_hash.auto import keccak
 from eth.abc import ReceiptAPI
 from eth.rlp.accounts import Account
-from eth.vm.forks import ByzantiumVM, CancunVM, PragueVM
-from eth.vm.forks.cancun.constants import (
-    BEACON_ROOTS_ADDRESS,
-    BEACON_ROOTS_CONTRACT_CODE,
-    HISTORY_BUFFER_LENGTH,
-)
-from eth.vm.forks.prague.constants import (
-    HISTORY_SERVE_WINDOW,
-    HISTORY_STORAGE_ADDRESS,
-    HISTORY_STORAGE_CONTRACT_CODE,
-)
+from eth.vm.forks import ByzantiumVM
 
 from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import MVMemory
@@ -39,16 +29,17 @@ from execution.executor import (
     ExecutionStats,
     InvalidBlockError,
     StateView,
+    adopt_known_senders,
 )
 from execution.overlay import OverlayDB
-from execution.sequential import (
-    SequentialExecutor,
-    _GasHeader,
-    apply_transactions,
+from execution.rules import (
+    GasHeader,
     block_level_reason,
+    block_preprocessing,
     finish_block,
     make_execution_context,
 )
+from execution.sequential import SequentialExecutor, apply_transactions
 from execution.state_db import batched_state_class
 
 log = logging.getLogger(__name__)
@@ -135,24 +126,27 @@ class _Pool:
             conn.close()
 
 
+class _PreludeRecorder:
+    """Stands in for the state in `rules.block_preprocessing`: code is read from the
+    coordinator's state, storage writes are recorded (they are the base layer every
+    worker reads below the block's transactions)."""
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self.writes: dict[bytes, int] = {}
+
+    def get_code(self, address: bytes) -> bytes:
+        return self._state.get_code(address)
+
+    def set_storage(self, address: bytes, slot: int, value: int) -> None:
+        self.writes[m.slot_key(address, slot)] = value
+
+
 def _prelude(state: Any, env: Any) -> dict[bytes, int]:
-    """py-evm's block_preprocessing as storage writes {slot key: value}."""
-    writes: dict[bytes, int] = {}
-    vm_class = env.vm_class
-    if issubclass(vm_class, CancunVM):
-        if state.get_code(BEACON_ROOTS_ADDRESS) == BEACON_ROOTS_CONTRACT_CODE:
-            root = env.parent_beacon_block_root or b"\x00" * 32
-            slot = env.timestamp % HISTORY_BUFFER_LENGTH
-            writes[m.slot_key(BEACON_ROOTS_ADDRESS, slot)] = env.timestamp
-            writes[m.slot_key(BEACON_ROOTS_ADDRESS, slot + HISTORY_BUFFER_LENGTH)] = (
-                int.from_bytes(root, "big")
-            )
-    if issubclass(vm_class, PragueVM):
-        if state.get_code(HISTORY_STORAGE_ADDRESS) == HISTORY_STORAGE_CONTRACT_CODE:
-            writes[m.slot_key(
-                HISTORY_STORAGE_ADDRESS, (env.number - 1) % HISTORY_SERVE_WINDOW
-            )] = int.from_bytes(env.parent_hash, "big")
-    return writes
+    """The block's pre-transaction writes (EIP-4788, EIP-2935) as {slot key: value}."""
+    recorder = _PreludeRecorder(state)
+    block_preprocessing(recorder, env)
+    return recorder.writes
 
 
 class BlockSTMExecutor:
@@ -253,6 +247,7 @@ class BlockSTMExecutor:
     def execute(self, block: BlockInput, pre_state: StateView) -> ExecutionResult:
         started = time.perf_counter()
         n = len(block.transactions)
+        adopt_known_senders(block)
         self.last_fallback_at = None
         if not self.force_parallel and (self.workers < 2 or n < 2 * self.workers):
             return self._fallback(block, pre_state, started, "small block or one worker")
@@ -316,9 +311,9 @@ class _BlockRun:
         self.mv = MVMemory()
         self.sched = Scheduler(self.n)
         self.results: list[Optional[tuple]] = [None] * self.n
-        # Senders known without recovering them (py-evm caches a recovered sender on the
-        # transaction object: mempool transactions have it), for sender-affinity dispatch.
-        self.senders: list[Optional[bytes]] = [tx.__dict__.get("sender") for tx in self.txs]
+        # Senders known up front (`BlockInput.senders`: the mempool recovered them), for
+        # sender-affinity dispatch.
+        self.senders: list[Optional[bytes]] = block.known_senders()
         # sender -> [worker, incarnations in flight there]
         self.sender_owner: dict[bytes, list[int]] = {}
         self.in_flight = [0] * len(pool.conns)
@@ -390,7 +385,7 @@ class _BlockRun:
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
         self.receipts: list[ReceiptAPI] = []
         self.bloom = 0
-        self.header = _GasHeader(0)
+        self.header = GasHeader(0)
 
         # An in-memory pre-state small enough is shipped whole with the block (a few ms
         # of pickling): no NEED round trips at all. Otherwise workers fetch what they

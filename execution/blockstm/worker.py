@@ -29,7 +29,7 @@ from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import EstimateHit, MVMemory
 from execution.blockstm.state import make_tx_state, outcome_of
 from execution.blockstm.triereader import BLANK_ROOT, NodeMissing, decode_node, lookup
-from execution.sequential import _readable, check_transaction, make_execution_context
+from execution.rules import check_transaction, make_execution_context, readable_error
 
 _NODE_CACHE_LIMIT = 2_000_000
 _FIELD_INDEX = {m.EXI: 0, m.NON: 1, m.BAL: 2, m.COD: 3}
@@ -202,7 +202,7 @@ class BlockContext:
         try:
             computation = state.apply_transaction(tx)
         except ValidationError as exc:
-            return reads, {}, {}, {}, ("invalid", _readable(exc))
+            return reads, {}, {}, {}, ("invalid", readable_error(exc))
         return reads, db.writes, db.deltas, db.codes, outcome_of(computation)
 
 

@@ -68,8 +68,6 @@ class EthApi:
     # The engine's consensus state (laminar_consensusState).
     consensus_state: Optional[Callable[[], dict]] = None
     p2p: Optional[Any] = None
-    reactor: Optional[Any] = None  # consensus.reactor.ConsensusReactor (BFT only)
-    debug_rpc: bool = False  # laminar_debug* methods (tests: LAMINAR_DEBUG_RPC=1)
     # Called with every transaction that enters the pool (from a wallet or a peer).
     pending_listeners: list[Callable[[PooledTx], None]] = field(default_factory=list)
 
@@ -477,20 +475,6 @@ class EthApi:
             "queued": encoding.quantity(len(self.mempool) - pending),
         }
 
-    def laminar_debug_block_peers(self, peers: Any = None) -> list[str]:
-        """Test-only partitions: drop all gossip from these peer ids and never sync from
-        them (replaces the previous set; [] heals). Enabled by LAMINAR_DEBUG_RPC=1."""
-        if self.reactor is None:
-            raise server_error("no BFT reactor on this node")
-        if peers is None:
-            peers = []
-        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
-            raise invalid_params("expected a list of peer id strings")
-        self.reactor.blocked_peers.clear()
-        self.reactor.blocked_peers.update(peers)
-        log.warning("debug: blocking gossip and sync with %d peers", len(peers))
-        return sorted(self.reactor.blocked_peers)
-
 
 def register_eth_api(methods: Methods, api: EthApi) -> None:
     table = {
@@ -533,8 +517,6 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
         "laminar_mempoolStatus": api.laminar_mempool_status,
         "laminar_executionStats": api.laminar_execution_stats,
     }
-    if api.debug_rpc:
-        table["laminar_debugBlockPeers"] = api.laminar_debug_block_peers
     for name, handler in table.items():
         methods.register(name, handler)
 

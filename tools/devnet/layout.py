@@ -19,7 +19,7 @@ Keys are derived from the seed (keccak("laminar/devnet/<kind>/" || seed || i)), 
 given seed always gives the same addresses and peer ids: docs and tests can name them.
 These keys are public knowledge for anyone with the seed: a devnet is for testing only.
 Run node i with `laminar node --config devnet/node{i}/config.toml`, or all of them with
-`laminar devnet --dir devnet` (node/devnet_runner.py).
+`laminar devnet --dir devnet` (tools/devnet/runner.py).
 
 One host per node (containers, docker-compose.yml): `--hosts 10.0.0.10,10.0.0.11,...`
 names how the others reach node i (an IPv4 address gives /ip4, a name /dns4),
@@ -38,6 +38,7 @@ from eth_hash.auto import keccak
 from eth_keys import keys
 
 from node import genesis as genesis_module
+from storage.files import hex_key_file_content, write_secret_file
 
 DEFAULT_SEED = "laminar-devnet"
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -178,6 +179,12 @@ def render_config(
     return "\n".join(lines)
 
 
+def _write_key(path: Path, content: bytes) -> None:
+    """A key file of this devnet; one left by an interrupted init must be the same key."""
+    if not write_secret_file(path, content) and path.read_bytes() != content:
+        raise DevnetError(f"{path} holds another key (a different --seed?): remove it first")
+
+
 def init(
     out: Path, validators: int, *, seed: str = DEFAULT_SEED, base_rpc_port: int = 8545,
     base_p2p_port: int = 30303, host: str = "127.0.0.1", block_time: float = 1.0,
@@ -185,9 +192,6 @@ def init(
     mempool: Optional[dict[str, int]] = None, hosts: Optional[list[str]] = None,
     listen_host: Optional[str] = None, same_ports: bool = False,
 ) -> list[DevnetNode]:
-    from node.service import write_key_file
-    from p2p.identity import _write_exclusive
-
     out = Path(out).resolve()
     if (out / "genesis.json").exists():
         raise DevnetError(f"{out} already holds a devnet (genesis.json); pick another --out")
@@ -200,10 +204,8 @@ def init(
     for node in nodes:
         node_dir = out / f"node{node.index}"
         node_dir.mkdir(parents=True, exist_ok=True)
-        write_key_file(node_dir / "validator.key", node.validator_key)
-        _write_exclusive(
-            node_dir / "p2p_key", p2p_key_pair(seed, node.index).private_key.serialize()
-        )
+        _write_key(node_dir / "validator.key", hex_key_file_content(node.validator_key))
+        _write_key(node_dir / "p2p_key", p2p_key_pair(seed, node.index).private_key.serialize())
         (node_dir / "config.toml").write_text(render_config(
             node, nodes, node_dir, block_time, dict(timeouts or {}), max_block_txs,
             dict(mempool or {}),
@@ -226,87 +228,3 @@ def init(
     }
     (out / "devnet.json").write_text(json.dumps(summary, indent=2) + "\n")
     return nodes
-
-
-# ---- command line -------------------------------------------------------------------------
-
-
-def add_devnet_parser(subparsers) -> None:
-    devnet = subparsers.add_parser(
-        "devnet", help="local multi-validator networks: run one (no subcommand) or `init` one",
-        description="With no subcommand: run a local BFT devnet of N validator processes "
-        "(created with `devnet init` when DIR holds none), print their RPC URLs, show a live "
-        "view of the chain; Ctrl-C stops them all. `devnet init` only writes the files.",
-    )
-    from node.devnet_runner import add_runner_arguments
-
-    add_runner_arguments(devnet)
-    sub = devnet.add_subparsers(dest="devnet_command", required=False, metavar="{init}")
-    init_parser = sub.add_parser("init", help="write genesis, keys and configs for N validators")
-    init_parser.add_argument("--validators", type=int, required=True, help="number of validators (n = 3f+1: 4, 7, ...)")
-    init_parser.add_argument("--out", type=Path, required=True, help="output directory")
-    init_parser.add_argument("--seed", default=DEFAULT_SEED, help="key derivation seed (same seed, same keys)")
-    init_parser.add_argument("--base-rpc-port", type=int, default=8545)
-    init_parser.add_argument("--base-p2p-port", type=int, default=30303)
-    init_parser.add_argument("--host", default="127.0.0.1")
-    init_parser.add_argument(
-        "--hosts", type=lambda text: text.split(","), metavar="H0,H1,...",
-        help="one host per validator (IPv4 address or DNS name) instead of --host: how the "
-        "others reach it (e.g. fixed container IPs)",
-    )
-    init_parser.add_argument("--listen-host", help="address every node binds RPC and p2p to (e.g. 0.0.0.0; default: its host)")
-    init_parser.add_argument("--same-ports", action="store_true", help="every node on the base ports (one host per node)")
-    init_parser.add_argument("--if-absent", action="store_true", help="do nothing (exit 0) when --out already holds a devnet")
-    init_parser.add_argument("--block-time", type=float, default=1.0)
-    init_parser.add_argument("--timeout-propose", type=float, help="consensus.timeout_propose (default 3)")
-    init_parser.add_argument("--timeout-prevote", type=float, help="consensus.timeout_prevote (default 1)")
-    init_parser.add_argument("--timeout-precommit", type=float, help="consensus.timeout_precommit (default 1)")
-    init_parser.add_argument("--max-block-txs", type=int, help="consensus.max_block_txs")
-    init_parser.add_argument("--mempool-max-per-sender", type=int, help="mempool.max_per_sender")
-    init_parser.add_argument("--mempool-max-pool-size", type=int, help="mempool.max_pool_size")
-
-
-def run_devnet(args) -> int:
-    import sys
-
-    if args.devnet_command is None:
-        from node.devnet_runner import run_devnet_network
-
-        return run_devnet_network(args)
-    if args.devnet_command != "init":
-        return 2
-    if args.if_absent and (Path(args.out) / "genesis.json").exists():
-        print(f"{Path(args.out).resolve()} already holds a devnet: left as it is")
-        return 0
-    timeouts = {
-        name: value for name, value in (
-            ("timeout_propose", args.timeout_propose),
-            ("timeout_prevote", args.timeout_prevote),
-            ("timeout_precommit", args.timeout_precommit),
-        ) if value is not None
-    }
-    mempool = {
-        name: value for name, value in (
-            ("max_per_sender", args.mempool_max_per_sender),
-            ("max_pool_size", args.mempool_max_pool_size),
-        ) if value is not None
-    }
-    try:
-        nodes = init(
-            args.out, args.validators, seed=args.seed, base_rpc_port=args.base_rpc_port,
-            base_p2p_port=args.base_p2p_port, host=args.host, block_time=args.block_time,
-            timeouts=timeouts, max_block_txs=args.max_block_txs, mempool=mempool,
-            hosts=args.hosts, listen_host=args.listen_host, same_ports=args.same_ports,
-        )
-    except (DevnetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out).resolve()
-    print(f"devnet of {len(nodes)} validators in {out} (chain id {genesis_module.DEV_CHAIN_ID})")
-    for node in nodes:
-        print(
-            f"  node{node.index}: validator 0x{node.address.hex()}  rpc {node.rpc_url}  "
-            f"p2p {node.multiaddr}"
-        )
-    print(f"run each with: laminar node --config {out}/node<i>/config.toml")
-    return 0

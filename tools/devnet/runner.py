@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from tools.devnet import layout
+
 DEFAULT_DIR = Path("~/.laminar/devnet")
 DEFAULT_VALIDATORS = 4
 DEFAULT_BASE_PORT = 8545
@@ -89,8 +91,6 @@ class RunnerError(Exception):
 
 def prepare_dir(args: argparse.Namespace, out=print) -> dict:
     """DIR's devnet.json, after `devnet init` when DIR holds no devnet yet."""
-    from node import devnet
-
     directory = (args.dir or DEFAULT_DIR).expanduser().resolve()
     summary_path = directory / "devnet.json"
     if (directory / "genesis.json").exists():
@@ -108,13 +108,13 @@ def prepare_dir(args: argparse.Namespace, out=print) -> dict:
     else:
         validators = DEFAULT_VALIDATORS if args.validators is None else args.validators
         try:
-            nodes = devnet.init(
+            nodes = layout.init(
                 directory, validators,
                 base_rpc_port=DEFAULT_BASE_PORT if args.base_port is None else args.base_port,
                 base_p2p_port=DEFAULT_BASE_P2P_PORT if args.base_p2p_port is None else args.base_p2p_port,
                 block_time=1.0 if args.block_time is None else args.block_time,
             )
-        except devnet.DevnetError as exc:
+        except layout.DevnetError as exc:
             raise RunnerError(str(exc)) from None
         out(f"created a devnet of {len(nodes)} validators in {directory} (laminar devnet init)")
         summary = json.loads(summary_path.read_text())
@@ -179,7 +179,7 @@ class Validator:
         log.flush()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "node", "--config", str(self.config)],
+                [sys.executable, "-m", "tools.cli", "node", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # Ctrl-C in the terminal reaches only the runner

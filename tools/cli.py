@@ -52,7 +52,7 @@ def _add_replay_parser(subparsers) -> None:
     replay = subparsers.add_parser(
         "replay", help="execute a real Ethereum block from a folder and check it against its header"
     )
-    from execution.replay_cli import add_replay_arguments
+    from tools.replay_cli import add_replay_arguments
 
     add_replay_arguments(replay)
 
@@ -67,10 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_blocktest_arguments(subparsers.add_parser(
         "blocktest", help="run Ethereum consensus tests (BlockchainTests fixtures) "
         "through an executor"))
-    from node.devnet import add_devnet_parser
+    from tools.devnet.cli import add_devnet_parser
 
     add_devnet_parser(subparsers)
-    from node.load import add_load_parser
+    from tools.load import add_load_parser
 
     add_load_parser(subparsers)
     try:
@@ -113,12 +113,12 @@ def _node_config(args: argparse.Namespace):
     return config
 
 
-async def _run_until_signalled(config) -> None:
+async def _run_until_signalled(config, hooks=None) -> None:
     from node.service import run_node
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_node, config)
+            await nursery.start(run_node, config, hooks)
             async for signum in signals:
                 logging.getLogger("laminar").info(
                     "received %s, shutting down", signal.Signals(signum).name
@@ -127,7 +127,8 @@ async def _run_until_signalled(config) -> None:
                 break
 
 
-def run_node_command(args: argparse.Namespace) -> int:
+def run_node_command(args: argparse.Namespace, hooks=None) -> int:
+    """`laminar node`; `hooks` (node.service.NodeHooks) only from test harnesses."""
     from node.config import ConfigError
 
     try:
@@ -147,7 +148,7 @@ def run_node_command(args: argparse.Namespace) -> int:
     for noisy in ("eth", "hypercorn", "trie"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        trio.run(_run_until_signalled, config)
+        trio.run(_run_until_signalled, config, hooks)
     except Exception as exc:
         setup_error = _first_of(exc, (NodeSetupError, DataDirInUseError, OSError))
         if setup_error is None:
@@ -174,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "node":
         return run_node_command(args)
     if args.command == "replay":
-        from execution.replay_cli import run_replay
+        from tools.replay_cli import run_replay
 
         return run_replay(args)
     if args.command == "blocktest":
@@ -182,11 +183,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return run_blocktest(args)
     if args.command == "devnet":
-        from node.devnet import run_devnet
+        from tools.devnet.cli import run_devnet
 
         return run_devnet(args)
     if args.command == "load":
-        from node.load import run_load_command
+        from tools.load import run_load_command
 
         return run_load_command(args)
     if args.command == "bench":

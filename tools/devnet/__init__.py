@@ -1,0 +1,2 @@
+"""Local multi-validator networks: their files (layout), running them (runner), the
+command line (cli)."""

@@ -42,7 +42,8 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
     )
     caption = (
         f"{machine.get('cpu_count', '?')} CPUs, {machine.get('cpu_model') or 'unknown CPU'}, "
-        f"Python {machine.get('python', '?')}. s = execution seconds (transactions to their final effects); blk s = whole "
+        f"Python {machine.get('python', '?')}. s = execution seconds (transactions to their final effects); "
+        "blk s = whole "
         f"block: execute + tx/receipt tries + LevelDB persist. inc/tx = parallel "
         f"incarnations per tx. ok = all txs succeeded (mainnet: matches the header). "
     )
@@ -100,33 +101,43 @@ def print_report(records: Sequence[dict[str, Any]], console: Console, notes: Seq
         if record.get("error"):
             console.print(
                 f"error in {record['workload']}: {record['error']}",
-                style="red", markup=False, highlight=False,
+                style="red",
+                markup=False,
+                highlight=False,
             )
         detail = record.get("identical_detail")
         if detail and not all(detail.values()):
             differs = ", ".join(k for k, v in detail.items() if not v)
             console.print(
                 f"{record['workload']}: results differ in {differs}",
-                style="bold red", markup=False, highlight=False,
+                style="bold red",
+                markup=False,
+                highlight=False,
             )
         if record.get("one_worker_identical") is False:
             console.print(
                 f"{record['workload']}: Block-STM with 1 worker differs from sequential "
                 f"({record.get('one_worker_error') or 'different results'})",
-                style="bold red", markup=False, highlight=False,
+                style="bold red",
+                markup=False,
+                highlight=False,
             )
         if record.get("all_succeeded") is False:
             console.print(
                 f"{record['workload']}: check failed: {record.get('failed_txs')} failed "
                 f"transaction(s), least gas of a transaction {record.get('min_tx_gas')}",
-                style="bold red", markup=False, highlight=False,
+                style="bold red",
+                markup=False,
+                highlight=False,
             )
         for block in record.get("blocks") or ():
             if block.get("error") or not block.get("identical") or not block.get("header_ok"):
                 console.print(
                     f"{block['workload']}: identical={block.get('identical')} "
                     f"header_ok={block.get('header_ok')} error={block.get('error')}",
-                    style="red", markup=False, highlight=False,
+                    style="red",
+                    markup=False,
+                    highlight=False,
                 )
 
 
@@ -171,15 +182,16 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path) -> None:
     width = 0.38
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(names) + 2), 4.5), dpi=120)
     bars_exec = ax.bar([p - width / 2 for p in positions], exec_speedup, width, label="execution")
-    bars_block = ax.bar(
-        [p + width / 2 for p in positions], block_speedup, width, label="whole block"
-    )
+    bars_block = ax.bar([p + width / 2 for p in positions], block_speedup, width, label="whole block")
     for bars in (bars_exec, bars_block):
         for bar in bars:
             height = bar.get_height()
             ax.annotate(
-                f"{height:.2f}x", (bar.get_x() + bar.get_width() / 2, height),
-                ha="center", va="bottom", fontsize=8,
+                f"{height:.2f}x",
+                (bar.get_x() + bar.get_width() / 2, height),
+                ha="center",
+                va="bottom",
+                fontsize=8,
             )
     ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
     ax.set_xticks(list(positions))

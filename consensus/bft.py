@@ -34,7 +34,7 @@ from consensus.sync import BlockSync
 from consensus.timers import TimeoutConfig
 from consensus.validators import ValidatorSet
 
-log = logging.getLogger("laminar.consensus")
+log = logging.getLogger(__name__)
 
 
 class BFTEngine:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rlp
+from eth_hash.auto import keccak
 from eth_keys import keys
 from eth_keys.exceptions import BadSignature, ValidationError
-from eth_hash.auto import keccak
 from rlp.sedes import CountableList, big_endian_int, binary
 
 CERTIFICATE_VERSION = 1

@@ -61,20 +61,38 @@ from consensus.engine import (
     TransactionSource,
     Verdict,
 )
-from consensus.messages import (
-    DecodeError, InvalidSignatureError, Proposal, Vote, _flat_list, _uint, decode_message,
-)
-from consensus.state_machine import (
-    BlockBuilt, BlockValidated, BroadcastProposal, BroadcastVote, BuildBlock, Commit,
-    ConflictingProposals, EvidenceFound, MessageRejected, ProposalReceived,
-    ScheduleTimeout, SigningRefused, StartHeight, StateMachine, ValidateBlock,
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    BroadcastProposal,
+    BroadcastVote,
+    BuildBlock,
+    Commit,
+    ConflictingProposals,
+    EvidenceFound,
+    MessageRejected,
+    ProposalReceived,
+    ScheduleTimeout,
+    SigningRefused,
+    StartHeight,
+    ValidateBlock,
     VoteReceived,
 )
+from consensus.messages import (
+    DecodeError,
+    InvalidSignatureError,
+    Proposal,
+    Vote,
+    _flat_list,
+    _uint,
+    decode_message,
+)
+from consensus.state_machine import StateMachine
 from consensus.timers import TimeoutConfig, TimeoutScheduler
 from consensus.validators import ValidatorSet
 from consensus.wal import WAL, ConflictingSignatureError
 
-log = logging.getLogger("laminar.consensus")
+log = logging.getLogger(__name__)
 
 FRAME_VERSION = 1
 MAX_TAG = 2**63 - 1

@@ -20,7 +20,7 @@ from consensus.certificate import CommitCertificate, sign_precommit
 from consensus.engine import BlockChain, ConsensusNetwork, TransactionSource
 from consensus.sync import BlockSync
 
-log = logging.getLogger("laminar.consensus")
+log = logging.getLogger(__name__)
 
 SINGLE_VALIDATOR_ROUND = 0
 

@@ -29,227 +29,53 @@ above the current one are capped (`MAX_FUTURE_ROUNDS`), the lowest evicted first
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional
 
 from eth_keys import keys
 
 from consensus.certificate import CommitCertificate
+from consensus.events import (
+    Action,
+    BlockBuilt,
+    BlockValidated,
+    BroadcastProposal,
+    BroadcastVote,
+    BuildBlock,
+    Commit,
+    ConflictingProposals,
+    ConflictingVotes,
+    Event,
+    Evidence,
+    EvidenceFound,
+    MessageRejected,
+    ProposalReceived,
+    ScheduleTimeout,
+    SigningRefused,
+    StartHeight,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
+)
 from consensus.messages import (
-    MAX_HEIGHT, MAX_ROUND, InvalidSignatureError, Message, Proposal, Step, Vote,
+    MAX_HEIGHT,
+    MAX_ROUND,
+    InvalidSignatureError,
+    Message,
+    Proposal,
+    Step,
+    Vote,
 )
 from consensus.timers import TimeoutConfig, timeout_duration
 from consensus.validators import ValidatorSet
+from consensus.vote_set import MAX_VALUES_PER_VALIDATOR, VoteSet
 
 MAX_FUTURE_ROUNDS = 16        # per validator: rounds above ours we keep messages for
 MAX_PROPOSALS_PER_ROUND = 4   # distinct blocks kept per round (more only if f+1 voted it)
 MAX_BUFFERED_PER_VALIDATOR = 64  # messages kept per validator for the next height
-MAX_VALUES_PER_VALIDATOR = 4  # distinct values counted per validator per (round, kind)
-
-
-# ---- events -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StartHeight:
-    height: int
-
-
-@dataclass(frozen=True)
-class ProposalReceived:
-    proposal: Proposal
-
-
-@dataclass(frozen=True)
-class VoteReceived:
-    vote: Vote
-
-
-@dataclass(frozen=True)
-class TimeoutFired:
-    height: int
-    round: int
-    step: Step
-
-
-@dataclass(frozen=True)
-class BlockBuilt:
-    """The builder's answer to `BuildBlock`."""
-
-    height: int
-    round: int
-    block_hash: bytes
-    block_bytes: bytes
-
-
-@dataclass(frozen=True)
-class BlockValidated:
-    """The validator callback's answer to `ValidateBlock`."""
-
-    height: int
-    block_hash: bytes
-    valid: bool
-
-
-Event = Union[StartHeight, ProposalReceived, VoteReceived, TimeoutFired, BlockBuilt, BlockValidated]
-
-
-# ---- evidence ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConflictingProposals:
-    """Two proposals signed by the proposer for one (height, round)."""
-
-    validator: int
-    first: Proposal
-    second: Proposal
-
-
-@dataclass(frozen=True)
-class ConflictingVotes:
-    """Two votes of one kind signed by one validator for one (height, round)."""
-
-    validator: int
-    first: Vote
-    second: Vote
-
-
-Evidence = Union[ConflictingProposals, ConflictingVotes]
-
-
-# ---- actions ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BroadcastProposal:
-    proposal: Proposal
-    new: bool  # just signed: WAL it (synced) before sending
-
-
-@dataclass(frozen=True)
-class BroadcastVote:
-    vote: Vote
-    new: bool
-
-
-@dataclass(frozen=True)
-class ScheduleTimeout:
-    height: int
-    round: int
-    step: Step
-    duration: float
-
-
-@dataclass(frozen=True)
-class BuildBlock:
-    """Ask the block builder for a block extending the head; answer with `BlockBuilt`."""
-
-    height: int
-    round: int
-
-
-@dataclass(frozen=True)
-class ValidateBlock:
-    """Ask the validator callback whether the block is valid (it re-executes it); answer
-    with `BlockValidated`. The machine has checked that `block_hash_of(block_bytes)`
-    equals `block_hash`."""
-
-    height: int
-    round: int
-    block_hash: bytes
-    block_bytes: bytes
-
-
-@dataclass(frozen=True)
-class Commit:
-    height: int
-    round: int
-    block_hash: bytes
-    block_bytes: bytes
-    certificate: CommitCertificate
-
-
-@dataclass(frozen=True)
-class EvidenceFound:
-    evidence: Evidence
-
-
-@dataclass(frozen=True)
-class MessageRejected:
-    message: Message
-    reason: str
-
-
-@dataclass(frozen=True)
-class SigningRefused:
-    """The machine wanted to sign `wanted` at (height, round, step) but had already signed
-    `signed` there (before a restart); it re-sent the signed message instead."""
-
-    height: int
-    round: int
-    step: Step
-    signed: Optional[bytes]
-    wanted: Optional[bytes]
-
-
-Action = Union[
-    BroadcastProposal, BroadcastVote, ScheduleTimeout, BuildBlock, ValidateBlock, Commit,
-    EvidenceFound, MessageRejected, SigningRefused,
-]
-
-
-# ---- vote bookkeeping -------------------------------------------------------------------
-
-
-class VoteSet:
-    """The votes of one kind for one (height, round). As in the paper's message log, a
-    validator that equivocates has each of its (distinct-value) votes counted for its
-    value: that cannot hurt safety (honest validators never equivocate, so any two
-    quorums still share an honest one) and keeps proofs of lock checkable by everyone.
-    At most `MAX_VALUES_PER_VALIDATOR` values are kept per validator."""
-
-    def __init__(self) -> None:
-        self.votes: dict[int, dict[Optional[bytes], Vote]] = {}
-        self.counts: dict[Optional[bytes], int] = {}
-
-    @property
-    def total(self) -> int:
-        """Distinct validators with any vote here ("2f+1 of any value")."""
-        return len(self.votes)
-
-    def count(self, value: Optional[bytes]) -> int:
-        return self.counts.get(value, 0)
-
-    def has(self, vote: Vote) -> bool:
-        return vote.block_hash in self.votes.get(vote.validator, {})
-
-    def values_of(self, validator: int) -> dict[Optional[bytes], Vote]:
-        return self.votes.get(validator, {})
-
-    def add(self, vote: Vote) -> None:
-        self.votes.setdefault(vote.validator, {})[vote.block_hash] = vote
-        self.counts[vote.block_hash] = self.counts.get(vote.block_hash, 0) + 1
-
-    def remove(self, validator: int) -> None:
-        for value in self.votes.pop(validator, {}):
-            self.counts[value] -= 1
-            if not self.counts[value]:
-                del self.counts[value]
-
-    def all_votes(self) -> list[Vote]:
-        return [v for i in sorted(self.votes) for v in self.votes[i].values()]
-
-    def for_value(self, value: Optional[bytes]) -> list[Vote]:
-        return [self.votes[i][value] for i in sorted(self.votes) if value in self.votes[i]]
 
 
 def _step_of(message: Message) -> Step:
     return Step.PROPOSE if isinstance(message, Proposal) else message.kind
-
-
-def _value_of(message: Message) -> Optional[bytes]:
-    return message.block_hash
 
 
 # ---- the machine ------------------------------------------------------------------------
@@ -807,7 +633,7 @@ class StateMachine:
         prevotes = self._prevotes(self.round)
         if prevotes is None or prevotes.total < self.validators.quorum:
             return False
-        for value, proposal in self._proposals.get(self.round, {}).items():
+        for value in self._proposals.get(self.round, {}):
             if prevotes.count(value) < self.validators.quorum:
                 continue
             if self._validity.get(value) is not True:

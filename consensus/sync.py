@@ -33,7 +33,7 @@ from consensus.engine import BlockChain, ConsensusNetwork, PeerRequestFailed
 from consensus.messages import MAX_HEIGHT, DecodeError, _exact, _flat_list, _uint
 from consensus.validators import ValidatorSet
 
-log = logging.getLogger("laminar.sync")
+log = logging.getLogger(__name__)
 
 STATUS_VERSION = 1
 SYNC_BATCH = 32

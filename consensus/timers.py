@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 
 import trio
 
+from consensus.events import ScheduleTimeout, TimeoutFired
 from consensus.messages import Step
 
 
@@ -76,9 +77,8 @@ class TimeoutScheduler:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def schedule(self, action) -> None:
-        """`action` is a state_machine.ScheduleTimeout; call from the trio thread."""
-        from consensus.state_machine import TimeoutFired
+    def schedule(self, action: ScheduleTimeout) -> None:
+        """Call from the trio thread."""
 
         deadline = trio.current_time() + action.duration
         self._seq += 1

@@ -30,7 +30,7 @@ from typing import Optional, Union
 
 from consensus.messages import MAX_MESSAGE_BYTES, DecodeError, Proposal, Step, Vote, decode_message
 
-log = logging.getLogger("laminar.consensus.wal")
+log = logging.getLogger(__name__)
 
 WAL_MAGIC = b"LMNRWAL\x01"
 RECORD_HEADER = struct.Struct(">II")

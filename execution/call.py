@@ -12,8 +12,8 @@ from typing import Optional
 
 from eth.abc import StateAPI
 from eth.exceptions import Revert
-from eth_utils import ValidationError
 from eth.vm.spoof import SpoofTransaction
+from eth_utils import ValidationError
 
 from execution.executor import BlockEnv, StateView
 from execution.overlay import OverlayDB

@@ -15,13 +15,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+import rlp
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_UNCLE_HASH, ZERO_HASH32
 from eth.db.account import AccountDB
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
 from eth_hash.auto import keccak
-import rlp
 
 from consensus.engine import BlockRejected
 from execution.executor import (
@@ -40,7 +40,7 @@ from node.genesis import Genesis
 from storage.chain_store import ChainStore, TxLocation
 from storage.leveldb import LevelDB
 
-log = logging.getLogger("laminar.chain")
+log = logging.getLogger(__name__)
 
 BLOCKHASH_WINDOW = 256  # BLOCKHASH reaches this many blocks back
 RECENT_STATS_BLOCKS = 64  # laminar_executionStats reports this many recent blocks

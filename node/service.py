@@ -26,8 +26,8 @@ from consensus.validators import ValidatorSet
 from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
 from node.chain import Chain
-from node.consensus_port import P2PConsensusPort
 from node.config import NodeConfig, make_p2p_config
+from node.consensus_port import P2PConsensusPort
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
 from node.rpc import encoding
@@ -41,7 +41,7 @@ from storage.chain_store import CHAIN_CONFIG_KEY
 from storage.files import hex_key_file_content, write_secret_file
 from storage.leveldb import LevelDB
 
-log = logging.getLogger("laminar.node")
+log = logging.getLogger(__name__)
 
 VALIDATOR_KEY_FILE = "validator.key"
 PRIVATE_KEY_BYTES = 32

@@ -60,7 +60,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from . import codec
 from .config import BanPolicy, Caps, GossipTuning
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class Verdict(enum.Enum):
@@ -156,7 +156,7 @@ class PeerPenalties:
         self._banned_until[peer] = self._clock() + duration
         self._scores.pop(peer, None)
         self.bans += 1
-        logger.warning("banning peer %s for %.0fs (invalid messages)", peer, duration)
+        log.warning("banning peer %s for %.0fs (invalid messages)", peer, duration)
         if self.on_ban is not None:
             self.on_ban(peer)
 
@@ -206,7 +206,7 @@ class _SizedQueues(dict):  # type: ignore[type-arg]
         if inner is not None and hasattr(inner, "max_size"):
             inner.max_size = self.max_size
         else:  # pragma: no cover - guards against a py-libp2p upgrade changing internals
-            logger.error("py-libp2p RpcQueue internals changed; outbound queue stays at 32")
+            log.error("py-libp2p RpcQueue internals changed; outbound queue stays at 32")
         super().__setitem__(key, queue)
 
 
@@ -252,7 +252,7 @@ class BatchingPubsub(Pubsub):
             try:
                 await stream.reset()
             except Exception:  # noqa: BLE001 - the connection may already be gone
-                logger.debug("reset of pubsub stream from %s failed", peer_id, exc_info=True)
+                log.debug("reset of pubsub stream from %s failed", peer_id, exc_info=True)
             self._handle_dead_peer(peer_id)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
@@ -267,9 +267,9 @@ class BatchingPubsub(Pubsub):
 
     def _penalise(self, peer_id: ID, reason: str, exc: Exception) -> None:
         if reason == "peer_input_error":  # not a parse error: possibly a py-libp2p bug
-            logger.warning("pubsub input from %s raised; dropped", peer_id, exc_info=exc)
+            log.warning("pubsub input from %s raised; dropped", peer_id, exc_info=exc)
         else:
-            logger.info("dropping pubsub input from %s: %s (%s)", peer_id, reason, exc)
+            log.info("dropping pubsub input from %s: %s (%s)", peer_id, reason, exc)
         if self.on_bad_input is not None:
             self.on_bad_input(peer_id, reason)
 
@@ -303,7 +303,7 @@ class BatchingPubsub(Pubsub):
                 if not ok:
                     return
         except Exception:
-            logger.debug("sending loop for %s terminated with error", peer_id)
+            log.debug("sending loop for %s terminated with error", peer_id)
             self._handle_dead_peer(peer_id)
 
 
@@ -422,7 +422,7 @@ class TopicValidator:
             envelope = codec.decode(msg.data, self.caps, expected=(self.kind,))
         except codec.DecodeError as exc:
             self.stats.malformed += 1
-            logger.info("dropping bad %s message from %s: %s", self.topic, forwarder, exc)
+            log.info("dropping bad %s message from %s: %s", self.topic, forwarder, exc)
             self.penalties.record(forwarder, exc.reason)
             return False
         if self.penalties.is_banned(forwarder):
@@ -438,7 +438,7 @@ class TopicValidator:
         try:
             result = receiver(envelope.payload, forwarder)
         except Exception:  # noqa: BLE001 - a node bug must not kill the pubsub task
-            logger.exception("%s receiver raised; message dropped", self.topic)
+            log.exception("%s receiver raised; message dropped", self.topic)
             self.stats.ignored += 1
             return False
         if result is Verdict.IGNORE:

@@ -20,7 +20,7 @@ from libp2p.peer.id import ID
 
 from storage.files import write_secret_file
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_KEY_FILE_SIZE = 4096
 
@@ -35,7 +35,7 @@ def load_key_pair(path: Path) -> KeyPair:
         if st.st_size > MAX_KEY_FILE_SIZE:
             raise IdentityError(f"{path}: key file too large ({st.st_size} bytes)")
         if stat.S_IMODE(st.st_mode) & 0o077:
-            logger.warning("%s is readable by group/others; fixing mode to 0600", path)
+            log.warning("%s is readable by group/others; fixing mode to 0600", path)
             os.chmod(path, 0o600)
         data = path.read_bytes()
         private_key = deserialize_private_key(data)
@@ -55,7 +55,7 @@ def load_or_create_key_pair(path: Path) -> KeyPair:
         return load_key_pair(path)
     key_pair = create_new_key_pair()
     if write_secret_file(path, key_pair.private_key.serialize()):
-        logger.info("created p2p identity %s in %s", peer_id_of(key_pair), path)
+        log.info("created p2p identity %s in %s", peer_id_of(key_pair), path)
     # Return what is on disk: if another process won the race, we use its key.
     return load_key_pair(path)
 

@@ -24,6 +24,7 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.peer.id import ID
@@ -32,7 +33,6 @@ from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
@@ -51,7 +51,7 @@ from .gossip import (
 from .identity import load_or_create_key_pair, peer_id_of
 from .sync import BlocksHandler, StatusHandler, SyncProtocol
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class P2PNotRunning(RuntimeError):
@@ -284,7 +284,7 @@ class P2PService:
 
     def _on_connected(self, peer: ID) -> None:
         if self.penalties.is_banned(peer):
-            logger.info("closing connection from banned peer %s", peer)
+            log.info("closing connection from banned peer %s", peer)
             self._spawn(self._disconnect, peer)
             return
         event = self._connect_events.pop(peer, None)
@@ -303,7 +303,7 @@ class P2PService:
             try:
                 self.pubsub.add_to_blacklist(peer)
             except Exception:  # noqa: BLE001 - pubsub not running (shutdown)
-                logger.debug("could not blacklist %s in pubsub", peer, exc_info=True)
+                log.debug("could not blacklist %s in pubsub", peer, exc_info=True)
         self._spawn(self._disconnect, peer)
 
     def _spawn(self, fn: Any, *args: Any) -> None:
@@ -316,13 +316,13 @@ class P2PService:
         try:
             await self.host.disconnect(peer)
         except Exception:  # noqa: BLE001 - already gone
-            logger.debug("disconnect %s failed", peer, exc_info=True)
+            log.debug("disconnect %s failed", peer, exc_info=True)
 
     async def _ban_expiry_loop(self) -> None:
         while True:
             await trio.sleep(1.0)
             for peer in self.penalties.expire():
-                logger.info("ban of peer %s expired", peer)
+                log.info("ban of peer %s expired", peer)
                 if self.pubsub is not None:
                     self.pubsub.remove_from_blacklist(peer)
 
@@ -360,15 +360,15 @@ class P2PService:
                         await self.host.connect(PeerInfo(peer, [addr]))
                     if not self.is_connected(peer):
                         raise ConnectionError("connection closed right after the dial")
-                    logger.info("connected to bootstrap peer %s", peer)
+                    log.info("connected to bootstrap peer %s", peer)
                     delay = self.config.reconnect_initial_delay
                 except Exception as exc:  # noqa: BLE001 - any dial failure: retry later
-                    logger.debug("dial %s failed (%s); retry in %.2fs", peer, exc, delay)
+                    log.debug("dial %s failed (%s); retry in %.2fs", peer, exc, delay)
                     await trio.sleep(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self.config.reconnect_max_delay)
                     continue
             await self.wait_disconnected(peer)
-            logger.info("lost bootstrap peer %s; reconnecting", peer)
+            log.info("lost bootstrap peer %s; reconnecting", peer)
             await trio.sleep(self.config.reconnect_initial_delay * random.uniform(0.5, 1.0))
 
     # ------------------------------------------------------------------ run
@@ -430,7 +430,7 @@ class P2PService:
                         nursery.start_soon(self._ban_expiry_loop)
                         for addr, peer_str in self._bootstrap:
                             nursery.start_soon(self._keep_connected, addr, peer_str)
-                        logger.info(
+                        log.info(
                             "p2p listening on %s", ", ".join(self.listen_addrs) or "(none)"
                         )
                         task_status.started(self)

@@ -35,7 +35,7 @@ from .codec import ErrorCode, Kind
 from .config import Caps
 from .gossip import PeerPenalties
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 StatusHandler = Callable[[], Awaitable[bytes]]
 BlocksHandler = Callable[[int, int], Awaitable[list[bytes]]]
@@ -98,7 +98,7 @@ class SyncProtocol:
                 from_height, count = codec.decode_blocks_request(envelope.payload)
         except codec.DecodeError as exc:
             self.bad_requests += 1
-            logger.info("bad sync request from %s: %s", peer, exc)
+            log.info("bad sync request from %s: %s", peer, exc)
             self.penalties.record(peer, exc.reason)
             return codec.encode_error(ErrorCode.BAD_REQUEST, exc.reason, self.caps)
         try:
@@ -107,7 +107,7 @@ class SyncProtocol:
             return await self._serve_blocks(from_height, count)
         except Exception as exc:  # noqa: BLE001 - the server must survive handler bugs
             self.handler_errors += 1
-            logger.exception("sync handler failed for request from %s", peer)
+            log.exception("sync handler failed for request from %s", peer)
             return codec.encode_error(ErrorCode.INTERNAL, type(exc).__name__, self.caps)
         finally:
             self.served += 1
@@ -117,7 +117,7 @@ class SyncProtocol:
             return codec.encode_error(ErrorCode.UNAVAILABLE, "no status handler", self.caps)
         status = await self.status_handler()
         if not isinstance(status, (bytes, bytearray)) or len(status) > self.caps.max_status_size:
-            logger.error("status handler returned a non-bytes or oversized value")
+            log.error("status handler returned a non-bytes or oversized value")
             return codec.encode_error(ErrorCode.TOO_LARGE, "status", self.caps)
         return codec.encode(Kind.STATUS_RESPONSE, bytes(status), self.caps)
 
@@ -134,7 +134,7 @@ class SyncProtocol:
             if not isinstance(block, (bytes, bytearray)):
                 raise TypeError("blocks handler must return a list of bytes")
             if len(block) > self.caps.max_block_size:
-                logger.error("block of %d bytes exceeds max_block_size; truncating", len(block))
+                log.error("block of %d bytes exceeds max_block_size; truncating", len(block))
                 break
             total += len(block) + 9
             if total > self.caps.max_blocks_response_size:

@@ -19,12 +19,25 @@ from eth_hash.auto import keccak
 from eth_keys import keys
 
 from consensus.certificate import CommitCertificate
-from consensus.messages import Proposal, Step, Vote
-from consensus.state_machine import (
-    BlockBuilt, BlockValidated, BroadcastProposal, BroadcastVote, BuildBlock, Commit,
-    EvidenceFound, MessageRejected, ProposalReceived, ScheduleTimeout, SigningRefused,
-    StartHeight, StateMachine, TimeoutFired, ValidateBlock, VoteReceived,
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    BroadcastProposal,
+    BroadcastVote,
+    BuildBlock,
+    Commit,
+    EvidenceFound,
+    MessageRejected,
+    ProposalReceived,
+    ScheduleTimeout,
+    SigningRefused,
+    StartHeight,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
 )
+from consensus.messages import Proposal, Step, Vote
+from consensus.state_machine import StateMachine
 from consensus.timers import TimeoutConfig
 from consensus.validators import ValidatorSet
 

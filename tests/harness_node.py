@@ -78,6 +78,10 @@ def partitions(blocked: set[str]):
     return rpc_methods
 
 
+def blocked_by(blocked: set[str]):
+    return lambda peer: str(peer) in blocked
+
+
 def main(argv: list[str]) -> int:
     hooks = NodeHooks()
     while argv and argv[0].startswith("--"):
@@ -86,7 +90,7 @@ def main(argv: list[str]) -> int:
             hooks.consensus_outbound = equivocating_proposer
         elif flag == "--partitions":
             blocked: set[str] = set()
-            hooks.peer_filter = lambda peer: str(peer) in blocked
+            hooks.peer_filter = blocked_by(blocked)
             hooks.rpc_methods = partitions(blocked)
         else:
             print(f"harness_node: unknown flag {flag}", file=sys.stderr)

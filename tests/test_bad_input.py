@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 import rlp
+from conftest import DEV_KEYS, start_node
 from eth_account import Account
 from eth_keys import keys
 from eth_keys.exceptions import BadSignature
@@ -26,8 +27,6 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 from websockets.sync.client import connect as ws_connect
-
-from conftest import DEV_KEYS, start_node
 
 CHAIN_ID = 31337
 GWEI = 10**9

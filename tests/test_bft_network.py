@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 import requests
 import trio
+from conftest import LAMINAR, REPO_ROOT, NodeProcess, start_node_with_config
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from conftest import LAMINAR, REPO_ROOT, NodeProcess, start_node_with_config
 from consensus.certificate import CommitCertificate
 from consensus.messages import Proposal, Step, Vote
 from consensus.reactor import encode_frame
-from consensus.wal import RECORD_HEADER, WAL_MAGIC, WAL
+from consensus.wal import RECORD_HEADER, WAL, WAL_MAGIC
 from node.genesis import dev_accounts
 
 pytestmark = pytest.mark.slow
@@ -372,9 +372,10 @@ def test_crashes_stop_the_chain_only_without_a_quorum_and_never_fork(network):
 
 
 async def test_garbage_and_an_equivocating_proposer_cause_no_fork(network, tmp_path):
+    from libp2p.peer.id import ID
+
     from p2p import P2PConfig, P2PService
     from p2p.sync import SyncError
-    from libp2p.peer.id import ID
 
     byzantine = 3
     net = await trio.to_thread.run_sync(lambda: network(start=()))
@@ -438,7 +439,7 @@ async def test_garbage_and_an_equivocating_proposer_cause_no_fork(network, tmp_p
     await trio.to_thread.run_sync(lambda: assert_agree(net.running(), validators=net.validators))
     top = await trio.to_thread.run_sync(lambda: assert_agree(honest, validators=net.validators))
     assert top >= start_height + 8
-    for i, n in enumerate(honest):
+    for n in honest:
         assert n.process.poll() is None, n.text()[-3000:]
         assert "Traceback" not in n.text(), n.text()[-5000:]
         assert f"EVIDENCE: validator {(byzantine + 1) % 4} " not in n.text()

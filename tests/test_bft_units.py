@@ -14,10 +14,10 @@ from consensus.messages import DecodeError, Step, Vote
 from consensus.reactor import decode_frame, encode_frame
 from consensus.sync import decode_block_item, decode_status, encode_block_item, encode_status
 from execution.sequential import SequentialExecutor
-from tools.devnet import layout as devnet
 from node.chain import Chain, InvalidProposalError
 from node.genesis import dev_accounts, dev_genesis
 from storage.leveldb import LevelDB
+from tools.devnet import layout as devnet
 
 
 def test_devnet_keys_are_deterministic_per_seed(tmp_path):

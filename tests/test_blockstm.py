@@ -126,9 +126,8 @@ def test_high_s_typed_transaction_rejected_by_both_executors(blockstm: BlockSTME
     """A malleated copy (s -> n - s, parity flipped) recovers the same sender, but EIP-2
     forbids high s: a proposer that includes one makes an invalid block, for both."""
     import rlp
-    from eth.constants import SECPK1_N
-
     from blockstm_workloads import decode, transfers_with_nonce_gap
+    from eth.constants import SECPK1_N
 
     block, pre = transfers_with_nonce_gap(12, gap_at=-1)
     txs = list(block.transactions)
@@ -266,7 +265,8 @@ def test_few_senders_with_many_nonces_give_identical_results(
     blockstm: BlockSTMExecutor, senders: int, known_senders: bool
 ) -> None:
     """Nonce chains spread over both workers give the sequential result (however far
-    contention takes a block of decoded transactions). With the senders known up front (mempool transactions carry them), each sender's next transaction goes
+    contention takes a block of decoded transactions). With the senders known up front
+    (BlockInput.senders, as the mempool gives them), each sender's next transaction goes
     to the worker running its previous one: no stale nonce reads, no narrowing."""
     block, pre = _round_robin_transfers_block(senders, 300 // senders)
     if known_senders:  # as the mempool gives them (BlockInput.senders)
@@ -340,9 +340,9 @@ def test_adaptive_off_keeps_block_stm(blockstm: BlockSTMExecutor) -> None:
 def test_consecutive_blocks_reuse_worker_caches(blockstm: BlockSTMExecutor) -> None:
     """Block 2 runs on block 1's post-state with warm worker caches (nodes by hash, base
     values by root); re-running a block on the same root reuses its base values."""
-    from blockstm_workloads import CHAIN_ID, GWEI, decode, env, keys
     from dataclasses import replace
 
+    from blockstm_workloads import CHAIN_ID, GWEI, decode, env, keys
     from eth_utils import to_checksum_address
 
     from execution.executor import BlockInput, StateView
@@ -380,14 +380,13 @@ def test_consecutive_blocks_reuse_worker_caches(blockstm: BlockSTMExecutor) -> N
 
 
 def test_trie_reader_matches_py_evm() -> None:
+    import rlp
     from eth.db.account import AccountDB
+    from eth.rlp.accounts import Account
     from eth_hash.auto import keccak
 
     from execution.blockstm.triereader import decode_node, lookup
     from execution.overlay import OverlayDB
-
-    import rlp
-    from eth.rlp.accounts import Account
 
     block, pre = _erc20_block(64)
     from blockstm_workloads import TOKEN, keys

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from execution.blockstm import BlockSTMExecutor
 from execution.executor import BlockEnv, BlockInput, InvalidBlockError, StateView

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from eth_account import Account
-
 from conftest import LAMINAR, REPO_ROOT
+from eth_account import Account
 
 EXIT_USAGE = 2
 CLI_TIMEOUT_S = 30

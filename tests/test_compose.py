@@ -28,11 +28,10 @@ import uuid
 
 import pytest
 import requests
-from eth_account import Account
-from web3 import Web3
-
 from conftest import DEV_KEYS, REPO_ROOT
+from eth_account import Account
 from test_bft_network import free_base
+from web3 import Web3
 
 PREPARE = REPO_ROOT / "docker" / "prepare-offline.sh"
 PREPARE_TIMEOUT_S = 30 * 60

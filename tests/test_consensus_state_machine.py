@@ -9,27 +9,52 @@ from __future__ import annotations
 import random
 
 import pytest
+from consensus_sim import (
+    CHAIN_ID,
+    FAST_TIMEOUTS,
+    KEYS,
+    RandomByzantine,
+    Sim,
+    block_hash_of,
+    double_voter,
+    equivocating_proposer,
+    make_block,
+    validator_set,
+)
 from eth_hash.auto import keccak
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consensus.certificate import CommitCertificate, precommit_digest
+from consensus.events import (
+    BlockBuilt,
+    BlockValidated,
+    BroadcastProposal,
+    BroadcastVote,
+    BuildBlock,
+    Commit,
+    ConflictingProposals,
+    ConflictingVotes,
+    MessageRejected,
+    ProposalReceived,
+    ScheduleTimeout,
+    StartHeight,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
+)
 from consensus.messages import (
-    DecodeError, Proposal, Step, Vote, decode_message, prevote_digest, proposal_digest,
+    DecodeError,
+    Proposal,
+    Step,
+    Vote,
+    decode_message,
+    prevote_digest,
+    proposal_digest,
 )
-from consensus.state_machine import (
-    BlockBuilt, BlockValidated, BroadcastProposal, BroadcastVote, BuildBlock, Commit,
-    ConflictingProposals, ConflictingVotes, EvidenceFound, MessageRejected,
-    ProposalReceived, ScheduleTimeout, StartHeight, StateMachine, TimeoutFired,
-    ValidateBlock, VoteReceived,
-)
+from consensus.state_machine import StateMachine
 from consensus.timers import TimeoutConfig, timeout_duration
 from consensus.validators import ValidatorSet
-
-from consensus_sim import (
-    CHAIN_ID, FAST_TIMEOUTS, KEYS, RandomByzantine, SafetyViolation, Sim, block_hash_of,
-    double_voter, equivocating_proposer, make_block, validator_set,
-)
-
 
 # ---- validator set, messages, timeouts -------------------------------------------------
 

@@ -10,16 +10,23 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from consensus_sim import CHAIN_ID, FAST_TIMEOUTS, KEYS, block_hash_of, make_block, validator_set
 from eth_hash.auto import keccak
 
-from consensus.messages import Proposal, Step, Vote
-from consensus.state_machine import (
-    BlockValidated, BroadcastProposal, BroadcastVote, ProposalReceived, SigningRefused,
-    StartHeight, StateMachine, TimeoutFired, ValidateBlock, VoteReceived,
+from consensus.events import (
+    BlockValidated,
+    BroadcastProposal,
+    BroadcastVote,
+    ProposalReceived,
+    SigningRefused,
+    StartHeight,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
 )
+from consensus.messages import Proposal, Step, Vote
+from consensus.state_machine import StateMachine
 from consensus.wal import WAL, WAL_MAGIC, ConflictingSignatureError, WALCorruptError
-
-from consensus_sim import CHAIN_ID, FAST_TIMEOUTS, KEYS, block_hash_of, make_block, validator_set
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
+from conftest import DEV_KEYS, LAMINAR, REPO_ROOT
 from eth_account import Account
 from eth_utils import to_checksum_address
-
-from conftest import DEV_KEYS, LAMINAR, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

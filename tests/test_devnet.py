@@ -14,7 +14,6 @@ import time
 import psutil
 import pytest
 import requests
-
 from conftest import LAMINAR, REPO_ROOT
 from test_bft_network import free_base
 

@@ -15,10 +15,9 @@ import time
 import uuid
 
 import pytest
+from conftest import DEV_KEYS, REPO_ROOT
 from eth_account import Account
 from web3 import Web3
-
-from conftest import DEV_KEYS, REPO_ROOT
 
 IMAGE = "laminar:latest"
 PREPARE = REPO_ROOT / "docker" / "prepare-offline.sh"

@@ -7,7 +7,6 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import LAMINAR, REPO_ROOT
 from test_bft_network import free_base
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import rlp
 import pytest
+import rlp
 import trio
 import trio.testing
 from eth.vm.forks import PragueVM
@@ -182,8 +182,7 @@ def test_rejects_bad_signature(pool):
 def test_rejects_wrong_chain_id(pool):
     raw = sign_legacy(A, 0, chain_id=1)
     assert_rejected(pool, raw, "invalid chain id: transaction has 1, this chain is 31337")
-    tx = dict(type=2, chainId=5, nonce=0, maxPriorityFeePerGas=1, maxFeePerGas=10 * GWEI,
-              gas=21000, to=TO, value=0)
+    tx = dict(type=2, chainId=5, nonce=0, maxPriorityFeePerGas=1, maxFeePerGas=10 * GWEI, gas=21000, to=TO, value=0)
     raw2 = bytes(Account.sign_transaction(tx, A.key).raw_transaction)
     assert_rejected(pool, raw2, "invalid chain id")
 
@@ -253,14 +252,17 @@ def test_rejects_intrinsic_gas_too_low_creation_with_initcode_words(pool):
 def test_rejects_intrinsic_gas_too_low_access_list(pool):
     al = [{"address": TO, "storageKeys": ["0x" + "00" * 32, "0x" + "00" * 31 + "01"]}]
     # 21000 + 2400 (address) + 2 * 1900 (keys) = 27200
-    assert_rejected(pool, _access_list_tx(A, 0, gas=27199, access_list=al), "intrinsic gas too low: have 27199, want 27200")
+    assert_rejected(
+        pool, _access_list_tx(A, 0, gas=27199, access_list=al), "intrinsic gas too low: have 27199, want 27200"
+    )
     pool.add_raw(_access_list_tx(A, 0, gas=27200, access_list=al), BASE_FEE)
 
 
 def test_rejects_below_eip7623_calldata_floor(pool):
     data = b"\x01" * 1000  # intrinsic 37000, floor 21000 + 10 * 4000 = 61000
-    assert_rejected(pool, sign(A, 0, gas=60999, data=data),
-                    "insufficient gas for floor data gas cost: have 60999, want 61000")
+    assert_rejected(
+        pool, sign(A, 0, gas=60999, data=data), "insufficient gas for floor data gas cost: have 60999, want 61000"
+    )
     pool.add_raw(sign(A, 0, gas=61000, data=data), BASE_FEE)
 
 
@@ -281,8 +283,9 @@ def test_rejects_fee_cap_below_base_fee(pool):
 
 
 def test_rejects_tip_above_fee_cap(pool):
-    assert_rejected(pool, sign(A, 0, tip=11 * GWEI, fee=10 * GWEI),
-                    "max priority fee per gas higher than max fee per gas")
+    assert_rejected(
+        pool, sign(A, 0, tip=11 * GWEI, fee=10 * GWEI), "max priority fee per gas higher than max fee per gas"
+    )
 
 
 def test_rejects_tip_below_configured_minimum(state):

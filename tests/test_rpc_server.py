@@ -682,6 +682,7 @@ def test_importing_the_execution_stage_restores_a_recursion_limit_the_c_stack_ho
     import sys
 
     import eth
+
     import execution  # noqa: F401
 
     assert sys.getrecursionlimit() == eth.EVM_RECURSION_LIMIT

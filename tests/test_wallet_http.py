@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 import requests
+from conftest import DEV_KEYS, start_node
 from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound
 
-from conftest import DEV_KEYS, start_node
 from node.genesis import dev_accounts
 
 CHAIN_ID = 31337
@@ -101,9 +101,7 @@ def sign_and_wait(w3: Web3, account, tx: dict):
 def fund_fresh(w3: Web3, amount: int = 10 * ETHER):
     """A brand-new account holding exactly `amount` wei."""
     fresh = Account.create()
-    receipt = sign_and_wait(
-        w3, FUNDER, {"to": fresh.address, "value": amount, "gas": TRANSFER_GAS, **fees_1559(w3)}
-    )
+    receipt = sign_and_wait(w3, FUNDER, {"to": fresh.address, "value": amount, "gas": TRANSFER_GAS, **fees_1559(w3)})
     assert receipt.status == 1
     return fresh
 
@@ -189,7 +187,8 @@ def test_send_ether_eip1559(w3):
     nonce = w3.eth.get_transaction_count(ETH_SENDER.address)
     fees = fees_1559(w3)
     tx_hash = send_signed(
-        w3, ETH_SENDER,
+        w3,
+        ETH_SENDER,
         {"type": 2, "to": recipient, "value": value, "gas": TRANSFER_GAS, "nonce": nonce, **fees},
     )
     receipt = wait(w3, tx_hash)
@@ -274,7 +273,7 @@ def test_replayed_and_underfunded_transactions_are_rejected(w3):
         w3.eth.send_raw_transaction(signed.raw_transaction)
     # A transaction for another chain id is refused.
     other = Account.sign_transaction({**tx, "value": 1, "chainId": 1}, fresh.key)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="chain id"):
         w3.eth.send_raw_transaction(other.raw_transaction)
     # A mined transaction cannot be replayed.
     ok = Account.sign_transaction({**tx, "value": 1, "chainId": CHAIN_ID}, fresh.key)
@@ -295,16 +294,31 @@ def test_receipt_is_never_ahead_of_the_head(node, w3):
     session = requests.Session()
     for nonce in range(12):
         tx_hash = send_signed(
-            w3, sender,
+            w3,
+            sender,
             {"to": FUNDER.address, "value": 1, "gas": TRANSFER_GAS, "nonce": nonce, **fees_1559(w3)},
         ).to_0x_hex()
         while True:  # in a batch, calls run in order: count, receipt, head, count again
-            count_before, receipt, head, count_after = session.post(node.url, timeout=10, json=[
-                {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionCount", "params": [sender.address, "latest"]},
-                {"jsonrpc": "2.0", "id": 2, "method": "eth_getTransactionReceipt", "params": [tx_hash]},
-                {"jsonrpc": "2.0", "id": 3, "method": "eth_blockNumber", "params": []},
-                {"jsonrpc": "2.0", "id": 4, "method": "eth_getTransactionCount", "params": [sender.address, "latest"]},
-            ]).json()
+            count_before, receipt, head, count_after = session.post(
+                node.url,
+                timeout=10,
+                json=[
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "eth_getTransactionCount",
+                        "params": [sender.address, "latest"],
+                    },
+                    {"jsonrpc": "2.0", "id": 2, "method": "eth_getTransactionReceipt", "params": [tx_hash]},
+                    {"jsonrpc": "2.0", "id": 3, "method": "eth_blockNumber", "params": []},
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 4,
+                        "method": "eth_getTransactionCount",
+                        "params": [sender.address, "latest"],
+                    },
+                ],
+            ).json()
             if receipt["result"] is None:
                 assert int(count_before["result"], 16) == nonce  # not mined: nonce still unused
             else:
@@ -407,9 +421,7 @@ def test_fee_history(w3):
 
 
 def test_blocks_by_tag_number_and_hash(w3):
-    receipt = sign_and_wait(
-        w3, ETH_SENDER, {"to": FUNDER.address, "value": 7, "gas": TRANSFER_GAS, **fees_1559(w3)}
-    )
+    receipt = sign_and_wait(w3, ETH_SENDER, {"to": FUNDER.address, "value": 7, "gas": TRANSFER_GAS, **fees_1559(w3)})
     latest = w3.eth.get_block("latest")
     assert latest.number == w3.eth.block_number >= receipt.blockNumber
     # Instant finality: safe and finalized are the head; the pending tag is the head too.
@@ -467,7 +479,8 @@ def test_deploy_token_and_read_it(w3, erc20, token):
     assert contract.functions.balanceOf(DEPLOYER.address).call() == TOKEN_SUPPLY
     # eth_call at a block before the deployment sees no contract: empty return data.
     raw = rpc(
-        w3, "eth_call",
+        w3,
+        "eth_call",
         [{"to": contract.address, "data": contract.encode_abi("totalSupply")}, hex(receipt.blockNumber - 1)],
     )
     assert raw["result"] == "0x"
@@ -620,25 +633,40 @@ def test_get_logs_by_address_topic_and_range(w3, token):
 
     # Topic filter on the (indexed) receiver, over the whole chain.
     to_bob = w3.eth.get_logs(
-        {"address": contract.address, "topics": [TRANSFER_TOPIC, None, topic_of(bob)], "fromBlock": "earliest", "toBlock": "latest"}
+        {
+            "address": contract.address,
+            "topics": [TRANSFER_TOPIC, None, topic_of(bob)],
+            "fromBlock": "earliest",
+            "toBlock": "latest",
+        }
     )
     assert [log.transactionHash for log in to_bob] == [second.transactionHash]
     # OR within a position.
-    either = w3.eth.get_logs(
-        {"topics": [TRANSFER_TOPIC, None, [topic_of(alice), topic_of(bob)]], "fromBlock": 0}
-    )
+    either = w3.eth.get_logs({"topics": [TRANSFER_TOPIC, None, [topic_of(alice), topic_of(bob)]], "fromBlock": 0})
     assert [log.transactionHash for log in either] == [first.transactionHash, second.transactionHash]
     # The mint is in the deployment block.
-    mints = w3.eth.get_logs({"address": contract.address, "topics": [TRANSFER_TOPIC, topic_of(ZERO_ADDRESS)], "fromBlock": 0})
+    mints = w3.eth.get_logs(
+        {"address": contract.address, "topics": [TRANSFER_TOPIC, topic_of(ZERO_ADDRESS)], "fromBlock": 0}
+    )
     assert [log.transactionHash for log in mints] == [deploy_receipt.transactionHash]
     # By block hash.
     assert w3.eth.get_logs({"blockHash": second.blockHash, "address": contract.address}) == second.logs
     # Other address, other topic, or a range that excludes them: nothing.
     assert w3.eth.get_logs({"address": Account.create().address, "fromBlock": 0}) == []
-    assert w3.eth.get_logs({"address": contract.address, "topics": [APPROVAL_TOPIC, topic_of(alice)], "fromBlock": 0}) == []
-    assert w3.eth.get_logs(
-        {"topics": [TRANSFER_TOPIC, None, topic_of(alice)], "fromBlock": second.blockNumber, "toBlock": second.blockNumber}
-    ) == []
+    assert (
+        w3.eth.get_logs({"address": contract.address, "topics": [APPROVAL_TOPIC, topic_of(alice)], "fromBlock": 0})
+        == []
+    )
+    assert (
+        w3.eth.get_logs(
+            {
+                "topics": [TRANSFER_TOPIC, None, topic_of(alice)],
+                "fromBlock": second.blockNumber,
+                "toBlock": second.blockNumber,
+            }
+        )
+        == []
+    )
 
 
 def test_log_filter_and_block_filter_report_changes_once(w3, token):

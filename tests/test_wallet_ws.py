@@ -12,12 +12,11 @@ import asyncio
 import json
 
 import pytest
+from conftest import DEV_KEYS, start_node
 from eth_account import Account
 from eth_utils import keccak
 from web3 import AsyncWeb3, WebSocketProvider
 from websockets.sync.client import connect as ws_connect
-
-from conftest import DEV_KEYS, start_node
 
 CHAIN_ID = 31337
 ETHER = 10**18

@@ -120,7 +120,7 @@ async def _run_until_signalled(config, hooks=None) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(run_node, config, hooks)
             async for signum in signals:
-                logging.getLogger("laminar").info(
+                logging.getLogger(__name__).info(
                     "received %s, shutting down", signal.Signals(signum).name
                 )
                 nursery.cancel_scope.cancel()

@@ -41,7 +41,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 WORKLOADS = ("transfers", "erc20", "mixed")
@@ -67,15 +66,20 @@ class LoadError(Exception):
 
 def add_load_parser(subparsers) -> None:
     load = subparsers.add_parser(
-        "load", help="send signed transactions at a steady rate and report latency and throughput",
+        "load",
+        help="send signed transactions at a steady rate and report latency and throughput",
         description=__doc__.split("\n\n")[2] if __doc__ else None,
     )
-    load.add_argument("--rpc", default="http://127.0.0.1:8545", help="node JSON-RPC URL (default http://127.0.0.1:8545)")
+    load.add_argument(
+        "--rpc", default="http://127.0.0.1:8545", help="node JSON-RPC URL (default http://127.0.0.1:8545)"
+    )
     load.add_argument("--tps", type=float, required=True, help="transactions per second to send")
     load.add_argument("--duration", type=float, required=True, help="seconds to send for")
     load.add_argument("--workload", choices=WORKLOADS, default="transfers", help="default transfers")
     load.add_argument("--accounts", type=int, default=10, help="dev accounts to send from, 1..10 (default 10)")
-    load.add_argument("--wait", type=float, default=60.0, help="seconds to wait for inclusion after the last send (default 60)")
+    load.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait for inclusion after the last send (default 60)"
+    )
     load.add_argument("--json", action="store_true", help="print the report as JSON (and no progress bar)")
 
 
@@ -93,7 +97,8 @@ class Rpc:
 
     def call(self, method: str, *params):
         reply = self.session.post(
-            self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+            self.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
             timeout=HTTP_TIMEOUT_S,
         ).json()
         if "error" in reply:
@@ -103,7 +108,7 @@ class Rpc:
     def batch(self, calls: list[tuple[str, list]]) -> list:
         out = []
         for start in range(0, len(calls), 100):
-            chunk = calls[start:start + 100]
+            chunk = calls[start : start + 100]
             replies = self.session.post(
                 self.url,
                 json=[{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(chunk)],
@@ -135,7 +140,9 @@ def erc20_init_code() -> bytes:
     try:
         import vyper
     except ImportError:
-        raise LoadError("--workload erc20 needs vyper (pip install vyper==0.4.3) to compile bench/contracts/ERC20.vy") from None
+        raise LoadError(
+            "--workload erc20 needs vyper (pip install vyper==0.4.3) to compile bench/contracts/ERC20.vy"
+        ) from None
     bytecode = vyper.compile_code(source, output_formats=["bytecode"])["bytecode"]
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -265,8 +272,12 @@ class Load:
             except Exception:  # noqa: BLE001 - keep the last one
                 pass
         tx = {
-            "chainId": self.chain_id, "nonce": sender.nonce, "gas": gas, "value": value,
-            "maxFeePerGas": 2 * self.base_fee + PRIORITY_FEE, "maxPriorityFeePerGas": PRIORITY_FEE,
+            "chainId": self.chain_id,
+            "nonce": sender.nonce,
+            "gas": gas,
+            "value": value,
+            "maxFeePerGas": 2 * self.base_fee + PRIORITY_FEE,
+            "maxPriorityFeePerGas": PRIORITY_FEE,
             "data": data,
         }
         if to is not None:
@@ -307,8 +318,12 @@ class Load:
         hashes = [deploy_hash]
         share = TOKEN_SUPPLY // (2 * len(self.senders))
         for sender in self.senders[1:]:
-            h, raw = self.sign(owner, self.token, erc20_transfer_data(to_canonical_address(sender.account.address), share),
-                               ERC20_TRANSFER_GAS)
+            h, raw = self.sign(
+                owner,
+                self.token,
+                erc20_transfer_data(to_canonical_address(sender.account.address), share),
+                ERC20_TRANSFER_GAS,
+            )
             self.send_now(h, raw)
             hashes.append(h)
         self.wait_included(hashes, wait)
@@ -343,8 +358,7 @@ class Load:
 
             signed = self.sign(sender, to_checksum_address(recipient), b"", TRANSFER_GAS, value=1)
         else:
-            signed = self.sign(sender, self.token, erc20_transfer_data(recipient, 1),
-                               ERC20_TRANSFER_GAS)
+            signed = self.sign(sender, self.token, erc20_transfer_data(recipient, 1), ERC20_TRANSFER_GAS)
         sender.hashes.append(signed[0])
         return signed
 
@@ -387,8 +401,9 @@ def percentile(values: list[float], q: float) -> Optional[float]:
     return ordered[rank]
 
 
-def run_load(url: str, tps: float, duration: float, workload: str, accounts: int = 10,
-             wait: float = 60.0, progress: bool = True) -> dict:
+def run_load(
+    url: str, tps: float, duration: float, workload: str, accounts: int = 10, wait: float = 60.0, progress: bool = True
+) -> dict:
     """Run the load and return the report (see the module docstring)."""
     load = Load(url, accounts)
     start_block = int(load.rpc.call("eth_blockNumber"), 16) + 1
@@ -440,8 +455,9 @@ def run_load(url: str, tps: float, duration: float, workload: str, accounts: int
     return report
 
 
-def _report(load: Load, hashes: list[str], setup: set[str], tps: float, duration: float,
-            workload: str, send_seconds: float) -> dict:
+def _report(
+    load: Load, hashes: list[str], setup: set[str], tps: float, duration: float, workload: str, send_seconds: float
+) -> dict:
     tracker = load.tracker
     rejected = {h: msg for h, msg in tracker.rejected}
     included = {h: tracker.included[h] for h in hashes if h in tracker.included}
@@ -484,8 +500,10 @@ def _report(load: Load, hashes: list[str], setup: set[str], tps: float, duration
         "reverted": reverted,
         "not_committed": len(hashes) - len(included) - len(rejected),
         "latency_ms": {
-            "p50": ms(percentile(latencies, 50)), "p90": ms(percentile(latencies, 90)),
-            "p99": ms(percentile(latencies, 99)), "max": ms(max(latencies) if latencies else None),
+            "p50": ms(percentile(latencies, 50)),
+            "p90": ms(percentile(latencies, 90)),
+            "p99": ms(percentile(latencies, 99)),
+            "max": ms(max(latencies) if latencies else None),
         },
         "blocks": {
             "first": min(per_block) if per_block else None,
@@ -499,8 +517,8 @@ def _report(load: Load, hashes: list[str], setup: set[str], tps: float, duration
             "block_timestamps": None if ts_tps is None else round(ts_tps, 2),
             "block_timestamps_window_s": ts_window,
             "definition": "committed txs in blocks after the first inclusion block, divided by the "
-                          "time from the first to the last inclusion block (wall clock as seen by "
-                          "the poller; and by block timestamps, whole seconds)",
+            "time from the first to the last inclusion block (wall clock as seen by "
+            "the poller; and by block timestamps, whole seconds)",
         },
     }
 
@@ -515,9 +533,13 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
-                TextColumn("[bold]load"), BarColumn(), MofNCompleteColumn(), TextColumn("sent"),
+                TextColumn("[bold]load"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("sent"),
                 TextColumn("{task.fields[committed]} committed, {task.fields[rejected]} rejected"),
-                TimeElapsedColumn(), transient=False,
+                TimeElapsedColumn(),
+                transient=False,
             )
             self.task = self.progress.add_task("load", total=total, committed=0, rejected=0)
 
@@ -543,8 +565,11 @@ def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"laminar load: {report['workload']} at {report['target_tps']:g} tx/s for "
-                        f"{report['duration_s']:g} s via {report['rpc']}", show_header=False)
+    table = Table(
+        title=f"laminar load: {report['workload']} at {report['target_tps']:g} tx/s for "
+        f"{report['duration_s']:g} s via {report['rpc']}",
+        show_header=False,
+    )
     table.add_column(style="bold")
     table.add_column()
     lat = report["latency_ms"]
@@ -556,14 +581,25 @@ def print_report(report: dict) -> None:
         ("committed", report["committed"]),
         ("reverted (committed, status 0)", report["reverted"]),
         ("not committed in time", report["not_committed"]),
-        ("latency p50 / p90 / p99 / max",
-         " / ".join("-" if lat[k] is None else f"{lat[k]:.0f} ms" for k in ("p50", "p90", "p99", "max"))),
-        ("inclusion blocks", f"{report['blocks']['count']} (#{report['blocks']['first']}..#{report['blocks']['last']}), "
-                             f"at most {report['blocks']['max_txs']} of ours in one"),
-        ("sustained tx/s (wall clock)", "-" if sus["wall_clock"] is None else
-         f"{sus['wall_clock']:.1f} over {sus['wall_clock_window_s']:.1f} s"),
-        ("sustained tx/s (block timestamps)", "-" if sus["block_timestamps"] is None else
-         f"{sus['block_timestamps']:.1f} over {sus['block_timestamps_window_s']} s"),
+        (
+            "latency p50 / p90 / p99 / max",
+            " / ".join("-" if lat[k] is None else f"{lat[k]:.0f} ms" for k in ("p50", "p90", "p99", "max")),
+        ),
+        (
+            "inclusion blocks",
+            f"{report['blocks']['count']} (#{report['blocks']['first']}..#{report['blocks']['last']}), "
+            f"at most {report['blocks']['max_txs']} of ours in one",
+        ),
+        (
+            "sustained tx/s (wall clock)",
+            "-" if sus["wall_clock"] is None else f"{sus['wall_clock']:.1f} over {sus['wall_clock_window_s']:.1f} s",
+        ),
+        (
+            "sustained tx/s (block timestamps)",
+            "-"
+            if sus["block_timestamps"] is None
+            else f"{sus['block_timestamps']:.1f} over {sus['block_timestamps_window_s']} s",
+        ),
     ]
     if report["token"]:
         rows.append(("ERC20 token", report["token"]))
@@ -571,15 +607,22 @@ def print_report(report: dict) -> None:
         table.add_row(name, str(value))
     console = Console()
     console.print(table)
-    console.print("latency: from just before eth_sendRawTransaction to the poll (every 0.2 s) that saw "
-                  "its block. sustained tx/s: committed txs in the inclusion blocks after the first, "
-                  "over the time from the first to the last of them.", style="dim")
+    console.print(
+        "latency: from just before eth_sendRawTransaction to the poll (every 0.2 s) that saw "
+        "its block. sustained tx/s: committed txs in the inclusion blocks after the first, "
+        "over the time from the first to the last of them.",
+        style="dim",
+    )
     for example in report["rejected_examples"]:
         console.print(f"rejected: {example}", style="yellow", markup=False)
     if report.get("held_back"):
-        console.print(f"{report['held_back']} slots held back: every sender already had "
-                      f"{SENDER_WINDOW} transactions waiting for a block, so the node did not keep "
-                      f"up with {report['target_tps']:g} tx/s", style="yellow", markup=False)
+        console.print(
+            f"{report['held_back']} slots held back: every sender already had "
+            f"{SENDER_WINDOW} transactions waiting for a block, so the node did not keep "
+            f"up with {report['target_tps']:g} tx/s",
+            style="yellow",
+            markup=False,
+        )
 
 
 def run_load_command(args: argparse.Namespace) -> int:
@@ -599,8 +642,15 @@ def run_load_command(args: argparse.Namespace) -> int:
             print(f"error: {p}", file=sys.stderr)
         return 2
     try:
-        report = run_load(args.rpc, args.tps, args.duration, args.workload, args.accounts, args.wait,
-                          progress=not args.json and sys.stdout.isatty())
+        report = run_load(
+            args.rpc,
+            args.tps,
+            args.duration,
+            args.workload,
+            args.accounts,
+            args.wait,
+            progress=not args.json and sys.stdout.isatty(),
+        )
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

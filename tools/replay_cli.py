@@ -11,8 +11,9 @@ import json
 import sys
 from typing import Any, Sequence
 
-from execution.replay import ReplayInputError, replay_block_dir
 from execution.registry import EXECUTOR_NAMES, close_executor, make_executor
+from execution.replay import ReplayInputError, replay_block_dir
+
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(

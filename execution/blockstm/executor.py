@@ -12,10 +12,10 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Optional
 
 import rlp
-from eth_hash.auto import keccak
 from eth.abc import ReceiptAPI
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM
+from eth_hash.auto import keccak
 
 from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import MVMemory

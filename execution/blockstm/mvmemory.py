@@ -17,7 +17,7 @@ the write sets the coordinator broadcasts (stale replicas only cost a failed val
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from execution.blockstm.messages import SLOT_KEY_LEN, WIP
 
@@ -163,5 +163,3 @@ class MVMemory:
             return False
         return True
 
-    def keys_of(self, tx: int) -> Iterable[bytes]:
-        return self.txkeys.get(tx, ())

@@ -19,8 +19,8 @@ from typing import Any, Callable, Optional, Type
 
 from eth.abc import StateAPI
 from eth.constants import EMPTY_SHA3
-from eth.rlp.accounts import Account
 from eth.db.journal import get_next_checkpoint
+from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 
 from execution.blockstm.messages import BAL, COD, EXI, NON, SLOT_KEY_LEN, STO, WIP

@@ -78,12 +78,3 @@ def decode_node(raw: bytes) -> Node:
             return []
         raise ValueError("malformed trie node")
     return node
-
-
-def missing_on_path(node_of: Callable[[bytes], Node], root: bytes, hashed_key: bytes):
-    """The hash of the first node on the path to `hashed_key` not cached, or None."""
-    try:
-        lookup(node_of, root, hashed_key)
-    except NodeMissing as exc:
-        return exc.node_hash
-    return None

@@ -366,10 +366,6 @@ class Worker:
 
 def worker_main(conn: Any, worker_id: int) -> None:
     logging.getLogger("eth").setLevel(logging.WARNING)
-    try:
-        os.nice(0)
-    except OSError:
-        pass
     profile_dir = os.environ.get("LAMINAR_BLOCKSTM_PROFILE")
     if not profile_dir:
         Worker(conn, worker_id).run()

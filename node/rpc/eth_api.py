@@ -7,16 +7,16 @@ scans) runs in a worker thread so the event loop keeps serving.
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass, field
-import logging
 from typing import Any, Awaitable, Callable, Optional
 
 import trio
 from eth.abc import BlockAPI, BlockHeaderAPI
+from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth_abi import decode as abi_decode
 from eth_bloom import BloomFilter
-from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 
 from consensus.certificate import CommitCertificate, InvalidCertificateError
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
@@ -35,7 +35,7 @@ from node.rpc.filters import FilterManager, LogCriteria, parse_log_criteria
 from node.rpc.server import Methods
 from node.rpc.subscriptions import SubscriptionHub
 
-log = logging.getLogger("laminar.rpc")
+log = logging.getLogger(__name__)
 
 CLIENT_VERSION = f"Laminar/v0.1.0/{platform.system().lower()}/python{platform.python_version()}"
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)

@@ -44,7 +44,7 @@ from .errors import (
 )
 from .subscriptions import Subscription, SubscriptionHub
 
-log = logging.getLogger("node.rpc.server")
+log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -532,7 +532,9 @@ class RpcApp:
             await send({"type": "http.response.body", "body": b""})
             return
         if method in ("GET", "HEAD"):
-            body = b"" if method == "HEAD" else b"Laminar JSON-RPC endpoint: POST JSON-RPC 2.0 or connect via WebSocket\n"
+            body = b"" if method == "HEAD" else (
+                b"Laminar JSON-RPC endpoint: POST JSON-RPC 2.0 or connect via WebSocket\n"
+            )
             await self._respond(send, 200, body, text, cors)
             return
         if method != "POST":
@@ -616,7 +618,7 @@ def _hypercorn_config(config: RpcServerConfig) -> HypercornConfig:
     hc.accesslog = logging.getLogger("hypercorn.access") if config.access_log else None
     # A Logger instance is used as-is (no handler added, no level forced):
     # "Running on ..." stays at INFO, errors propagate to the app's logging.
-    hc.errorlog = logging.getLogger("node.rpc.hypercorn")
+    hc.errorlog = logging.getLogger(__name__ + ".hypercorn")
     hc.websocket_max_message_size = config.ws_max_message_bytes
     hc.graceful_timeout = config.graceful_timeout
     hc.include_server_header = False

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from .errors import RpcError, invalid_params, limit_exceeded
 
-log = logging.getLogger("node.rpc.subscriptions")
+log = logging.getLogger(__name__)
 
 #: (*params after the kind name) -> filter object (anything). Raise RpcError
 #: (e.g. ``invalid_params(...)``) for bad params.

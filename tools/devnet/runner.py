@@ -48,20 +48,41 @@ RECENT_BLOCKS = 8
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", type=Path, default=None,
-                        help=f"devnet directory (default {DEFAULT_DIR}); made with `devnet init` when absent")
-    parser.add_argument("--validators", type=int, default=None,
-                        help=f"validators of a new devnet (default {DEFAULT_VALIDATORS})")
-    parser.add_argument("--base-port", type=int, default=None,
-                        help=f"RPC port of validator 0 of a new devnet; validator i gets base+i (default {DEFAULT_BASE_PORT})")
-    parser.add_argument("--base-p2p-port", type=int, default=None,
-                        help=f"libp2p port of validator 0 of a new devnet (default {DEFAULT_BASE_P2P_PORT})")
-    parser.add_argument("--block-time", type=float, default=None,
-                        help="seconds between blocks of a new devnet (default 1)")
-    parser.add_argument("--no-live", action="store_true",
-                        help="plain lines (one per block) instead of the live view (the default when stdout is not a terminal)")
-    parser.add_argument("--stop-timeout", type=float, default=20.0,
-                        help="seconds to wait for validators after SIGTERM before SIGKILL (default 20)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help=f"devnet directory (default {DEFAULT_DIR}); made with `devnet init` when absent",
+    )
+    parser.add_argument(
+        "--validators", type=int, default=None, help=f"validators of a new devnet (default {DEFAULT_VALIDATORS})"
+    )
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help=f"RPC port of validator 0 of a new devnet; validator i gets base+i (default {DEFAULT_BASE_PORT})",
+    )
+    parser.add_argument(
+        "--base-p2p-port",
+        type=int,
+        default=None,
+        help=f"libp2p port of validator 0 of a new devnet (default {DEFAULT_BASE_P2P_PORT})",
+    )
+    parser.add_argument(
+        "--block-time", type=float, default=None, help="seconds between blocks of a new devnet (default 1)"
+    )
+    parser.add_argument(
+        "--no-live",
+        action="store_true",
+        help="plain lines (one per block) instead of the live view (the default when stdout is not a terminal)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=20.0,
+        help="seconds to wait for validators after SIGTERM before SIGKILL (default 20)",
+    )
 
 
 # ---- JSON-RPC over HTTP (standard library: one short request per call) ---------------------
@@ -71,10 +92,9 @@ def rpc_batch(url: str, calls: list[tuple[str, list]], timeout: float = HTTP_TIM
     """Results of a JSON-RPC batch, in call order; an error reply gives None for that call."""
     import urllib.request
 
-    body = json.dumps([
-        {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
-        for i, (method, params) in enumerate(calls)
-    ]).encode()
+    body = json.dumps(
+        [{"jsonrpc": "2.0", "id": i, "method": method, "params": params} for i, (method, params) in enumerate(calls)]
+    ).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         replies = json.load(response)
@@ -95,21 +115,28 @@ def prepare_dir(args: argparse.Namespace, out=print) -> dict:
     summary_path = directory / "devnet.json"
     if (directory / "genesis.json").exists():
         if not summary_path.exists():
-            raise RunnerError(f"{directory} has a genesis.json but no devnet.json: not a `laminar devnet init` directory")
+            raise RunnerError(
+                f"{directory} has a genesis.json but no devnet.json: not a `laminar devnet init` directory"
+            )
         summary = json.loads(summary_path.read_text())
         n = len(summary["nodes"])
         if args.validators is not None and args.validators != n:
-            out(f"note: {directory} holds a devnet of {n} validators; --validators {args.validators} ignored "
-                "(use another --dir for a new devnet)")
+            out(
+                f"note: {directory} holds a devnet of {n} validators; --validators {args.validators} ignored "
+                "(use another --dir for a new devnet)"
+            )
         if args.base_port is not None and summary["nodes"][0]["rpc"].rsplit(":", 1)[1] != str(args.base_port):
-            out(f"note: {directory} was made with RPC ports from {summary['nodes'][0]['rpc'].rsplit(':', 1)[1]}; "
-                f"--base-port {args.base_port} ignored (use another --dir)")
+            out(
+                f"note: {directory} was made with RPC ports from {summary['nodes'][0]['rpc'].rsplit(':', 1)[1]}; "
+                f"--base-port {args.base_port} ignored (use another --dir)"
+            )
         out(f"resuming the devnet in {directory}")
     else:
         validators = DEFAULT_VALIDATORS if args.validators is None else args.validators
         try:
             nodes = layout.init(
-                directory, validators,
+                directory,
+                validators,
                 base_rpc_port=DEFAULT_BASE_PORT if args.base_port is None else args.base_port,
                 base_p2p_port=DEFAULT_BASE_P2P_PORT if args.base_p2p_port is None else args.base_p2p_port,
                 block_time=1.0 if args.block_time is None else args.block_time,
@@ -180,7 +207,9 @@ class Validator:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tools.cli", "node", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,  # Ctrl-C in the terminal reaches only the runner
                 preexec_fn=_die_with_parent,
@@ -265,9 +294,14 @@ class Monitor:
         """Poll every node; returns the blocks that became visible on the reference node."""
         for v, view in zip(self.validators, self.nodes):
             try:
-                number, state, pool = rpc_batch(v.url, [
-                    ("eth_blockNumber", []), ("laminar_consensusState", []), ("laminar_mempoolStatus", []),
-                ])
+                number, state, pool = rpc_batch(
+                    v.url,
+                    [
+                        ("eth_blockNumber", []),
+                        ("laminar_consensusState", []),
+                        ("laminar_mempoolStatus", []),
+                    ],
+                )
                 view.height = int(number, 16) if number else None
                 view.round = (state or {}).get("round")
                 view.peers = (state or {}).get("peers")
@@ -350,8 +384,10 @@ def plain_line(monitor: Monitor, block: BlockView) -> str:
     heights = "/".join("-" if v.error or v.height is None else str(v.height) for v in monitor.nodes)
     executor, per_tx, exec_ms, commit_ms, rate = _exec_columns(block.stats)
     interval = f"{block.interval:.2f}s" if block.interval is not None else "-"
-    return (f"block #{block.number}  +{interval}  txs {block.txs}  heights {heights}  "
-            f"exec {executor} incarnations/tx {per_tx} exec {exec_ms} ms commit {commit_ms} ms")
+    return (
+        f"block #{block.number}  +{interval}  txs {block.txs}  heights {heights}  "
+        f"exec {executor} incarnations/tx {per_tx} exec {exec_ms} ms commit {commit_ms} ms"
+    )
 
 
 def render(monitor: Monitor, summary: dict):
@@ -363,11 +399,20 @@ def render(monitor: Monitor, summary: dict):
     header = Text.assemble(
         ("Laminar devnet", "bold"),
         f"  {len(monitor.validators)} validators, chain id {summary.get('chainId')}, {summary['dir']}  ",
-        (f"up {int(elapsed // 60)}m{int(elapsed % 60):02d}s", "dim"), "   ", ("Ctrl-C stops all", "yellow"),
+        (f"up {int(elapsed // 60)}m{int(elapsed % 60):02d}s", "dim"),
+        "   ",
+        ("Ctrl-C stops all", "yellow"),
     )
     nodes = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (("node", "left"), ("rpc", "left"), ("height", "right"), ("round", "right"),
-                          ("peers", "right"), ("pending txs", "right"), ("process", "left")):
+    for name, justify in (
+        ("node", "left"),
+        ("rpc", "left"),
+        ("height", "right"),
+        ("round", "right"),
+        ("peers", "right"),
+        ("pending txs", "right"),
+        ("process", "left"),
+    ):
         nodes.add_column(name, justify=justify)
     for v, view in zip(monitor.validators, monitor.nodes):
         if v.running:
@@ -378,26 +423,44 @@ def render(monitor: Monitor, summary: dict):
             process = f"[red]exited ({v.process.returncode})[/red] see {v.log_path}"
         if view.error and v.running:
             process += f" [yellow]rpc: {view.error}[/yellow]"
-        def cell(value):
+
+        def cell(value, view=view):
             return "-" if view.error or value is None else str(value)
-        nodes.add_row(str(v.index), v.url, cell(view.height), cell(view.round), cell(view.peers),
-                      cell(view.pending), process)
-    blocks = Table(box=None, pad_edge=False, header_style="bold",
-                   title="recent blocks (execution as measured by node 0)", title_justify="left")
+
+        nodes.add_row(
+            str(v.index), v.url, cell(view.height), cell(view.round), cell(view.peers), cell(view.pending), process
+        )
+    blocks = Table(
+        box=None,
+        pad_edge=False,
+        header_style="bold",
+        title="recent blocks (execution as measured by node 0)",
+        title_justify="left",
+    )
     for name in ("block", "dt s", "txs", "gas", "executor", "inc/tx", "exec ms", "commit ms", "exec tx/s"):
         blocks.add_column(name, justify="left" if name == "executor" else "right", no_wrap=True)
     for b in list(monitor.blocks)[-RECENT_BLOCKS:][::-1]:
-        blocks.add_row(f"#{b.number}", f"{b.interval:.2f}" if b.interval is not None else "-",
-                       str(b.txs), f"{b.gas_used:,}", *_exec_columns(b.stats))
+        blocks.add_row(
+            f"#{b.number}",
+            f"{b.interval:.2f}" if b.interval is not None else "-",
+            str(b.txs),
+            f"{b.gas_used:,}",
+            *_exec_columns(b.stats),
+        )
     spb, tps = monitor.rates()
     footer = Text(
-        f"last 20 blocks: {spb:.2f} s/block, {tps:.1f} tx/s committed (wall clock as polled)" if spb
-        else "waiting for blocks...", style="dim")
+        f"last 20 blocks: {spb:.2f} s/block, {tps:.1f} tx/s committed (wall clock as polled)"
+        if spb
+        else "waiting for blocks...",
+        style="dim",
+    )
     legend = Text(
         "dt: time since the previous height was seen; executor/workers (seq: ran sequentially, "
         "e.g. a tiny block); inc/tx: Block-STM executions per transaction (1.00 = no "
         "re-execution); exec tx/s: transactions / execution seconds of the block, not a "
-        "speedup against the sequential executor (`laminar bench` measures that)", style="dim")
+        "speedup against the sequential executor (`laminar bench` measures that)",
+        style="dim",
+    )
     return Group(header, nodes, Text(""), blocks, footer, legend)
 
 
@@ -408,7 +471,8 @@ def _validators_of(summary: dict) -> list[Validator]:
     directory = Path(summary["dir"])
     return [
         Validator(
-            index=node["index"], url=node["rpc"],
+            index=node["index"],
+            url=node["rpc"],
             config=directory / f"node{node['index']}" / "config.toml",
             log_path=directory / f"node{node['index']}" / "node.log",
         )
@@ -431,7 +495,8 @@ def _wait_ready(validators: list[Validator], stop: threading.Event) -> Optional[
                 pass
         if time.monotonic() > deadline:
             raise RunnerError(
-                "validators did not answer within %ds: %s" % (STARTUP_TIMEOUT_S, ", ".join(f"node{v.index}" for v in pending))
+                "validators did not answer within %ds: %s"
+                % (STARTUP_TIMEOUT_S, ", ".join(f"node{v.index}" for v in pending))
             )
         stop.wait(0.3)
     return None
@@ -455,8 +520,10 @@ def run_devnet_network(args: argparse.Namespace) -> int:
         busy = busy_ports(summary)
         if busy:
             raise RunnerError(
-                "ports already in use: " + ", ".join(busy)
-                + " (another `laminar node` or devnet running? stop it, or make a new devnet with --dir and --base-port)"
+                "ports already in use: "
+                + ", ".join(busy)
+                + " (another `laminar node` or devnet running? stop it, "
+                "or make a new devnet with --dir and --base-port)"
             )
     except (RunnerError, OSError) as exc:
         err.print(f"error: {exc}", markup=False)
@@ -478,16 +545,22 @@ def run_devnet_network(args: argparse.Namespace) -> int:
         console.print(f"starting {len(validators)} validators (logs: {summary['dir']}/node<i>/node.log)", markup=False)
         failed = _wait_ready(validators, stop)
         if failed is not None:
-            err.print(f"error: node{failed.index} exited during start-up (code {failed.process.returncode}); "
-                      f"last lines of {failed.log_path}:\n{failed.log_tail()}", markup=False)
+            err.print(
+                f"error: node{failed.index} exited during start-up (code {failed.process.returncode}); "
+                f"last lines of {failed.log_path}:\n{failed.log_tail()}",
+                markup=False,
+            )
             return 1
         if stop.is_set():
             return 0
         console.print(f"devnet up: chain id {summary.get('chainId')}, {len(validators)} validators", markup=False)
         for v in validators:
             console.print(f"  node{v.index}: JSON-RPC {v.url}", markup=False)
-        console.print("dev accounts: the ten of the mnemonic \"test test test test test test test test test test "
-                      "test junk\" (10,000 ETH each; `laminar node` prints their keys). Ctrl-C stops all.", markup=False)
+        console.print(
+            'dev accounts: the ten of the mnemonic "test test test test test test test test test test '
+            'test junk" (10,000 ETH each; `laminar node` prints their keys). Ctrl-C stops all.',
+            markup=False,
+        )
         monitor = Monitor(validators)
         use_live = console.is_terminal and not args.no_live
         if use_live:

@@ -16,8 +16,9 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def make_executor(name: str, workers: Optional[int] = None) -> Executor:
-    """A new executor; Block-STM starts its worker processes on first use."""
+def make_executor(name: str, workers: Optional[int] = None, force_parallel: bool = False) -> Executor:
+    """A new executor; Block-STM starts its worker processes on first use (and with
+    `force_parallel` runs even one-transaction blocks through them)."""
     if name == "sequential":
         from execution.sequential import SequentialExecutor
 
@@ -25,7 +26,7 @@ def make_executor(name: str, workers: Optional[int] = None) -> Executor:
     if name == "blockstm":
         from execution.blockstm import BlockSTMExecutor
 
-        return BlockSTMExecutor(workers or default_workers())
+        return BlockSTMExecutor(workers or default_workers(), force_parallel=force_parallel)
     raise ValueError(f"unknown executor {name!r} (one of: {', '.join(EXECUTOR_NAMES)})")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from execution.blockstm import BlockSTMExecutor
+from execution.blockstm import BlockSTMConfig, BlockSTMExecutor
 from execution.blockstm.mvmemory import ESTIMATE, EstimateHit, MVMemory
 from execution.executor import InvalidBlockError
 from execution.forks import BYZANTIUM_BLOCK
@@ -150,22 +150,21 @@ def test_high_s_typed_transaction_rejected_by_both_executors(blockstm: BlockSTME
 def test_worker_killed_mid_block_is_recovered() -> None:
     block, pre = _erc20_block(120)
     reference = SequentialExecutor().execute(_erc20_block(120)[0], pre)
-    with BlockSTMExecutor(2) as executor:
-        pids = executor.worker_pids()
-        killed = []
+    pids: list[int] = []
+    killed = []
 
-        def kill_one(received: int) -> None:
-            if received == 10 and not killed:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
+    def kill_one(received: int) -> None:
+        if received == 10 and not killed:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
 
-        executor.on_result = kill_one
+    with BlockSTMExecutor(config=BlockSTMConfig(workers=2, on_result=kill_one)) as executor:
+        pids.extend(executor.worker_pids())
         result = executor.execute(block, pre)
         assert killed
         assert result.post_state_root == reference.post_state_root
         assert [r.encode() for r in result.receipts] == [r.encode() for r in reference.receipts]
         assert result.stats.fallback is True
-        executor.on_result = None
         # The next block respawns workers and runs in parallel again.
         block2, pre2 = _erc20_block(40)
         again = executor.execute(block2, pre2)
@@ -285,23 +284,20 @@ def test_contended_chain_falls_back_mid_block_with_identical_results(
     blockstm: BlockSTMExecutor,
 ) -> None:
     """Without the one-worker step, the contended block finishes sequentially in-process."""
-    blockstm.narrow_on_contention = False
-    try:
+    with BlockSTMExecutor(config=BlockSTMConfig(workers=2, narrow_on_contention=False)) as unnarrowed:
         block, pre = _counter_block(120)
         reference = SequentialExecutor().execute(_counter_block(120)[0], pre)
-        result = blockstm.execute(block, pre)
-    finally:
-        blockstm.narrow_on_contention = True
-    _same(result, reference)
-    assert result.stats.fallback is True
-    assert blockstm.last_fallback_at is not None and blockstm.last_fallback_at < 120
-    assert blockstm.last_fallback_reason.startswith("contention")
-    assert blockstm.last_block_info["fallback_at"] == blockstm.last_fallback_at
-    # and the next block runs in parallel again
-    block2, pre2 = _erc20_block(60)
-    again = blockstm.execute(block2, pre2)
-    assert again.stats.fallback is False
-    _same(again, SequentialExecutor().execute(_erc20_block(60)[0], pre2))
+        result = unnarrowed.execute(block, pre)
+        _same(result, reference)
+        assert result.stats.fallback is True
+        assert unnarrowed.last_fallback_at is not None and unnarrowed.last_fallback_at < 120
+        assert unnarrowed.last_fallback_reason.startswith("contention")
+        assert unnarrowed.last_block_info["fallback_at"] == unnarrowed.last_fallback_at
+        # and the next block runs in parallel again
+        block2, pre2 = _erc20_block(60)
+        again = unnarrowed.execute(block2, pre2)
+        assert again.stats.fallback is False
+        _same(again, SequentialExecutor().execute(_erc20_block(60)[0], pre2))
 
 
 def test_independent_block_does_not_fall_back(blockstm: BlockSTMExecutor) -> None:
@@ -317,8 +313,7 @@ def test_independent_block_does_not_fall_back(blockstm: BlockSTMExecutor) -> Non
 def test_forced_fallback_at_any_point_is_identical(make, after: int) -> None:
     block, pre = make(48)
     reference = SequentialExecutor().execute(make(48)[0], pre)
-    with BlockSTMExecutor(2) as executor:
-        executor.fallback_after = after
+    with BlockSTMExecutor(config=BlockSTMConfig(workers=2, fallback_after=after)) as executor:
         result = executor.execute(block, pre)
         _same(result, reference)
         assert result.stats.fallback is True or executor.last_fallback_at is None
@@ -410,25 +405,19 @@ def test_trie_reader_matches_py_evm() -> None:
 
 
 @pytest.mark.parametrize("number", BLOCKS[-3:])
-def test_mainnet_replay_identical_with_node_round_trips(monkeypatch, number: str) -> None:
+def test_mainnet_replay_identical_with_node_round_trips(number: str) -> None:
     """Without shipping the pre-state, workers prefetch and fetch nodes (NEED)."""
-    from execution.blockstm import executor as executor_module
-
-    monkeypatch.setattr(executor_module, "SHIP_PRESTATE_LIMIT", 0)
     block_dir = DATA / number
     reference = replay_block_dir(block_dir, SequentialExecutor())
-    with BlockSTMExecutor(2) as executor:
+    with BlockSTMExecutor(config=BlockSTMConfig(workers=2, ship_prestate_limit=0)) as executor:
         for _ in range(2):  # cold node caches, then warm
             report = replay_block_dir(block_dir, executor)
             for key in ("gasUsed", "logsBloom", "receiptsRoot", "postStateRoot"):
                 assert report[key] == reference[key], key
 
 
-def test_consecutive_blocks_with_node_round_trips(monkeypatch, blockstm) -> None:
-    from execution.blockstm import executor as executor_module
-
-    monkeypatch.setattr(executor_module, "SHIP_PRESTATE_LIMIT", 0)
-    with BlockSTMExecutor(2) as executor:
+def test_consecutive_blocks_with_node_round_trips(blockstm) -> None:
+    with BlockSTMExecutor(config=BlockSTMConfig(workers=2, ship_prestate_limit=0)) as executor:
         block, pre = _erc20_block(60)
         executor.execute(block, pre)
         assert executor.last_block_info["needs"] > 0  # cold: nodes come by round trips

@@ -79,12 +79,9 @@ class _Runner:
         signal.signal(signal.SIGALRM, _on_alarm)
 
     def _new_executor(self) -> Executor:
-        executor = make_executor(self.executor_name, self.workers)
         # Conformance means every block goes through the parallel path, even a block of
         # one transaction (a node runs those sequentially).
-        if hasattr(executor, "force_parallel"):
-            executor.force_parallel = True  # type: ignore[attr-defined]
-        return executor
+        return make_executor(self.executor_name, self.workers, force_parallel=True)
 
     def run(self, test: BlockTest) -> BlockTestResult:
         started = time.perf_counter()

@@ -1,46 +1,47 @@
-"""Message tags and state-location keys shared by the coordinator and the workers.
+"""Block-STM's vocabulary: state locations, and the messages between the coordinator and
+its workers.
 
-Everything that crosses a process boundary is a small tuple of bytes, ints, dicts and
-lists, pickled by `multiprocessing.Connection.send`.
+Every message is a named tuple. On the wire it travels as a plain tuple, its tag first
+(`wire(msg)`), and the receiver names it again (`named(raw)`): pickling a named tuple
+costs about 3 us more per message each way (measured 2026-12-01 on a DONE
+message of a transfer: 2.6 us vs 6.0 us to pickle, 2.6 vs 5.3 us to unpickle), naming
+a received tuple 0.4 us.
 
 Coordinator -> worker
-    (BLOCK, block_id, env, pre_root, prelude, nodes)
-                                                  a new block: env is the BlockEnv, prelude
-                                                   the block's pre-transaction storage writes
-                                                   ({key: value}, EIP-4788/2935 slots), nodes
-                                                   the whole pre-state when it is a small
-                                                   in-memory dict (else None)
-    (WORK, block_id, updates, tasks, nodes)       updates: [(tx, writes, deltas, codes)] write
-                                                   sets of finished incarnations (or
-                                                   (tx, None, None, None): ESTIMATE, the
-                                                   incarnation was aborted); tasks:
-                                                   [(tx, incarnation, tx object | None: the
-                                                   worker already has it)]; nodes:
-                                                   {hash: node} another worker fetched
-    (NODE, block_id, request_id, values)          answer to NEED (value or None per hash)
-    (END, block_id)                               block over: drop tasks, acknowledge
-    (STOP,)                                       exit
+    Block(block_id, env, pre_root, prelude, nodes)   a new block: env is the BlockEnv,
+        prelude the block's pre-transaction storage writes ({location: value}, EIP-4788 /
+        EIP-2935), nodes the whole pre-state when it is a small in-memory dict (else None)
+    Work(block_id, updates, tasks, nodes)   updates: [(tx, writes, deltas, codes)] write
+        sets of finished incarnations, or (tx, None, None, None): ESTIMATE, the
+        incarnation was aborted; tasks: [(tx, incarnation, transaction or None: the
+        worker already has it)]; nodes: {hash: node} another worker fetched
+    Node(block_id, request_id, values)      answer to Need (value or None per hash)
+    End(block_id)                           block over: drop tasks, acknowledge
+    Stop()                                  exit
 Worker -> coordinator
-    (NEED, block_id, request_id, hashes)          trie nodes / code missing from the cache
-                                                   (a batch: prefetch asks for many at once)
-    (DONE, block_id, tx, inc, reads, writes, deltas, codes, outcome, base_accounts)
-    (BLOCKED, block_id, tx, inc, dep)             read an ESTIMATE of tx `dep`
-    (RESULTS, [DONE or BLOCKED message, ...])     several results in one message
-    (ERROR, block_id, tx, inc, text)              unexpected exception (coordinator falls back)
-    (ENDED, block_id, timing)                     acknowledgement of END; timing: the
-                                                   worker's seconds this block [running tasks
-                                                   (wall), running tasks (CPU), waiting for
-                                                   messages, sending results]
+    Need(block_id, request_id, hashes)      trie nodes / code missing from its cache
+    Done(block_id, tx, incarnation, reads, writes, deltas, codes, outcome, accounts)
+    Blocked(block_id, tx, incarnation, dependency)   read an ESTIMATE of `dependency`
+    Results(messages)                       several Done / Blocked in one message
+    Error(block_id, tx, incarnation, text)  unexpected exception (the block falls back)
+    Ended(block_id, timing)                 acknowledges End; timing: the worker's
+        seconds this block [running tasks (wall), running tasks (CPU), waiting for
+        messages, sending results]
 
-State locations ("keys") are bytes: the 20-byte address plus a one-byte field tag
-(balance, nonce, code hash, existence, storage wipe, pre-state storage), or plus the 32-byte big-endian slot
-number for a storage slot (52 bytes).
+State locations are bytes: the 20-byte address plus a one-byte field tag (balance,
+nonce, code hash, existence, storage wipe, pre-state storage), or plus the 32-byte
+big-endian slot number for a storage slot (52 bytes).
 """
 
 from __future__ import annotations
 
-BLOCK, WORK, NODE, END, STOP = 1, 2, 3, 4, 5
-NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS = 11, 12, 13, 14, 15, 16
+from typing import Any, NamedTuple, Optional, Union
+
+# ---- locations ------------------------------------------------------------------------
+
+Location = bytes  # address + field tag, or address + slot (see the module doc)
+TxIndex = int
+Incarnation = int
 
 BAL = b"b"  # balance (int); may carry commutative deltas
 NON = b"n"  # nonce (int)
@@ -53,5 +54,131 @@ FIELD_KEY_LEN = 21
 SLOT_KEY_LEN = 52
 
 
-def slot_key(address: bytes, slot: int) -> bytes:
+def slot_key(address: bytes, slot: int) -> Location:
     return address + slot.to_bytes(32, "big")
+
+
+# ---- message tags ---------------------------------------------------------------------
+
+BLOCK, WORK, NODE, END, STOP = 1, 2, 3, 4, 5
+NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS = 11, 12, 13, 14, 15, 16
+
+
+# ---- coordinator -> worker ------------------------------------------------------------
+
+
+class Block(NamedTuple):
+    block_id: int
+    env: Any
+    pre_root: bytes
+    prelude: dict
+    nodes: Optional[dict]
+
+
+class Work(NamedTuple):
+    block_id: int
+    updates: list
+    tasks: list
+    nodes: dict
+
+
+class Node(NamedTuple):
+    block_id: int
+    request_id: int
+    values: list
+
+
+class End(NamedTuple):
+    block_id: int
+
+
+class Stop(NamedTuple):
+    pass
+
+
+# ---- worker -> coordinator ------------------------------------------------------------
+
+
+class Need(NamedTuple):
+    block_id: int
+    request_id: int
+    hashes: list
+
+
+class Done(NamedTuple):
+    block_id: int
+    tx: TxIndex
+    incarnation: Incarnation
+    reads: dict
+    writes: dict
+    deltas: dict
+    codes: dict
+    outcome: tuple
+    accounts: dict
+
+
+class Blocked(NamedTuple):
+    block_id: int
+    tx: TxIndex
+    incarnation: Incarnation
+    dependency: TxIndex
+
+
+class Results(NamedTuple):
+    messages: list
+
+
+class Error(NamedTuple):
+    block_id: int
+    tx: TxIndex
+    incarnation: Incarnation
+    text: str
+
+
+class Ended(NamedTuple):
+    block_id: int
+    timing: list
+
+
+Message = Union[Block, Work, Node, End, Stop, Need, Done, Blocked, Results, Error, Ended]
+
+_BY_TAG: dict[int, Any] = {
+    BLOCK: Block, WORK: Work, NODE: Node, END: End, STOP: Stop, NEED: Need, DONE: Done,
+    BLOCKED: Blocked, RESULTS: Results, ERROR: Error, ENDED: Ended,
+}
+_TAG_OF: dict[type, int] = {cls: tag for tag, cls in _BY_TAG.items()}
+
+
+def wire(message: Message) -> tuple:
+    """The plain tuple a message travels as: its tag, then its fields."""
+    return (_TAG_OF[type(message)], *message)
+
+
+def named(raw: tuple) -> Message:
+    """A received message with its field names."""
+    return _BY_TAG[raw[0]]._make(raw[1:])
+
+
+# ---- outcomes -------------------------------------------------------------------------
+
+OK, INVALID = "ok", "invalid"
+
+
+def invalid_outcome(reason: str) -> tuple:
+    """The outcome of a transaction that cannot be applied (the block is invalid)."""
+    return (INVALID, reason)
+
+
+def invalid_reason(outcome: tuple) -> Optional[str]:
+    """Why the transaction cannot be applied, or None when it ran."""
+    return outcome[1] if outcome[0] == INVALID else None
+
+
+class TxResult(NamedTuple):
+    """What the coordinator keeps of an incarnation it accepted (in-process only)."""
+
+    reads: dict
+    writes: dict
+    deltas: dict
+    codes: dict
+    outcome: tuple

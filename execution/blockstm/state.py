@@ -23,7 +23,7 @@ from eth.db.journal import get_next_checkpoint
 from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 
-from execution.blockstm.messages import BAL, COD, EXI, NON, SLOT_KEY_LEN, STO, WIP
+from execution.blockstm.messages import BAL, COD, EXI, NON, OK, SLOT_KEY_LEN, STO, WIP
 from execution.state_db import StorageCollisionRule
 
 _MISSING = object()
@@ -300,7 +300,7 @@ def make_tx_state(
 def outcome_of(computation: Any) -> tuple:
     """What the coordinator needs of a computation to build the receipt."""
     return (
-        "ok",
+        OK,
         computation.get_gas_remaining(),
         computation.get_gas_refund(),
         getattr(computation, "data_floor_gas", 0),
@@ -409,7 +409,8 @@ def merge_write_sets(results: list, end: int) -> Optional[tuple[dict, dict]]:
     writes: dict = {}
     deltas: dict = {}
     for i in range(end):
-        tx_writes, tx_deltas, tx_codes = results[i][1], results[i][2], results[i][3]
+        result = results[i]
+        tx_writes, tx_deltas, tx_codes = result.writes, result.deltas, result.codes
         if tx_codes:
             return None
         for key, value in tx_writes.items():

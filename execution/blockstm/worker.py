@@ -198,11 +198,11 @@ class BlockContext:
         state, db = make_tx_state(self.vm_class, self.execution_context, read, self.code_of)
         reason = check_transaction(state, self.env, tx, 0)
         if reason is not None:
-            return reads, {}, {}, {}, ("invalid", reason)
+            return reads, {}, {}, {}, m.invalid_outcome(reason)
         try:
             computation = state.apply_transaction(tx)
         except ValidationError as exc:
-            return reads, {}, {}, {}, ("invalid", readable_error(exc))
+            return reads, {}, {}, {}, m.invalid_outcome(readable_error(exc))
         return reads, db.writes, db.deltas, db.codes, outcome_of(computation)
 
 
@@ -230,15 +230,15 @@ class Worker:
             self.flush()
         self.request_id += 1
         rid = self.request_id
-        self.conn.send((m.NEED, block_id, rid, keys))
+        self.conn.send(m.wire(m.Need(block_id, rid, keys)))
         while True:
-            msg = self.conn.recv()
-            if msg[0] == m.NODE and msg[2] == rid:
+            msg = m.named(self.conn.recv())
+            if isinstance(msg, m.Node) and msg.request_id == rid:
                 nodes = self.nodes
                 if len(nodes) > _NODE_CACHE_LIMIT:
                     nodes.clear()
                     self.decoded.clear()
-                for key, value in zip(keys, msg[3]):
+                for key, value in zip(keys, msg.values):
                     if value is not None:
                         nodes[key] = value
                 return
@@ -270,48 +270,47 @@ class Worker:
             node = self.decoded[key] = decode_node(self.raw_node(key))
         return node
 
-    def next_message(self, block: bool) -> Optional[tuple]:
+    def next_message(self, block: bool) -> Optional[m.Message]:
         if self.stash:
             return self.stash.popleft()
         if block:
             t0 = perf_counter()
-            msg = self.conn.recv()
+            msg = m.named(self.conn.recv())
             self.timing[2] += perf_counter() - t0
             return msg
         if self.conn.poll():
-            return self.conn.recv()
+            return m.named(self.conn.recv())
         return None
 
-    def handle(self, msg: tuple) -> None:
-        tag = msg[0]
-        if tag == m.WORK:
+    def handle(self, msg: m.Message) -> None:
+        if isinstance(msg, m.Work):
             ctx = self.ctx
-            if ctx is None or msg[1] != ctx.block_id:
+            if ctx is None or msg.block_id != ctx.block_id:
                 return
-            for update in msg[2]:
+            for update in msg.updates:
                 ctx.apply_update(*update)
-            if msg[4]:
-                self.nodes.update(msg[4])
-            if msg[3]:
-                self.tasks.extend(msg[3])
-                ctx.prefetch(msg[3])
-        elif tag == m.BLOCK:
-            _, block_id, env, pre_root, prelude, nodes = msg
+            if msg.nodes:
+                self.nodes.update(msg.nodes)
+            if msg.tasks:
+                self.tasks.extend(msg.tasks)
+                ctx.prefetch(msg.tasks)
+        elif isinstance(msg, m.Block):
+            nodes = msg.nodes
             if nodes:
                 if len(self.nodes) + len(nodes) > _NODE_CACHE_LIMIT:
                     self.nodes.clear()
                     self.decoded.clear()
                 self.nodes.update(nodes)
-            self.ctx = BlockContext(self, block_id, env, pre_root, prelude)
+            self.ctx = BlockContext(self, msg.block_id, msg.env, msg.pre_root, msg.prelude)
             self.tasks.clear()
             self.outbox.clear()
             self.timing = [0.0, 0.0, 0.0, 0.0]
-        elif tag == m.END:
+        elif isinstance(msg, m.End):
             self.tasks.clear()
             self.outbox.clear()
             self.ctx = None
-            self.conn.send((m.ENDED, msg[1], self.timing))
-        elif tag == m.STOP:
+            self.conn.send(m.wire(m.Ended(msg.block_id, self.timing)))
+        elif isinstance(msg, m.Stop):
             raise _Stop()
         # NODE answers that arrive late (after a block ended) are dropped
 
@@ -342,24 +341,24 @@ class Worker:
         try:
             reads, writes, deltas, codes, outcome = ctx.execute(tx_index, raw)
         except EstimateHit as hit:
-            self.outbox.append((m.BLOCKED, block_id, tx_index, incarnation, hit.tx))
+            self.outbox.append(m.wire(m.Blocked(block_id, tx_index, incarnation, hit.tx)))
             return
         except Exception:
-            self.conn.send((m.ERROR, block_id, tx_index, incarnation, traceback.format_exc()))
+            self.conn.send(m.wire(m.Error(block_id, tx_index, incarnation, traceback.format_exc())))
             return
         # Our own replica learns our write set at once.
         ctx.apply_update(tx_index, writes, deltas, codes)
         accounts = ctx.new_accounts
         if accounts:
             ctx.new_accounts = {}
-        self.outbox.append((m.DONE, block_id, tx_index, incarnation, reads, writes, deltas,
-                            codes, outcome, accounts))
+        self.outbox.append(m.wire(m.Done(block_id, tx_index, incarnation, reads, writes, deltas,
+                                         codes, outcome, accounts)))
 
     def flush(self) -> None:
         """Send the buffered results in one message."""
         t0 = perf_counter()
         outbox = self.outbox
-        self.conn.send((m.RESULTS, outbox) if len(outbox) > 1 else outbox[0])
+        self.conn.send(m.wire(m.Results(outbox)) if len(outbox) > 1 else outbox[0])
         self.outbox = []
         self.timing[3] += perf_counter() - t0
 

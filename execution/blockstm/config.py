@@ -1,0 +1,46 @@
+"""Block-STM's knobs and test hooks, in one frozen object (as Aptos's
+`BlockExecutorConfig`): an executor's behaviour is fixed when it is made."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class BlockSTMConfig:
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Run the parallel machinery even with one worker or a small block (`laminar bench`
+    # measures how Block-STM scales from one worker to N with it, `laminar blocktest`
+    # checks the parallel path on one-transaction blocks); a node never does.
+    force_parallel: bool = False
+    # Adaptive fallback on high contention: first go on with one worker (it runs the rest
+    # in index order on its own replica and sees its own writes at once), and only if
+    # that still wastes most of its work, run the rest sequentially in-process.
+    adaptive: bool = True
+    narrow_on_contention: bool = True
+    # Over the last `contention_window` finished incarnations, if at least
+    # `contention_ratio` of them were wasted (aborted by validation, or stopped on an
+    # ESTIMATE), parallel execution cannot pay.
+    contention_window: int = 16
+    contention_ratio: float = 0.5
+    # Tasks per worker: it never waits for the coordinator between tasks.
+    tasks_in_flight: int = 6
+    # A worker may hold this many tasks more when they follow a task of the same sender
+    # it is running (sender-affinity dispatch).
+    affinity_slack: int = 6
+    # Ready transactions passed over (their sender's worker is full) before a dispatch stops.
+    affinity_lookahead: int = 32
+    # wait() timeout of the coordinator: then it checks every worker is still alive.
+    liveness_timeout_s: float = 5.0
+    # In-memory pre-states with at most this many nodes go to every worker with the block.
+    ship_prestate_limit: int = 50_000
+    # Test hook: called with the number of results received so far in the block.
+    on_result: Optional[Callable[[int], None]] = None
+    # Test hook: switch to sequential once this many results have been received.
+    fallback_after: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"Block-STM needs at least one worker, got {self.workers}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import trio
 
@@ -34,12 +34,16 @@ from consensus.sync import BlockSync
 from consensus.timers import TimeoutConfig
 from consensus.validators import ValidatorSet
 
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
+
 log = logging.getLogger(__name__)
 
 
 class BFTEngine:
     def __init__(
-        self, *, chain: BlockChain, mempool: TransactionSource, network: ConsensusNetwork,
+        self, *, chain: BlockChain[Any], mempool: TransactionSource, network: ConsensusNetwork,
         validators: ValidatorSet, private_key: Optional[bytes], datadir: Path,
         timeouts: TimeoutConfig, settings: ReactorSettings, sync_poll_interval: float = 2.0,
         outbound: Optional[Callable[[OutboundContext], OutboundHook]] = None,
@@ -67,6 +71,7 @@ class BFTEngine:
         n = reactor.validators.n
         if reactor.index is None:
             return f"BFT observer ({n} validators, no vote)"
+        assert reactor.address is not None  # a validator's index comes from its address
         return (
             f"BFT (Tendermint), validator {reactor.index} of {n} "
             f"(0x{reactor.address.hex()}), quorum {reactor.validators.quorum}"
@@ -77,7 +82,7 @@ class BFTEngine:
         state["synced_blocks"] = self.sync.synced_blocks
         return state
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.reactor.run)
             await nursery.start(self.sync.run)

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol, Sequence, TypeVar
 
 import trio
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
+
+if TYPE_CHECKING:
+    # trio's own TaskStatus is hidden from mypy by trio-typing's trio-stubs (a libp2p
+    # dependency), which take precedence over trio's inline types and do not re-export it.
+    from trio_typing import TaskStatus
 
 
 class BlockRejected(Exception):
@@ -51,7 +56,12 @@ class ExecutedBlock(Protocol):
     def dropped(self) -> Sequence[tuple[SignedTransactionAPI, str]]: ...
 
 
-class BlockChain(Protocol):
+# The chain's own executed-block type (node.chain.Proposal): what `propose` and
+# `import_block` return is what `write_block` and `advance_head` take.
+ExecutedT = TypeVar("ExecutedT", bound=ExecutedBlock)
+
+
+class BlockChain(Protocol[ExecutedT]):
     """The chain as consensus sees it (node.chain.Chain implements it)."""
 
     @property
@@ -66,7 +76,7 @@ class BlockChain(Protocol):
         self, transactions: Sequence[SignedTransactionAPI], timestamp: Optional[int] = None,
         coinbase: bytes = ..., parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
-    ) -> ExecutedBlock:
+    ) -> ExecutedT:
         """Build and execute a block on `parent` (default: the head); invalid
         transactions are dropped (`ExecutedBlock.dropped`), never fatal."""
 
@@ -76,13 +86,13 @@ class BlockChain(Protocol):
     def import_block(
         self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
-    ) -> ExecutedBlock:
+    ) -> ExecutedT:
         """Re-execute another validator's block; BlockRejected naming what differs."""
 
-    def write_block(self, executed: ExecutedBlock, certificate: bytes) -> None:
+    def write_block(self, executed: ExecutedT, certificate: bytes) -> None:
         """Persist a block with its commit certificate (blocking I/O: a worker thread)."""
 
-    def advance_head(self, executed: ExecutedBlock) -> None:
+    def advance_head(self, executed: ExecutedT) -> None:
         """Make a written block the head (on the trio thread)."""
 
     def committed_block(self, number: int) -> Optional[tuple[bytes, bytes]]:
@@ -143,7 +153,7 @@ class OutboundContext:
     """What an outbound hook may use: the chain, this validator's key, and the lock that
     keeps block executions one at a time."""
 
-    chain: BlockChain
+    chain: BlockChain[Any]
     chain_id: int
     private_key: Optional[bytes]
     address: Optional[bytes]
@@ -165,5 +175,5 @@ class ConsensusEngine(Protocol):
     def describe(self) -> str:
         """One line for the start-up banner."""
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Order and commit blocks until cancelled."""

@@ -25,6 +25,7 @@ from typing import Optional, Union
 import rlp
 from eth_hash.auto import keccak
 from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 from eth_keys.exceptions import BadSignature, ValidationError
 
 from consensus.certificate import precommit_digest
@@ -91,7 +92,7 @@ def _recover(digest: bytes, signature: bytes) -> bytes:
     return public_key.to_canonical_address()
 
 
-def _sign(private_key: Union[bytes, keys.PrivateKey], digest: bytes) -> bytes:
+def _sign(private_key: Union[bytes, PrivateKey], digest: bytes) -> bytes:
     if not isinstance(private_key, keys.PrivateKey):
         private_key = keys.PrivateKey(private_key)
     return private_key.sign_msg_hash(digest).to_bytes()

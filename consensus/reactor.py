@@ -44,7 +44,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import rlp
 import trio
@@ -91,6 +91,12 @@ from consensus.state_machine import StateMachine
 from consensus.timers import TimeoutConfig, TimeoutScheduler
 from consensus.validators import ValidatorSet
 from consensus.wal import WAL, ConflictingSignatureError
+
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
+
+    from consensus.sync import BlockSync
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +171,7 @@ class ReactorSettings:
 
 class ConsensusReactor:
     def __init__(
-        self, *, chain: BlockChain, mempool: TransactionSource, network: ConsensusNetwork,
+        self, *, chain: BlockChain[Any], mempool: TransactionSource, network: ConsensusNetwork,
         validators: ValidatorSet, private_key: Optional[bytes], datadir: Path,
         timeouts: TimeoutConfig, settings: ReactorSettings,
         outbound: Optional[Callable[[OutboundContext], OutboundHook]] = None,
@@ -198,7 +204,7 @@ class ConsensusReactor:
                 address=self.address, execution_lock=self.execution_lock,
                 remember_executed=self._executed.__setitem__,
             ))
-        self.sync = None  # consensus.sync.BlockSync, for "we are behind" hints
+        self.sync: Optional[BlockSync] = None  # for "we are behind" hints
         self.evidence: list[str] = []
         self.commits = 0
         self.dropped_inbound = 0
@@ -263,7 +269,7 @@ class ConsensusReactor:
 
     # ---- the loop --------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.scheduler.run, self._send.send)
@@ -312,8 +318,10 @@ class ConsensusReactor:
             elif isinstance(action, ScheduleTimeout):
                 self.scheduler.schedule(action)
             elif isinstance(action, BuildBlock):
+                assert self._nursery is not None  # run() sets it before executing any action
                 self._nursery.start_soon(self._build, action.height, action.round)
             elif isinstance(action, ValidateBlock):
+                assert self._nursery is not None
                 self._nursery.start_soon(
                     self._validate, action.height, action.block_hash, action.block_bytes
                 )
@@ -336,6 +344,8 @@ class ConsensusReactor:
     async def _broadcast(self, action) -> None:
         message = action.proposal if isinstance(action, BroadcastProposal) else action.vote
         if action.new:
+            # Only a validator signs (new=True), and a validator has a WAL.
+            assert self.wal is not None
             try:
                 await trio.to_thread.run_sync(
                     self.wal.record_proposal if isinstance(message, Proposal)
@@ -418,7 +428,12 @@ class ConsensusReactor:
         async with self.execution_lock:
             if proposal is None:  # e.g. our own proposal restored from the WAL
                 block = self._decode_block(action.block_bytes)
-                proposal = await trio.to_thread.run_sync(self.chain.import_block, block)
+                # A name of its own: inferred in `proposal`'s Optional context, run_sync's
+                # result would stay Optional for mypy.
+                imported: ExecutedBlock = await trio.to_thread.run_sync(
+                    self.chain.import_block, block
+                )
+                proposal = imported
             await trio.to_thread.run_sync(
                 self.chain.write_block, proposal, action.certificate.encode()
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 from eth_keys import keys
@@ -20,6 +20,10 @@ from consensus.certificate import CommitCertificate, sign_precommit
 from consensus.engine import BlockChain, ConsensusNetwork, TransactionSource
 from consensus.sync import BlockSync
 
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
+
 log = logging.getLogger(__name__)
 
 SINGLE_VALIDATOR_ROUND = 0
@@ -27,7 +31,7 @@ SINGLE_VALIDATOR_ROUND = 0
 
 @dataclass
 class SingleValidatorEngine:
-    chain: BlockChain
+    chain: BlockChain[Any]
     mempool: TransactionSource
     validator_key: bytes
     block_time: float = 1.0
@@ -54,7 +58,7 @@ class SingleValidatorEngine:
             "commits": self.blocks_committed, "evidence": [],
         }
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         last_block_at = trio.current_time() - self.block_time
         while True:

@@ -29,7 +29,7 @@ above the current one are capped (`MAX_FUTURE_ROUNDS`), the lowest evicted first
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from eth_keys import keys
 
@@ -153,13 +153,13 @@ class StateMachine:
         out, self._out = self._out, []
         return out
 
-    def rebroadcast(self) -> list[Action]:
+    def rebroadcast(self) -> list[Union[BroadcastProposal, BroadcastVote]]:
         """Re-sends for the gossip layer to call periodically (lost messages, late joiners):
         the last decision's proposal and precommits (a peer still at that height can
         decide from them), this height's own signed messages, the current round's
         proposal and votes, and the prevotes of the proof-of-lock rounds that matter.
         All `new=False`: relays, never to be written to the WAL."""
-        out: list[Action] = []
+        out: list[Union[BroadcastProposal, BroadcastVote]] = []
         if self._last_commit is not None:
             proposal, precommits = self._last_commit
             if proposal is not None:
@@ -279,9 +279,11 @@ class StateMachine:
         for rounds in self._future_rounds.values():
             rounds.difference_update([r for r in rounds if r <= round_])
         height = self.height
+        assert height is not None  # rounds start within a height
         if self.index is not None and self.validators.proposer(height, round_) == self.index:
             signed = self._signed.get((height, round_, Step.PROPOSE))
             if signed is not None:
+                assert isinstance(signed, Proposal)  # the PROPOSE step's message
                 self._out.append(BroadcastProposal(signed, False))
                 self._accept_proposal(signed, own=True)
             elif self.valid_value is not None and self.valid_value in self._blocks:
@@ -293,6 +295,7 @@ class StateMachine:
         self._schedule(Step.PROPOSE)
 
     def _schedule(self, step: Step) -> None:
+        assert self.height is not None
         self._out.append(ScheduleTimeout(
             self.height, self.round, step, timeout_duration(self.timeouts, step, self.round)
         ))
@@ -300,9 +303,11 @@ class StateMachine:
     # ---- signing (with the restart guard) -----------------------------------------
 
     def _sign_proposal(self, block_hash: bytes, block_bytes: bytes, pol_round: int) -> None:
+        assert self.height is not None
         key = (self.height, self.round, Step.PROPOSE)
         signed = self._signed.get(key)
         if signed is not None:
+            assert isinstance(signed, Proposal)  # the PROPOSE step's message
             if signed.block_hash != block_hash or signed.pol_round != pol_round:
                 self._out.append(SigningRefused(*key, signed.block_hash, block_hash))
             self._out.append(BroadcastProposal(signed, False))
@@ -318,9 +323,11 @@ class StateMachine:
     def _vote(self, kind: Step, value: Optional[bytes]) -> None:
         if self.index is None:
             return  # an observer follows consensus but never votes
+        assert self.height is not None
         key = (self.height, self.round, kind)
         signed = self._signed.get(key)
         if signed is not None:
+            assert isinstance(signed, Vote)  # a PREVOTE or PRECOMMIT step's message
             if signed.block_hash != value:
                 self._out.append(SigningRefused(*key, signed.block_hash, value))
             self._out.append(BroadcastVote(signed, False))
@@ -416,6 +423,7 @@ class StateMachine:
         return True
 
     def _evict(self, validator: int, round_: int) -> None:
+        assert self.height is not None  # messages are tracked within a height
         for kind in (Step.PREVOTE, Step.PRECOMMIT):
             votes = self._votes.get((round_, kind))
             if votes is not None:
@@ -540,6 +548,7 @@ class StateMachine:
 
     def _rule_decide(self) -> bool:
         """Line 49: a proposal and 2f+1 precommits for it in any round decide."""
+        assert self.height is not None  # _run_rules runs the rules within a height
         quorum = self.validators.quorum
         for (round_, kind), votes in sorted(self._votes.items(), key=lambda kv: kv[0]):
             if kind != Step.PRECOMMIT or votes.total < quorum:

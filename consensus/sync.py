@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 import rlp
 import trio
@@ -32,6 +32,10 @@ from consensus.certificate import CommitCertificate, InvalidCertificateError
 from consensus.engine import BlockChain, ConsensusNetwork, PeerRequestFailed
 from consensus.messages import MAX_HEIGHT, DecodeError, _exact, _flat_list, _uint
 from consensus.validators import ValidatorSet
+
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ class SyncedBlockImporter(Protocol):
 
 class BlockSync:
     def __init__(
-        self, *, chain: BlockChain, network: ConsensusNetwork,
+        self, *, chain: BlockChain[Any], network: ConsensusNetwork,
         validators: Optional[ValidatorSet], importer: Optional[SyncedBlockImporter] = None,
         poll_interval: float = 2.0, behind_grace: float = 3.0,
     ) -> None:
@@ -133,7 +137,7 @@ class BlockSync:
         random.shuffle(peers)
         return peers
 
-    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             try:

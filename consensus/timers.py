@@ -11,12 +11,16 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import trio
 
 from consensus.events import ScheduleTimeout, TimeoutFired
 from consensus.messages import Step
+
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class TimeoutScheduler:
 
     async def run(
         self, deliver: Callable[[object], Awaitable[None]],
-        *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
+        *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
         while True:

@@ -26,7 +26,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 from consensus.messages import MAX_MESSAGE_BYTES, DecodeError, Proposal, Step, Vote, decode_message
 
@@ -54,7 +54,10 @@ def _step(message: Message) -> Step:
 def _same_value(a: Message, b: Message) -> bool:
     if a.block_hash != b.block_hash:
         return False
-    return not isinstance(a, Proposal) or a.pol_round == b.pol_round
+    if not isinstance(a, Proposal):
+        return True
+    assert isinstance(b, Proposal)  # same (height, round, step) as a proposal
+    return a.pol_round == b.pol_round
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,7 +78,7 @@ class WAL:
         self.path = Path(path)
         self.truncated_bytes = 0  # torn tail removed on open
         self._index: dict[tuple[int, int, Step], Message] = {}
-        self._file = None
+        self._file: Optional[BinaryIO] = None
         self._open()
 
     @classmethod
@@ -218,6 +221,7 @@ class WAL:
             return 0
         tmp = self.path.with_name(self.path.name + ".tmp")
         self._write_fresh(tmp, [keep[k] for k in sorted(keep)])
+        assert self._file is not None, "the WAL is closed"
         self._file.close()
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)

@@ -8,13 +8,14 @@ py-evm has made itself should be dropped.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from eth._utils.padding import zpad_right
 from eth_utils import big_endian_to_int
 
 # By module path: `eth.precompiles.modexp` as an attribute is the precompile function,
-# which the package re-exports under the module's name.
-modexp_precompile = importlib.import_module("eth.precompiles.modexp")
+# which the package re-exports under the module's name. Any: its globals are patched below.
+modexp_precompile: Any = importlib.import_module("eth.precompiles.modexp")
 
 
 def modexp_result(data: bytes) -> int:

@@ -17,7 +17,7 @@ attributes: an upgrade of py-evm must re-check them (the tests will say if they 
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 from eth.abc import AccountStorageDatabaseAPI, AtomicDatabaseAPI, DatabaseAPI, StateAPI
 from eth.constants import BLANK_ROOT_HASH
@@ -111,12 +111,22 @@ class StorageCollisionRule:
     Within a block an address only gains storage by running code that gives it a nonce or
     code, so the storage that matters is the pre-state's (less what the block wiped)."""
 
+    # Set by the py-evm State this is mixed into (BatchedAccountDB, or Block-STM's TxDB).
+    _account_db: Any
+
     def has_code_or_nonce(self, address: Address) -> bool:  # py-evm's collision check
-        return super().has_code_or_nonce(address) or self._account_db.account_has_storage(address)  # type: ignore[misc]
+        # misc: the superclass is the py-evm State it is mixed into (batched_state_class,
+        # blockstm_state_class), which mypy cannot see from this class alone.
+        return (
+            super().has_code_or_nonce(address)  # type: ignore[misc]
+            or self._account_db.account_has_storage(address)
+        )
 
 
 class BatchedAccountDB(AccountDB):
     """py-evm's `AccountDB`, applying each state root's account changes in one batch."""
+
+    state_root: Hash32  # AccountDB's property (py-evm's own annotations are not followed)
 
     def account_has_storage(self, address: Address) -> bool:
         """A non-empty storage root (deleting an account or its storage empties it)."""

@@ -241,6 +241,7 @@ def make_p2p_config(config: NodeConfig):
     """The p2p stage's own config (its key file lives in the data dir)."""
     from p2p.config import P2PConfig
 
+    assert config.p2p.listen is not None  # callers make one only when p2p.listen is set
     return P2PConfig(
         data_dir=config.datadir,
         listen_addr=config.p2p.listen,

@@ -46,7 +46,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 import rlp
 import trio
-from eth.abc import SignedTransactionAPI
+from eth.abc import SignedTransactionAPI, VirtualMachineAPI
 from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.vm.forks.shanghai.computation import ShanghaiComputation
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
@@ -142,7 +142,9 @@ def encode_transaction(tx: SignedTransactionAPI) -> bytes:
 
 
 class Mempool:
-    def __init__(self, config: MempoolConfig, reader: AccountReader, fork_vm_class: type) -> None:
+    def __init__(
+        self, config: MempoolConfig, reader: AccountReader, fork_vm_class: type[VirtualMachineAPI]
+    ) -> None:
         self.config = config
         self.reader = reader
         self.fork_vm_class = fork_vm_class

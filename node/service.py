@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import trio
 from eth.abc import BlockAPI, ReceiptAPI
@@ -40,6 +40,10 @@ from p2p.service import P2PService
 from storage.chain_store import CHAIN_CONFIG_KEY
 from storage.files import hex_key_file_content, write_secret_file
 from storage.leveldb import LevelDB
+
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +251,7 @@ def _publish_commit(
 
 async def run_node(
     config: NodeConfig, hooks: Optional[NodeHooks] = None, *,
-    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a node until cancelled; reports the running `Node` through `task_status`."""
     hooks = hooks or NodeHooks()

@@ -190,7 +190,7 @@ class PeerPenalties:
 # ---------------------------------------------------------------------------
 
 
-class _SizedQueues(dict):  # type: ignore[type-arg]
+class _SizedQueues(dict):
     """``Pubsub.peer_queues`` replacement that resizes each queue as it is registered.
 
     ``Pubsub._handle_new_peer`` does ``queue = RpcQueue()`` (max 32, a default argument)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import multiaddr
 import trio
@@ -50,6 +50,10 @@ from .gossip import (
 )
 from .identity import load_or_create_key_pair, peer_id_of
 from .sync import BlocksHandler, StatusHandler, SyncProtocol
+
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ def _cache_host_addrs(host: IHost, ttl: float = 2.0) -> None:
             cache[0], cache[1] = now, addrs
         return list(cache[1])
 
-    host.get_addrs = get_addrs  # type: ignore[method-assign]
+    host.get_addrs = get_addrs
 
 
 class P2PService:
@@ -402,7 +406,7 @@ class P2PService:
             await subscription.get()
             validator.stats.delivered += 1
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: TaskStatus[P2PService] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the host in the caller's nursery: ``await nursery.start(service.run)``."""
         host = self._build_host()
         pubsub, router = build_pubsub(host, self.config.gossip)

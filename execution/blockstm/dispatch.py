@@ -83,7 +83,7 @@ class Dispatcher:
             return
         load = self.in_flight[:active]
         batches: list[list] = [[] for _ in range(active)]
-        skipped = []
+        skipped: list[TxIndex] = []
         while min(load) < config.tasks_in_flight and len(skipped) < config.affinity_lookahead:
             tx = sched.next_task()
             if tx < 0:

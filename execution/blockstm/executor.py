@@ -392,9 +392,10 @@ class _BlockRun:
                     raise WorkerFailure(f"worker {sentinels[obj]} died")
             for obj in ready:
                 w = conn_index[obj]
+                conn = conns[w]
                 try:
-                    while obj.poll():
-                        self._handle(w, m.named(obj.recv()))
+                    while conn.poll():
+                        self._handle(w, m.named(conn.recv()))
                 except (EOFError, OSError) as exc:
                     raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
             self.commit.validate()
@@ -489,9 +490,9 @@ class _BlockRun:
                 ready = wait(conns, timeout=max(0.0, deadline - time.monotonic()))
                 if not ready:
                     raise WorkerFailure("workers did not acknowledge the end of a block")
-                for conn in ready:
-                    w = pool.conns.index(conn)
-                    msg = m.named(conn.recv())  # type: ignore[union-attr]
+                for ready_conn in ready:
+                    w = pool.conns.index(ready_conn)
+                    msg = m.named(pool.conns[w].recv())
                     if isinstance(msg, m.Ended) and msg.block_id == self.block_id:
                         waiting.discard(w)
                         self.worker_timing[w] = msg.timing

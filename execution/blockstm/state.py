@@ -32,7 +32,7 @@ _MISSING = object()
 class TxDB:
     """Account DB of one incarnation. `read(key)` resolves a location (and records it)."""
 
-    def __init__(self, read: Callable[[bytes], Any], code_of: Callable[[bytes], bytes]) -> None:
+    def __init__(self, read: Callable[..., Any], code_of: Callable[[bytes], bytes]) -> None:
         self._read = read
         self._code_of = code_of
         self.writes: dict[bytes, Any] = {}

@@ -12,14 +12,14 @@ Paths are handled as hex strings (one character per nibble): a 32-byte hashed ke
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable
 
 from execution.trie import BLANK_ROOT_HASH as BLANK_ROOT
 from execution.trie import decode_node as decode_rlp_node
 
 _INDEX = {c: i for i, c in enumerate("0123456789abcdef")}
 
-Node = list  # decoded: 17 items (branch), 2 items (leaf/extension), or [] (blank)
+Node = list[Any]  # decoded: 17 items (branch), 2 items (leaf/extension), or [] (blank)
 
 
 class NodeMissing(Exception):
@@ -40,7 +40,7 @@ def lookup(node_of: Callable[[bytes], Node], root: bytes, hashed_key: bytes) -> 
     path = hashed_key.hex()
     end = len(path)
     pos = 0
-    node: Union[Node, bytes] = node_of(root)
+    node: Node = node_of(root)
     while True:
         size = len(node)
         if size == 17:

@@ -164,6 +164,7 @@ class BlockContext:
         if writes is None:
             self.mv.mark_estimate(tx)
             return
+        assert deltas is not None  # a write set travels whole: writes, deltas, codes
         self.mv.record(tx, writes, deltas)
         if codes:
             self.codes.update(codes)

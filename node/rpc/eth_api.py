@@ -69,7 +69,7 @@ class EthApi:
     consensus_state: Optional[Callable[[], dict]] = None
     p2p: Optional[Any] = None
     # Called with every transaction that enters the pool (from a wallet or a peer).
-    pending_listeners: list[Callable[[PooledTx], None]] = field(default_factory=list)
+    pending_listeners: list[Callable[[PooledTx], object]] = field(default_factory=list)
 
     def on_pending_transaction(self, pooled: PooledTx) -> None:
         """A transaction entered the pool: pending filters and subscriptions see it."""
@@ -183,6 +183,7 @@ class EthApi:
             pooled = self.mempool.get(raw_hash)
             return encoding.encode_transaction(pooled.tx, None, None) if pooled else None
         block = self.chain.block_by_hash(location.block_hash)
+        assert block is not None  # tx_location answers only for a visible committed block
         return encoding.encode_transaction(
             block.transactions[location.index], block.header, location.index
         )
@@ -277,6 +278,7 @@ class EthApi:
         head = self.chain.head
         for number in range(head.block_number, max(-1, head.block_number - TIP_SAMPLE_BLOCKS), -1):
             header = self.chain.header_by_number(number)
+            assert header is not None  # at or below the head
             for tx in self._block(header).transactions:
                 paid = encoding.effective_gas_price(tx, header.base_fee_per_gas)
                 tips.append(paid - header.base_fee_per_gas)
@@ -307,6 +309,7 @@ class EthApi:
         base_fees, ratios, rewards = [], [], []
         for number in range(oldest, newest_header.block_number + 1):
             header = self.chain.header_by_number(number)
+            assert header is not None  # at or below the head
             base_fees.append(encoding.quantity(header.base_fee_per_gas))
             ratios.append(header.gas_used / header.gas_limit)
             if percentiles is not None:
@@ -477,7 +480,7 @@ class EthApi:
 
 
 def register_eth_api(methods: Methods, api: EthApi) -> None:
-    table = {
+    table: dict[str, Callable[..., Any]] = {
         "eth_chainId": api.chain_id,
         "net_version": api.net_version,
         "net_listening": api.net_listening,

@@ -180,14 +180,15 @@ class FilterManager:
         flt = self._get(filter_id)
         if flt.kind != "logs":
             raise server_error("filter not found")  # geth: not a log filter
+        assert flt.criteria is not None  # a log filter has criteria
         return flt.criteria
 
     def changes(self, filter_id: Any, api) -> list:
         flt = self._get(filter_id)
         head = api.chain.head.block_number
         if flt.kind == "pending":
-            hashes, flt.pending_hashes = flt.pending_hashes, []
-            return [encoding.data(h) for h in hashes]
+            pending, flt.pending_hashes = flt.pending_hashes, []
+            return [encoding.data(h) for h in pending]
         if flt.kind == "blocks":
             hashes = [
                 encoding.data(api.chain.header_by_number(n).hash)
@@ -195,6 +196,7 @@ class FilterManager:
             ]
             flt.last_block = head
             return hashes
+        assert flt.criteria is not None  # a log filter (the only other kind) has criteria
         last = head if flt.criteria.to_block is None else min(head, flt.criteria.to_block)
         first = flt.last_block + 1
         if first > last:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -43,6 +43,10 @@ from .errors import (
     server_error,
 )
 from .subscriptions import Subscription, SubscriptionHub
+
+if TYPE_CHECKING:
+    # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
+    from trio_typing import TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -635,7 +639,7 @@ async def serve_rpc(
     subscriptions: SubscriptionHub | None = None,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve JSON-RPC over HTTP and WebSocket until cancelled (or until
     ``shutdown_trigger()`` returns, for a graceful stop).

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import rlp
 from eth_hash.auto import keccak
@@ -92,6 +92,18 @@ def _recover(digest: bytes, signature: bytes) -> bytes:
     return public_key.to_canonical_address()
 
 
+def _recovered_signer(message: Any, chain_id: int) -> bytes:
+    """The signer's address, recovered once per message object: the reactor checks it when
+    the message arrives and the state machine again when it handles it (it must stay
+    correct fed directly, as the simulations do); the second answer comes from here."""
+    cached = message.__dict__.get("_signer")
+    if cached is not None and cached[0] == chain_id:
+        return cached[1]
+    address = _recover(message.digest(chain_id), message.signature)
+    object.__setattr__(message, "_signer", (chain_id, address))  # not a field: eq ignores it
+    return address
+
+
 def _sign(private_key: Union[bytes, PrivateKey], digest: bytes) -> bytes:
     if not isinstance(private_key, keys.PrivateKey):
         private_key = keys.PrivateKey(private_key)
@@ -118,7 +130,7 @@ class Proposal:
         return proposal_digest(chain_id, self.height, self.round, self.block_hash, self.pol_round)
 
     def signer(self, chain_id: int) -> bytes:
-        return _recover(self.digest(chain_id), self.signature)
+        return _recovered_signer(self, chain_id)
 
     @classmethod
     def sign(
@@ -157,7 +169,7 @@ class Vote:
         return vote_digest(self.kind, chain_id, self.height, self.round, self.block_hash)
 
     def signer(self, chain_id: int) -> bytes:
-        return _recover(self.digest(chain_id), self.signature)
+        return _recovered_signer(self, chain_id)
 
     @classmethod
     def sign(

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from consensus.timers import TimeoutConfig
+from node.rpc.server import RpcServerConfig
+
 DEFAULT_RPC_HOST = "127.0.0.1"
 DEFAULT_RPC_PORT = 8545
 MAX_PORT = 65535
@@ -43,15 +46,23 @@ class ConfigError(ValueError):
 
 @dataclass
 class RpcSettings:
+    """[rpc]: the server's own settings (defaults: `RpcServerConfig`'s) and the methods'."""
+
     host: str = DEFAULT_RPC_HOST
     port: int = DEFAULT_RPC_PORT
-    max_body_bytes: int = 5 * 1024 * 1024
-    max_batch: int = 100
+    max_body_bytes: int = RpcServerConfig.max_body_bytes
+    max_batch: int = RpcServerConfig.max_batch
     gas_cap: int = 50_000_000  # eth_call / eth_estimateGas gas ceiling, as geth's RPCGasCap
     logs_block_range: int = 10_000  # eth_getLogs: most blocks one query may span
     logs_max_results: int = 10_000
     max_filters: int = 1_000
     filter_timeout_s: float = 300.0  # filters not polled for this long are removed
+
+    def server_config(self) -> RpcServerConfig:
+        return RpcServerConfig(
+            host=self.host, port=self.port, max_body_bytes=self.max_body_bytes,
+            max_batch=self.max_batch,
+        )
 
 
 @dataclass
@@ -59,15 +70,23 @@ class ConsensusSettings:
     block_time: float = 1.0
     max_block_txs: Optional[int] = None
     # BFT only (genesis with more than one validator): Tendermint timeouts, seconds,
-    # base + delta * round (consensus/timers.py); timeout_propose must exceed block_time.
-    timeout_propose: float = 3.0
-    timeout_propose_delta: float = 0.5
-    timeout_prevote: float = 1.0
-    timeout_prevote_delta: float = 0.5
-    timeout_precommit: float = 1.0
-    timeout_precommit_delta: float = 0.5
+    # base + delta * round (defaults: consensus/timers.py's TimeoutConfig);
+    # timeout_propose must exceed block_time.
+    timeout_propose: float = TimeoutConfig.propose
+    timeout_propose_delta: float = TimeoutConfig.propose_delta
+    timeout_prevote: float = TimeoutConfig.prevote
+    timeout_prevote_delta: float = TimeoutConfig.prevote_delta
+    timeout_precommit: float = TimeoutConfig.precommit
+    timeout_precommit_delta: float = TimeoutConfig.precommit_delta
     # Re-send this height's consensus messages when nothing progressed for this long.
     rebroadcast_interval: float = 1.0
+
+    def timeouts(self) -> TimeoutConfig:
+        return TimeoutConfig(
+            propose=self.timeout_propose, propose_delta=self.timeout_propose_delta,
+            prevote=self.timeout_prevote, prevote_delta=self.timeout_prevote_delta,
+            precommit=self.timeout_precommit, precommit_delta=self.timeout_precommit_delta,
+        )
 
 
 @dataclass
@@ -78,10 +97,12 @@ class ExecutionSettings:
 
 @dataclass
 class MempoolSettings:
+    """[mempool]: the pool's policy; `node.mempool.MempoolConfig` takes its defaults."""
+
     max_pool_size: int = 5_000
     max_per_sender: int = 64
-    max_tx_bytes: int = 128 * 1024
-    min_priority_fee: int = 0
+    max_tx_bytes: int = 128 * 1024  # geth's txMaxSize
+    min_priority_fee: int = 0  # wei: max_priority_fee_per_gas (legacy: gas price) below is refused
 
 
 @dataclass

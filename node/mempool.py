@@ -52,6 +52,7 @@ from eth.vm.forks.shanghai.computation import ShanghaiComputation
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
 
 from execution.rules import signature_values_in_range
+from node.config import MempoolSettings
 
 ACCESS_LIST_TX_TYPE = 0x01
 DYNAMIC_FEE_TX_TYPE = 0x02
@@ -91,14 +92,22 @@ class InvalidTransactionError(MempoolError):
 class MempoolConfig:
     chain_id: int
     block_gas_limit: int = 30_000_000
-    max_tx_bytes: int = 128 * 1024  # geth txMaxSize
-    max_pool_size: int = 5000
-    max_per_sender: int = 64
+    max_tx_bytes: int = MempoolSettings.max_tx_bytes
+    max_pool_size: int = MempoolSettings.max_pool_size
+    max_per_sender: int = MempoolSettings.max_per_sender
     price_bump_percent: int = 10
-    # Minimum max_priority_fee_per_gas (gas price for legacy txs), in wei.
-    min_priority_fee: int = 0
+    min_priority_fee: int = MempoolSettings.min_priority_fee
     # Max distance between a tx nonce and the sender's account nonce.
     max_nonce_gap: int = 64
+
+    @classmethod
+    def from_settings(cls, chain_id: int, block_gas_limit: int,
+                      settings: MempoolSettings) -> MempoolConfig:
+        return cls(
+            chain_id=chain_id, block_gas_limit=block_gas_limit,
+            max_tx_bytes=settings.max_tx_bytes, max_pool_size=settings.max_pool_size,
+            max_per_sender=settings.max_per_sender, min_priority_fee=settings.min_priority_fee,
+        )
 
 
 @dataclass

@@ -21,7 +21,6 @@ from consensus.bft import BFTEngine
 from consensus.engine import ConsensusEngine, OutboundContext, OutboundHook
 from consensus.reactor import ReactorSettings
 from consensus.single import SingleValidatorEngine
-from consensus.timers import TimeoutConfig
 from consensus.validators import ValidatorSet
 from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
@@ -33,7 +32,7 @@ from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, Mempoo
 from node.rpc import encoding
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
-from node.rpc.server import Methods, RpcServerConfig, serve_rpc
+from node.rpc.server import Methods, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
 from p2p.gossip import Verdict
 from p2p.service import P2PService
@@ -171,11 +170,7 @@ def make_engine(
         chain=chain, mempool=mempool, network=P2PConsensusPort(p2p),
         validators=ValidatorSet.from_genesis(genesis), private_key=validator_key,
         datadir=config.datadir,
-        timeouts=TimeoutConfig(
-            propose=c.timeout_propose, propose_delta=c.timeout_propose_delta,
-            prevote=c.timeout_prevote, prevote_delta=c.timeout_prevote_delta,
-            precommit=c.timeout_precommit, precommit_delta=c.timeout_precommit_delta,
-        ),
+        timeouts=c.timeouts(),
         settings=ReactorSettings(
             block_time=c.block_time, max_block_txs=c.max_block_txs,
             rebroadcast_interval=c.rebroadcast_interval,
@@ -266,14 +261,7 @@ async def run_node(
         executor = make_executor(config.execution.executor, config.execution.workers)
         chain = Chain(db, executor, genesis)
         mempool = Mempool(
-            MempoolConfig(
-                chain_id=genesis.chain_id,
-                block_gas_limit=genesis.gas_limit,
-                max_tx_bytes=config.mempool.max_tx_bytes,
-                max_pool_size=config.mempool.max_pool_size,
-                max_per_sender=config.mempool.max_per_sender,
-                min_priority_fee=config.mempool.min_priority_fee,
-            ),
+            MempoolConfig.from_settings(genesis.chain_id, genesis.gas_limit, config.mempool),
             chain.head_state(),
             chain.vm_class,
         )
@@ -304,12 +292,7 @@ async def run_node(
                 methods.register(name, handler)
         register_subscriptions(hub, api)
         chain.on_commit(lambda block, receipts: _publish_commit(node, hub, api, block, receipts))
-        rpc_config = RpcServerConfig(
-            host=config.rpc.host,
-            port=config.rpc.port,
-            max_body_bytes=config.rpc.max_body_bytes,
-            max_batch=config.rpc.max_batch,
-        )
+        rpc_config = config.rpc.server_config()
         async with trio.open_nursery() as nursery:
             if p2p is not None:
                 await nursery.start(p2p.run)

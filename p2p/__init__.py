@@ -3,11 +3,11 @@
 The node uses :class:`p2p.service.P2PService` only; see docs/p2p.md.
 """
 
-from .codec import DecodeError, Kind
-from .config import BanPolicy, Caps, GossipTuning, P2PConfig
-from .gossip import Verdict
-from .service import P2PNotRunning, P2PService
-from .sync import RemoteError, SyncError
+from p2p.codec import DecodeError, Kind
+from p2p.config import BanPolicy, Caps, GossipTuning, P2PConfig
+from p2p.gossip import Verdict
+from p2p.service import P2PNotRunning, P2PService
+from p2p.sync import RemoteError, SyncError
 
 __all__ = [
     "BanPolicy",

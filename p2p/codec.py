@@ -25,7 +25,7 @@ import rlp
 from rlp.exceptions import DeserializationError
 from rlp.sedes import big_endian_int
 
-from .config import Caps
+from p2p.config import Caps
 
 WIRE_VERSION = 1
 # RLP list header (<= 9 bytes) + two small ints + payload string header (<= 9 bytes).

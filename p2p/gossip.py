@@ -57,8 +57,8 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
-from . import codec
-from .config import BanPolicy, Caps, GossipTuning
+from p2p import codec
+from p2p.config import BanPolicy, Caps, GossipTuning
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
-from . import codec
-from .codec import Kind
-from .config import P2PConfig, parse_bootstrap_addr
-from .gossip import (
+from p2p import codec
+from p2p.codec import Kind
+from p2p.config import P2PConfig, parse_bootstrap_addr
+from p2p.gossip import (
     PeerPenalties,
     Receiver,
     TopicValidator,
@@ -48,8 +48,8 @@ from .gossip import (
     subscribe,
     wait_for_outbound_room,
 )
-from .identity import load_or_create_key_pair, peer_id_of
-from .sync import BlocksHandler, StatusHandler, SyncProtocol
+from p2p.identity import load_or_create_key_pair, peer_id_of
+from p2p.sync import BlocksHandler, StatusHandler, SyncProtocol
 
 if TYPE_CHECKING:
     # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.

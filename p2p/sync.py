@@ -30,10 +30,10 @@ from libp2p.request_response import (
     RequestResponseError,
 )
 
-from . import codec
-from .codec import ErrorCode, Kind
-from .config import Caps
-from .gossip import PeerPenalties
+from p2p import codec
+from p2p.codec import ErrorCode, Kind
+from p2p.config import Caps
+from p2p.gossip import PeerPenalties
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .errors import (
+from node.rpc.errors import (
     INTERNAL_ERROR,
     RpcError,
     internal_error,
@@ -42,7 +42,7 @@ from .errors import (
     parse_error,
     server_error,
 )
-from .subscriptions import Subscription, SubscriptionHub
+from node.rpc.subscriptions import Subscription, SubscriptionHub
 
 if TYPE_CHECKING:
     # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.

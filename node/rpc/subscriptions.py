@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import RpcError, invalid_params, limit_exceeded
+from node.rpc.errors import RpcError, invalid_params, limit_exceeded
 
 log = logging.getLogger(__name__)
 

@@ -137,22 +137,7 @@ def block_input(
     header = block.header
     pow_block = not issubclass(vm_class, ParisVM)
     return BlockInput(
-        env=BlockEnv(
-            vm_class=vm_class,
-            chain_id=chain_id,
-            number=header.block_number,
-            timestamp=header.timestamp,
-            coinbase=header.coinbase,
-            gas_limit=header.gas_limit,
-            parent_hash=header.parent_hash,
-            difficulty=header.difficulty,
-            mix_hash=header.mix_hash,
-            base_fee_per_gas=getattr(header, "base_fee_per_gas", None),
-            excess_blob_gas=header.excess_blob_gas if _has_blob_fields(header) else None,
-            parent_beacon_block_root=getattr(header, "parent_beacon_block_root", None),
-            block_hashes=block_hashes,
-            rules=ETHEREUM_RULES,
-        ),
+        env=BlockEnv.of_header(header, vm_class, chain_id, block_hashes, ETHEREUM_RULES),
         transactions=tuple(block.transactions),
         withdrawals=tuple(getattr(block, "withdrawals", ()) or ()),
         apply_pow_rewards=pow_block,

@@ -12,9 +12,15 @@ for storage to persist with the block in one atomic batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Protocol, Sequence, Type
+from typing import Any, Mapping, Optional, Protocol, Sequence, Type
 
-from eth.abc import ReceiptAPI, SignedTransactionAPI, VirtualMachineAPI, WithdrawalAPI
+from eth.abc import (
+    BlockHeaderAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    VirtualMachineAPI,
+    WithdrawalAPI,
+)
 
 
 class NodeReader(Protocol):
@@ -69,6 +75,37 @@ class BlockEnv:
     # Hashes of earlier blocks, by number, for the BLOCKHASH opcode (up to 256 back).
     block_hashes: Mapping[int, bytes] = field(default_factory=dict)
     rules: ChainRules = LAMINAR_RULES
+
+    @classmethod
+    def of_header(
+        cls, header: BlockHeaderAPI, vm_class: Type[VirtualMachineAPI], chain_id: int,
+        block_hashes: Mapping[int, bytes], rules: ChainRules = LAMINAR_RULES,
+    ) -> BlockEnv:
+        """The environment the block with `header` runs in (fields a fork's header does not
+        have yet, such as the base fee before London, are None)."""
+        return cls(
+            vm_class=vm_class,
+            chain_id=chain_id,
+            number=header.block_number,
+            timestamp=header.timestamp,
+            coinbase=header.coinbase,
+            gas_limit=header.gas_limit,
+            parent_hash=header.parent_hash,
+            difficulty=header.difficulty,
+            mix_hash=header.mix_hash,
+            base_fee_per_gas=_header_field(header, "base_fee_per_gas"),
+            excess_blob_gas=_header_field(header, "excess_blob_gas"),
+            parent_beacon_block_root=_header_field(header, "parent_beacon_block_root"),
+            block_hashes=block_hashes,
+            rules=rules,
+        )
+
+
+def _header_field(header: BlockHeaderAPI, name: str) -> Any:
+    try:
+        return getattr(header, name)
+    except AttributeError:  # py-evm: a field of a later fork
+        return None
 
 
 @dataclass(frozen=True)

@@ -277,20 +277,8 @@ class Chain:
 
     def env_of(self, header: BlockHeaderAPI) -> BlockEnv:
         """The environment a committed block ran in (eth_call at that block uses it)."""
-        return BlockEnv(
-            vm_class=self.vm_class,
-            chain_id=self.chain_id,
-            number=header.block_number,
-            timestamp=header.timestamp,
-            coinbase=header.coinbase,
-            gas_limit=header.gas_limit,
-            parent_hash=header.parent_hash,
-            difficulty=header.difficulty,
-            mix_hash=header.mix_hash,
-            base_fee_per_gas=header.base_fee_per_gas,
-            excess_blob_gas=header.excess_blob_gas,
-            parent_beacon_block_root=header.parent_beacon_block_root,
-            block_hashes=self._hashes_before(header.block_number),
+        return BlockEnv.of_header(
+            header, self.vm_class, self.chain_id, self._hashes_before(header.block_number)
         )
 
     # ---- propose and commit -----------------------------------------------------------

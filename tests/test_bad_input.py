@@ -530,6 +530,48 @@ def test_largest_uint256_quantity_is_accepted(env):
     assert err["code"] != INVALID_PARAMS, err
 
 
+# ---- strict params, as the execution-apis vectors expect --------------------------------
+
+
+@pytest.mark.parametrize(
+    "method, params, fragment",
+    [
+        ("eth_getBalance", [ADDRESS, "0x01"], "leading zero digits"),
+        ("eth_getBlockByNumber", ["0x00", False], "leading zero digits"),
+        ("eth_getBlockByNumber", ["0x0"], "missing value for required argument 1"),
+        ("eth_getBlockByHash", ["0x" + "00" * 32], "missing value for required argument 1"),
+        ("eth_feeHistory", [5, "latest", []], "hex quantity"),
+        ("eth_getLogs", [{"fromBlock": "0x32", "toBlock": "0x38"}],
+         "block range extends beyond current head block"),
+        ("eth_getLogs", [{"fromBlock": "0x1", "toBlock": "0x0"}], "invalid block range params"),
+    ],
+)
+def test_lenient_params_are_invalid_params(env, method, params, fragment):
+    err = error(env.url, method, *params)
+    assert err["code"] == INVALID_PARAMS, err
+    assert fragment in err["message"], err
+
+
+def test_a_plain_block_hash_names_a_block(env):
+    """The spec's BlockNumberOrTagOrHash: a 32-byte hash alone is a block (it answered
+    "header not found" before)."""
+    genesis = result(env.url, "eth_getBlockByNumber", "0x0", False)
+    by_hash = result(env.url, "eth_getBalance", ADDRESS, genesis["hash"])
+    assert by_hash == result(env.url, "eth_getBalance", ADDRESS, "0x0")
+    assert int(by_hash, 16) > 0
+
+
+def test_filter_ids_are_quantities(env):
+    """execution-apis types filter ids as uint: no leading zero digit (random bytes had
+    one in 1 of 16 ids)."""
+    import re
+
+    ids = [result(env.url, "eth_newBlockFilter") for _ in range(100)]
+    assert all(re.match(r"^0x[1-9a-f][0-9a-f]*$", i) for i in ids), ids
+    for i in ids:
+        assert result(env.url, "eth_uninstallFilter", i) is True
+
+
 # ---- afterwards ------------------------------------------------------------------------
 
 

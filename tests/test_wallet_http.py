@@ -710,3 +710,32 @@ def test_estimate_gas_for_ether_transfer_and_deployment(w3, erc20):
     assert receipt.gasUsed <= estimate <= receipt.gasUsed + receipt.gasUsed // 50
     deployed = w3.eth.contract(address=receipt.contractAddress, abi=erc20.abi)
     assert deployed.functions.balanceOf(fresh.address).call() == 1
+
+
+QUANTITY = r"^0x(0|[1-9a-f][0-9a-f]*)$"
+
+
+def test_mined_transactions_carry_block_timestamp_and_eip7702_authorizations(w3):
+    """execution-apis' TransactionInfo requires blockTimestamp for mined transactions and
+    authorizationList for type-4 ones (both were missing)."""
+    import re
+
+    sender = fund_fresh(w3)
+    authority = Account.create()
+    auth = Account.sign_authorization(
+        {"chainId": CHAIN_ID, "address": FUNDER.address, "nonce": 0}, authority.key
+    )
+    receipt = sign_and_wait(w3, sender, {
+        "type": 4, "to": sender.address, "value": 0, "gas": 100_000,
+        "authorizationList": [auth], **fees_1559(w3),
+    })
+    assert receipt.status == 1
+    tx = rpc(w3, "eth_getTransactionByHash", [receipt.transactionHash.to_0x_hex()])["result"]
+    block = rpc(w3, "eth_getBlockByNumber", [hex(receipt.blockNumber), True])["result"]
+    assert tx["blockTimestamp"] == block["timestamp"]
+    assert block["transactions"][receipt.transactionIndex] == tx
+    (item,) = tx["authorizationList"]
+    assert item["address"] == FUNDER.address.lower()
+    assert int(item["chainId"], 16) == CHAIN_ID and item["nonce"] == "0x0"
+    assert all(re.match(QUANTITY, item[k]) for k in ("chainId", "nonce", "yParity", "r", "s"))
+    assert int(item["r"], 16) == auth.r and int(item["s"], 16) == auth.s

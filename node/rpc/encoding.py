@@ -13,6 +13,7 @@ from eth._utils.address import generate_contract_address
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 
 LEGACY_TX_TYPE = 0
+SET_CODE_TX_TYPE = 4  # EIP-7702
 BYZANTIUM_STATUS_SUCCESS = b"\x01"
 
 
@@ -93,6 +94,7 @@ def encode_transaction(
     result: dict[str, Any] = {
         "blockHash": data(header.hash) if header is not None else None,
         "blockNumber": quantity(header.block_number) if header is not None else None,
+        "blockTimestamp": quantity(header.timestamp) if header is not None else None,
         "from": data(tx.sender),
         "gas": quantity(tx.gas),
         "hash": data(tx.hash),
@@ -123,6 +125,15 @@ def encode_transaction(
             result["gasPrice"] = quantity(
                 effective_gas_price(tx, base_fee) if base_fee is not None else tx.max_fee_per_gas
             )
+        if kind == SET_CODE_TX_TYPE:
+            result["authorizationList"] = [
+                {
+                    "chainId": quantity(auth.chain_id), "address": data(auth.address),
+                    "nonce": quantity(auth.nonce), "yParity": quantity(auth.y_parity),
+                    "r": quantity(auth.r), "s": quantity(auth.s),
+                }
+                for auth in tx.authorization_list
+            ]
         result["v"] = quantity(tx.y_parity)
         result["yParity"] = quantity(tx.y_parity)
     result["r"] = quantity(tx.r)

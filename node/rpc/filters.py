@@ -7,7 +7,6 @@ their number is capped so a client cannot grow the node's memory without bound.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -16,6 +15,7 @@ from eth_bloom import BloomFilter
 
 from node.rpc import encoding, params
 from node.rpc.errors import invalid_params, limit_exceeded, server_error
+from node.rpc.subscriptions import random_quantity_id
 
 MAX_TOPIC_POSITIONS = 4
 MAX_ADDRESSES = 1_000
@@ -147,7 +147,7 @@ class FilterManager:
         self._expire()
         if len(self._filters) >= self.max_filters:
             raise limit_exceeded(f"too many filters installed (at most {self.max_filters})")
-        filter_id = "0x" + os.urandom(FILTER_ID_BYTES).hex()
+        filter_id = random_quantity_id(FILTER_ID_BYTES)
         self._filters[filter_id] = flt
         return filter_id
 

@@ -24,7 +24,9 @@ def quantity(value: Any, name: str) -> int:
     gas figure or a block number, and would only reach py-evm to fail there."""
     if not isinstance(value, str) or not value.startswith("0x") or len(value) < 3:
         raise invalid_params(f"{name}: expected a 0x-prefixed hex quantity, got {_shown(value)}")
-    if len(value[2:].lstrip("0")) > UINT256_HEX_DIGITS:
+    if len(value) > 3 and value[2] == "0":
+        raise invalid_params(f"{name}: hex number with leading zero digits: {_shown(value)}")
+    if len(value) - 2 > UINT256_HEX_DIGITS:
         raise invalid_params(f"{name}: quantity does not fit in 256 bits")
     try:
         number = int(value, 16)
@@ -59,8 +61,12 @@ def address(value: Any, name: str) -> bytes:
 
 
 def storage_slot(value: Any, name: str) -> int:
-    if isinstance(value, str) and value.startswith("0x") and len(value) <= 66:
-        return quantity(value if len(value) > 2 else "0x0", name)
+    """A slot as geth takes it: up to 32 bytes of hex, leading zeros allowed."""
+    if isinstance(value, str) and value.startswith("0x") and len(value) <= 2 + 2 * HASH_BYTES:
+        try:
+            return int(value[2:] or "0", 16)
+        except ValueError:
+            raise invalid_params(f"{name}: {_shown(value)} is not hex") from None
     raise invalid_params(f"{name}: expected a hex storage slot of at most 32 bytes")
 
 
@@ -71,6 +77,8 @@ def block_ref(value: Any, name: str = "block") -> Any:
     if isinstance(value, str):
         if value in BLOCK_TAGS:
             return value
+        if len(value) == 2 + 2 * HASH_BYTES:  # a block hash (the spec allows it plain)
+            return ("hash", hash32(value, name))
         return quantity(value, name)
     if isinstance(value, dict):
         if "blockHash" in value:

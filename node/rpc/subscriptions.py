@@ -60,9 +60,19 @@ class SubscriptionSink(Protocol):
         ...
 
 
+SUBSCRIPTION_ID_BYTES = 16
+
+
+def random_quantity_id(size: int) -> str:
+    """A random id of `size` bytes that is also a valid hex quantity (execution-apis types
+    filter and subscription ids as `uint`): the top bit set, so no leading zero digit."""
+    value = int.from_bytes(secrets.token_bytes(size), "big") | (1 << (8 * size - 1))
+    return hex(value)
+
+
 def new_subscription_id() -> str:
-    """Random 16-byte id, ``0x`` + 32 hex chars (geth's format)."""
-    return "0x" + secrets.token_hex(16)
+    """Random 16-byte id, ``0x`` + 32 hex digits (geth's format)."""
+    return random_quantity_id(SUBSCRIPTION_ID_BYTES)
 
 
 def notification_json(subscription_id: str, result: Any) -> str:

@@ -26,7 +26,6 @@ from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
 from node.chain import Chain
 from node.config import NodeConfig, make_p2p_config
-from node.consensus_port import P2PConsensusPort
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
 from node.rpc import encoding
@@ -34,8 +33,6 @@ from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
-from p2p.gossip import Verdict
-from p2p.service import P2PService
 from storage.chain_store import CHAIN_CONFIG_KEY
 from storage.files import hex_key_file_content, write_secret_file
 from storage.leveldb import LevelDB
@@ -43,6 +40,10 @@ from storage.leveldb import LevelDB
 if TYPE_CHECKING:
     # trio.TaskStatus is hidden from mypy by trio-typing's stubs: see consensus/engine.py.
     from trio_typing import TaskStatus
+
+    from p2p.gossip import Verdict
+    from p2p.service import P2PService
+# p2p (and libp2p, half a second to import) only when networking is on: imported where used.
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,12 @@ class NodeHooks:
     rpc_methods: Optional[Callable[["Node"], dict[str, Callable[..., Any]]]] = None
 
 
+def _consensus_port(p2p: P2PService):
+    from node.consensus_port import P2PConsensusPort
+
+    return P2PConsensusPort(p2p)
+
+
 def make_engine(
     config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mempool,
     validator_key: Optional[bytes], p2p: Optional[P2PService], hooks: NodeHooks,
@@ -153,7 +160,7 @@ def make_engine(
         return SingleValidatorEngine(
             chain, mempool, validator_key, config.consensus.block_time,
             config.consensus.max_block_txs,
-            network=P2PConsensusPort(p2p) if p2p is not None else None,
+            network=_consensus_port(p2p) if p2p is not None else None,
         )
     if p2p is None:
         raise NodeSetupError(
@@ -167,7 +174,7 @@ def make_engine(
             f"({c.block_time}s): the proposer waits up to block_time for transactions"
         )
     return BFTEngine(
-        chain=chain, mempool=mempool, network=P2PConsensusPort(p2p),
+        chain=chain, mempool=mempool, network=_consensus_port(p2p),
         validators=ValidatorSet.from_genesis(genesis), private_key=validator_key,
         datadir=config.datadir,
         timeouts=c.timeouts(),
@@ -217,6 +224,8 @@ def accept_gossiped_transaction(
     mempool: Mempool, chain: Chain, on_pending: Callable[[PooledTx], None], raw: bytes
 ) -> Verdict:
     """A transaction from a peer: into the mempool; the verdict decides re-gossip."""
+    from p2p.gossip import Verdict
+
     try:
         pooled = mempool.add_raw(raw, chain.next_base_fee())
     except InvalidTransactionError:
@@ -268,6 +277,8 @@ async def run_node(
         filters = FilterManager(config.rpc.max_filters, config.rpc.filter_timeout_s)
         p2p = None
         if config.p2p.listen is not None:
+            from p2p.service import P2PService
+
             p2p = P2PService(make_p2p_config(config))
             p2p.set_peer_filter(hooks.peer_filter)
         engine = make_engine(config, genesis, chain, mempool, validator_key, p2p, hooks)

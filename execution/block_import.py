@@ -32,8 +32,9 @@ from execution.executor import (
     Executor,
     InvalidBlockError,
     StateView,
+    header_field,
 )
-from execution.roots import make_header_roots, ordered_trie_root, transactions_root
+from execution.roots import ordered_trie_root, receipts_root, transactions_root
 from execution.rules import requests_hash
 
 
@@ -57,20 +58,12 @@ def _mismatch(what: str, header_value: object, computed: object) -> BlockRejecte
     )
 
 
-def _has_blob_fields(header: BlockHeaderAPI) -> bool:
-    """Cancun headers and later carry excess blob gas (py-evm raises for older ones)."""
-    try:
-        return header.excess_blob_gas is not None
-    except AttributeError:
-        return False
-
-
 def expected_excess_blob_gas(
     vm_class: Type[VirtualMachineAPI], parent: BlockHeaderAPI
 ) -> int:
     """EIP-4844 (Cancun) / EIP-7691 (Prague) excess blob gas of a child of `parent`; 0 on
     the fork block, whose parent carries no blob fields."""
-    if not _has_blob_fields(parent):
+    if header_field(parent, "excess_blob_gas") is None:
         return 0
     if issubclass(vm_class, PragueVM):
         return calc_excess_blob_gas_prague(parent)
@@ -152,9 +145,9 @@ def check_result(
     header = block.header
     if result.gas_used != header.gas_used:
         raise _mismatch("gasUsed", header.gas_used, result.gas_used)
-    _, receipts_root = make_header_roots(block.transactions, result.receipts)
-    if receipts_root != header.receipt_root:
-        raise _mismatch("receiptsRoot", header.receipt_root, receipts_root)
+    computed_receipts_root = receipts_root(result.receipts)
+    if computed_receipts_root != header.receipt_root:
+        raise _mismatch("receiptsRoot", header.receipt_root, computed_receipts_root)
     if result.logs_bloom != header.bloom:
         raise BlockRejected("logsBloom mismatch")
     if issubclass(vm_class, PragueVM):

@@ -258,7 +258,7 @@ def _run(test: BlockTest, executor: Executor, result: BlockTestResult) -> None:
         )
         return
     chain = _Chain(
-        nodes=dict(nodes),
+        nodes=nodes,  # load_prestate's own dict: every accepted block's nodes join it
         headers={genesis_header.hash: genesis_header},
         total_difficulty={genesis_header.hash: genesis_header.difficulty},
         head=genesis_header,

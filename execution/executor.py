@@ -93,15 +93,16 @@ class BlockEnv:
             parent_hash=header.parent_hash,
             difficulty=header.difficulty,
             mix_hash=header.mix_hash,
-            base_fee_per_gas=_header_field(header, "base_fee_per_gas"),
-            excess_blob_gas=_header_field(header, "excess_blob_gas"),
-            parent_beacon_block_root=_header_field(header, "parent_beacon_block_root"),
+            base_fee_per_gas=header_field(header, "base_fee_per_gas"),
+            excess_blob_gas=header_field(header, "excess_blob_gas"),
+            parent_beacon_block_root=header_field(header, "parent_beacon_block_root"),
             block_hashes=block_hashes,
             rules=rules,
         )
 
 
-def _header_field(header: BlockHeaderAPI, name: str) -> Any:
+def header_field(header: BlockHeaderAPI, name: str) -> Any:
+    """A header field, or None when the header's fork does not have it yet."""
     try:
         return getattr(header, name)
     except AttributeError:  # py-evm: a field of a later fork

@@ -27,11 +27,12 @@ def transactions_root(transactions: Sequence[SignedTransactionAPI]) -> bytes:
     return ordered_trie_root([tx.encode() for tx in transactions])
 
 
+def receipts_root(receipts: Sequence[ReceiptAPI]) -> bytes:
+    return ordered_trie_root([receipt.encode() for receipt in receipts])
+
+
 def make_header_roots(
     transactions: Sequence[SignedTransactionAPI], receipts: Sequence[ReceiptAPI]
 ) -> tuple[bytes, bytes]:
     """`(transactions_root, receipts_root)` as they go in the block header."""
-    return (
-        transactions_root(transactions),
-        ordered_trie_root([receipt.encode() for receipt in receipts]),
-    )
+    return transactions_root(transactions), receipts_root(receipts)

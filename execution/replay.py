@@ -187,7 +187,7 @@ def decode_transaction(
         gas_price = _int(_field(tx, "gasPrice", where), f"{where}.gasPrice")
         payload = [chain_id, nonce, gas_price, gas, to, value, data, access_list,
                    y_parity, r, s]
-    elif type_id in (2, 3):
+    elif type_id in (2, 3, 4):  # EIP-1559 fees; type 3 adds blobs, type 4 authorizations
         max_priority = _int(
             _field(tx, "maxPriorityFeePerGas", where), f"{where}.maxPriorityFeePerGas"
         )
@@ -203,14 +203,9 @@ def decode_transaction(
                 for h in _field(tx, "blobVersionedHashes", where)
             ]
             payload += [max_fee_per_blob, hashes]
+        elif type_id == 4:
+            payload.append(_authorization_list(tx, where))
         payload += [y_parity, r, s]
-    elif type_id == 4:
-        max_priority = _int(
-            _field(tx, "maxPriorityFeePerGas", where), f"{where}.maxPriorityFeePerGas"
-        )
-        max_fee = _int(_field(tx, "maxFeePerGas", where), f"{where}.maxFeePerGas")
-        payload = [chain_id, nonce, max_priority, max_fee, gas, to, value, data,
-                   access_list, _authorization_list(tx, where), y_parity, r, s]
     else:
         raise ReplayInputError(f"{where}: unsupported transaction type {type_id}")
     encoded = bytes([type_id]) + rlp.encode(payload)

@@ -22,6 +22,8 @@ from eth.abc import (
     WithdrawalAPI,
 )
 
+from execution.bal.codec import BlockAccessList
+
 
 class NodeReader(Protocol):
     """Read-only access to content-addressed state nodes (trie nodes and code by hash)."""
@@ -129,6 +131,10 @@ class BlockInput:
     # Executors then need not recover them, and Block-STM routes each sender's
     # transactions to one worker.
     senders: Optional[Sequence[Optional[bytes]]] = None
+    # Build the block's EIP-7928 access list while executing it (ExecutionResult.access_list).
+    build_access_list: bool = False
+    # The access list the block came with (an importer checks it and runs from it).
+    access_list: Optional[BlockAccessList] = None
 
     def known_senders(self) -> list[Optional[bytes]]:
         if self.senders is None:
@@ -182,6 +188,8 @@ class ExecutionResult:
     # EIP-7685 execution-layer requests (Prague on): each is its type byte and data,
     # in type order, empty ones left out; the header commits to them as requestsHash.
     requests: tuple[bytes, ...] = ()
+    # The block's EIP-7928 access list, when the block asked for it (build_access_list).
+    access_list: Optional[BlockAccessList] = None
 
 
 class InvalidBlockError(Exception):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 from eth.abc import ReceiptAPI, SignedTransactionAPI, StateAPI
 from eth_utils import ValidationError
 
+from execution.bal.builder import AccessRecord, build_access_list
+from execution.bal.recorder import RecordingAccountDB, pre_state_storage, recording_state_class
 from execution.executor import (
     BlockEnv,
     BlockInput,
@@ -54,6 +56,8 @@ def apply_transactions(
     start: int = 0,
     gas_used: int = 0,
     bloom: int = 0,
+    recorder: Optional[RecordingAccountDB] = None,
+    records: Optional[list[AccessRecord]] = None,
 ) -> tuple[int, int]:
     """Apply `transactions[start:]` to `state` one after another; return (gas_used, bloom).
 
@@ -63,12 +67,15 @@ def apply_transactions(
     computes the intermediate state root each receipt carries (the fork requires it);
     afterwards no per-transaction root is computed. The sequential executor runs a whole
     block through it; Block-STM runs the rest of a block through it when it falls back
-    mid-block (after folding the committed prefix into `state`).
+    mid-block (after folding the committed prefix into `state`). With a `recorder` (the
+    state's recording account DB) each transaction's access record goes to `records`.
     """
     vm_class = env.vm_class
     header = GasHeader(gas_used)
     for index in range(start, len(transactions)):
         tx = transactions[index]
+        if recorder is not None:
+            recorder.open_record()
         reason = check_transaction(state, env, tx, gas_used)
         if reason is not None:
             raise InvalidBlockError(index, reason)
@@ -82,6 +89,8 @@ def apply_transactions(
         gas_used = receipt.gas_used
         bloom |= int(receipt.bloom)
         receipts.append(receipt)
+        if recorder is not None and records is not None:
+            records.append(recorder.close_record())
     return gas_used, bloom
 
 
@@ -98,21 +107,40 @@ class SequentialExecutor:
         adopt_known_senders(block)
 
         db = OverlayDB(pre_state.nodes)
-        state = batched_state_class(vm_class.get_state_class())(
-            db, make_execution_context(env), pre_state.state_root
+        building = block.build_access_list
+        state_class = (recording_state_class if building else batched_state_class)(
+            vm_class.get_state_class()
         )
+        state = state_class(db, make_execution_context(env), pre_state.state_root)
+        recorder = state._account_db if building else None
+        records: list[AccessRecord] = []
 
+        if recorder is not None:
+            recorder.open_record()
         block_preprocessing(state, env)
+        if recorder is not None:
+            records.append(recorder.close_record())
 
         receipts: list[ReceiptAPI] = []
-        gas_used, bloom = apply_transactions(state, env, transactions, receipts)
+        gas_used, bloom = apply_transactions(
+            state, env, transactions, receipts, recorder=recorder, records=records
+        )
         executed = time.perf_counter()
 
+        if recorder is not None:
+            recorder.open_record()
         requests = finish_block(state, block, receipts)
+        access_list = None
+        if recorder is not None:
+            records.append(recorder.close_record())
+            access_list = build_access_list(
+                records, recorder.pre_values.__getitem__, pre_state_storage(pre_state)
+            )
         state.persist()
         post_root = state.state_root
         finished = time.perf_counter()
         return ExecutionResult(
+            access_list=access_list,
             requests=requests,
             receipts=tuple(receipts),
             gas_used=gas_used,

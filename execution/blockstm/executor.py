@@ -18,7 +18,10 @@ from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Optional
 
+from execution.bal.builder import AccessListBuilder, AccessRecord
+from execution.bal.recorder import recording_state_class
 from execution.blockstm import messages as m
+from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
 from execution.blockstm.commit import Fold, RollingCommit, prime_account_cache
 from execution.blockstm.config import BlockSTMConfig
 from execution.blockstm.contention import ContentionJudge
@@ -345,16 +348,27 @@ class _BlockRun:
         env = self.env
         vm_class = env.vm_class
         self.db = OverlayDB(self.pre_state.nodes)
-        self.state = state = batched_state_class(vm_class.get_state_class())(
+        building = self.block.build_access_list
+        state_class = (recording_state_class if building else batched_state_class)(
+            vm_class.get_state_class()
+        )
+        self.state = state = state_class(
             self.db, make_execution_context(env), self.pre_state.state_root
         )
+        self.recorder = state._account_db if building else None
         # A plain dict (py-evm's is a 2048-entry LRU): primed with workers' base reads.
         self.account_cache: dict = {}
         self.base_accounts: dict[bytes, bytes] = {}  # address -> pre-state RLP, from workers
         state._account_db._account_cache = self.account_cache
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.open_record()
         prelude = _prelude(state, env)
         for key, value in prelude.items():
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
+        if recorder is not None:
+            self.builder = self._access_list_builder()
+            self.builder.add(0, recorder.close_record())
         self.fold = Fold(state, env, self.txs)
 
         # An in-memory pre-state small enough is shipped whole with the block (a few ms
@@ -413,6 +427,7 @@ class _BlockRun:
         # its last transaction (fold the final write sets in order, then one persist).
         cpu = [time.process_time()]
         self._prime_account_cache(self.n)
+        self._record_committed(self.n)
         cpu.append(time.process_time())
         self.fold.fold(self.results, self.n)
         cpu.append(time.process_time())
@@ -463,13 +478,17 @@ class _BlockRun:
         # acknowledgements are collected after the sequential tail.
         self._send_end()
         self._prime_account_cache(start)
+        self._record_committed(start)
         fold = self.fold
         fold.fold(self.results, start)
         self.results[:] = [None] * self.n
+        tail: list[AccessRecord] = []
         gas_used, fold.bloom = apply_transactions(
             self.state, self.env, self.txs, fold.receipts, start, fold.header.gas_used,
-            fold.bloom,
+            fold.bloom, recorder=self.recorder, records=tail,
         )
+        for offset, record in enumerate(tail):
+            self.builder.add(start + 1 + offset, record)
         fold.header.gas_used = gas_used
         self.executed_at = time.perf_counter()
         self.end_block()
@@ -580,12 +599,48 @@ class _BlockRun:
             self.owner.node_reader(self.pre_state.nodes), self.pre_state.state_root,
         )
 
+    # ---------------------------------------------------------------- access list
+    def _access_list_builder(self) -> AccessListBuilder:
+        nodes = self.pre_state.nodes
+        adb = self.state._account_db
+        pre = PreBlockValues(
+            self.account_cache, adb._get_account, self.owner.node_reader(nodes),
+            code_reader(nodes),
+        )
+        captured = adb.pre_values  # values the coordinator's own indexes overwrote
+
+        def pre_value(location: bytes) -> Any:
+            if location in captured:
+                return captured[location]
+            return pre.value(location)
+
+        return AccessListBuilder(pre_value, pre.has_storage)
+
+    def _record_committed(self, end: int) -> None:
+        """Add the access records of the committed transactions [0, end) (before the fold
+        frees their results, and while the account cache holds pre-state accounts)."""
+        if self.recorder is None:
+            return
+        code_of = code_reader(self.pre_state.nodes)
+        for i in range(end):
+            result = self.results[i]
+            assert result is not None
+            self.builder.add(i + 1, record_of(result, code_of))
+
     def _finish(self) -> ExecutionResult:
         state = self.state
         fold = self.fold
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.open_record()
         requests = finish_block(state, self.block, fold.receipts)
+        access_list = None
+        if recorder is not None:
+            self.builder.add(self.n + 1, recorder.close_record())
+            access_list = self.builder.build()
         state.persist()
         return ExecutionResult(
+            access_list=access_list,
             requests=requests,
             receipts=tuple(fold.receipts),
             gas_used=fold.header.gas_used,

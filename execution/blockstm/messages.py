@@ -28,34 +28,28 @@ Worker -> coordinator
         seconds this block [running tasks (wall), running tasks (CPU), waiting for
         messages, sending results]
 
-State locations are bytes: the 20-byte address plus a one-byte field tag (balance,
-nonce, code hash, existence, storage wipe, pre-state storage), or plus the 32-byte
-big-endian slot number for a storage slot (52 bytes).
+State locations are `execution.locations`' (address + field tag, or address + slot).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Union
 
-# ---- locations ------------------------------------------------------------------------
+from execution.locations import BAL as BAL
+from execution.locations import COD as COD
+from execution.locations import EXI as EXI
+from execution.locations import FIELD_KEY_LEN as FIELD_KEY_LEN
+from execution.locations import NON as NON
+from execution.locations import SLOT_KEY_LEN as SLOT_KEY_LEN
+from execution.locations import STO as STO
+from execution.locations import WIP as WIP
+from execution.locations import Location as Location
+from execution.locations import slot_key as slot_key
 
-Location = bytes  # address + field tag, or address + slot (see the module doc)
+# ---- locations (execution.locations', re-exported) ---------------------------------
+
 TxIndex = int
 Incarnation = int
-
-BAL = b"b"  # balance (int); may carry commutative deltas
-NON = b"n"  # nonce (int)
-COD = b"c"  # code hash (bytes)
-EXI = b"e"  # account exists in the trie (bool)
-WIP = b"w"  # storage wiped in this transaction (True): older slot values read as 0
-STO = b"s"  # the pre-state account has storage (bool; read-only, never written: EIP-7610)
-
-FIELD_KEY_LEN = 21
-SLOT_KEY_LEN = 52
-
-
-def slot_key(address: bytes, slot: int) -> Location:
-    return address + slot.to_bytes(32, "big")
 
 
 # ---- message tags ---------------------------------------------------------------------

@@ -21,7 +21,10 @@ from typing import Any, Mapping, Optional, Sequence
 import rlp
 from eth.abc import SignedTransactionAPI, VirtualMachineAPI
 from eth.vm.forks.shanghai.withdrawals import Withdrawal
+from eth_hash.auto import keccak
 
+from execution.bal.builder import AccessListUnsupported
+from execution.bal.codec import BlockAccessList
 from execution.executor import (
     ETHEREUM_RULES,
     BlockEnv,
@@ -269,13 +272,16 @@ def _start_workers_in_background(executor: Executor) -> Optional[threading.Threa
 
 
 def replay_block_dir(
-    path: str | Path, executor: Executor, one_shot: bool = False
+    path: str | Path, executor: Executor, one_shot: bool = False,
+    build_access_list: bool = False, access_list: Optional[BlockAccessList] = None,
 ) -> dict[str, Any]:
     """Replay the block in folder `path` with `executor`; the JSON-able report.
 
     `one_shot` (a single replay, as `laminar replay` does): a block too small to repay
     Block-STM's start-up runs sequentially, and otherwise the workers start while the
-    pre-state loads; the report's `execution` says what ran."""
+    pre-state loads; the report's `execution` says what ran. `build_access_list`: the
+    report's `accessList` is the block's EIP-7928 access list (hex RLP); `access_list`:
+    the block runs with that list (an importer checks and uses it)."""
     folder = Path(path)
     if not folder.is_dir():
         raise ReplayInputError(f"{folder}: not a directory")
@@ -354,6 +360,8 @@ def replay_block_dir(
         apply_pow_rewards=pow_block,
         uncles=tuple(uncles),
         uncle_count=uncle_count,
+        build_access_list=build_access_list,
+        access_list=access_list,
     )
     asked_for = executor
     substitution = None
@@ -388,6 +396,8 @@ def replay_block_dir(
     execute_started = time.perf_counter()
     try:
         result = executor.execute(block_input, StateView(nodes=nodes, state_root=state_root))
+    except AccessListUnsupported as exc:
+        raise ReplayInputError(f"the block has no access list: {exc}") from None
     except BlockRuleError as exc:  # e.g. a Prague block whose pre-state lacks the
         # system contracts its header's requests come from
         raise ReplayInputError(f"the block cannot be replayed: {exc}") from None
@@ -428,6 +438,10 @@ def replay_block_dir(
         "senders": senders_ok,
     }
     report["execution"] = _execution_report(result, substitution, executor)
+    if result.access_list is not None:
+        encoded = result.access_list.encode()
+        report["accessList"] = "0x" + encoded.hex()
+        report["accessListHash"] = "0x" + keccak(encoded).hex()
     report.update({
         "gasUsed": hex(result.gas_used),
         "logsBloom": "0x" + result.logs_bloom.to_bytes(256, "big").hex(),

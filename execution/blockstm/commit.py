@@ -135,7 +135,7 @@ class Fold:
                 for i in range(end):
                     result = results[i]
                     assert result is not None
-                    self._receipt(i, result.outcome)
+                    self.add_receipt(i, result.outcome)
                     results[i] = None
                 return
         for i in range(end):
@@ -143,10 +143,10 @@ class Fold:
             assert result is not None
             state.lock_changes()
             fold_write_set(state, result.writes, result.deltas, result.codes)
-            self._receipt(i, result.outcome)
+            self.add_receipt(i, result.outcome)
             results[i] = None  # free memory
 
-    def _receipt(self, i: int, outcome: tuple) -> None:
+    def add_receipt(self, i: int, outcome: tuple) -> None:
         receipt = self.vm_class.make_receipt(
             self.header, self.txs[i], OutcomeComputation(outcome), self.state
         )

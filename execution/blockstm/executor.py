@@ -129,7 +129,7 @@ class _PreludeRecorder:
         self.writes[m.slot_key(address, slot)] = value
 
 
-def _prelude(state: Any, env: Any) -> dict[bytes, int]:
+def prelude_writes(state: Any, env: Any) -> dict[bytes, int]:
     """The block's pre-transaction writes (EIP-4788, EIP-2935) as {slot key: value}."""
     recorder = _PreludeRecorder(state)
     block_preprocessing(recorder, env)
@@ -363,7 +363,7 @@ class _BlockRun:
         recorder = self.recorder
         if recorder is not None:
             recorder.open_record()
-        prelude = _prelude(state, env)
+        prelude = prelude_writes(state, env)
         for key, value in prelude.items():
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
         if recorder is not None:

@@ -1,0 +1,522 @@
+"""Importing a block with its access list: every transaction in parallel, none re-run.
+
+The access list says what every index of the block changed. Each transaction can then
+run at once, on any worker, over the state as of its index (the pre-state plus the
+list's latest change below it for every location): Block-STM's worker processes run
+them with the list's changes installed as the write sets of the transactions below, so
+no read meets an ESTIMATE and nothing is validated or re-executed. While they run, the
+coordinator folds the list's final values into the state trie (the state root does not
+wait for the last transaction). When every result is in, the list is built again from
+what the transactions really read and wrote (the builder Block-STM and the sequential
+executor use) and must be byte-identical to the one the block came with: a wrong value,
+a missing or extra location or a wrong index all show as a difference, and then the
+block is invalid (`AccessListMismatch`). By induction on the index, a list that passes
+means every transaction ran on exactly the state sequential execution gives it, so the
+receipts, the gas and the root are sequential's.
+
+Blocks before Byzantium (a state root in every receipt) or Spurious Dragon (empty
+accounts that exist) are checked by the sequential executor instead: it builds the list
+while it runs and the two are compared the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from multiprocessing.connection import wait
+from typing import Any, Callable, Optional
+
+import rlp
+from eth.constants import EMPTY_SHA3
+from eth.rlp.accounts import Account
+from eth.vm.forks import ByzantiumVM, PragueVM
+from eth_hash.auto import keccak
+
+from execution.bal.builder import AccessListBuilder
+from execution.bal.codec import AccountChanges, BlockAccessList
+from execution.bal.recorder import recording_state_class
+from execution.blockstm import messages as m
+from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
+from execution.blockstm.commit import Fold
+from execution.blockstm.executor import BlockSTMExecutor, WorkerFailure, prelude_writes
+from execution.blockstm.messages import TxResult
+from execution.blockstm.state import OutcomeComputation, fold_write_set
+from execution.blockstm.triereader import lookup
+from execution.executor import (
+    BlockInput,
+    BlockRuleError,
+    ExecutionResult,
+    ExecutionStats,
+    InvalidBlockError,
+    StateView,
+    adopt_known_senders,
+)
+from execution.locations import BAL, COD, EXI, NON, slot_key
+from execution.overlay import OverlayDB
+from execution.rules import block_level_reason, finish_block, make_execution_context
+from execution.sequential import SequentialExecutor
+
+log = logging.getLogger(__name__)
+
+# Locations folded between two looks at the workers' pipes (their results must not
+# pile up while the coordinator works on the trie).
+FOLD_CHUNK = 256
+
+
+class AccessListMismatch(BlockRuleError):
+    """The block's access list is not what its transactions do: the block is invalid."""
+
+
+class BALImportExecutor:
+    """Imports blocks that carry an access list in parallel; builds the list (with
+    Block-STM) for a block that has none, as a proposer does."""
+
+    name = "bal"
+
+    def __init__(self, workers: Optional[int] = None, force_parallel: bool = False) -> None:
+        self.blockstm = BlockSTMExecutor(workers, force_parallel=force_parallel)
+        self._sequential = SequentialExecutor()
+        self._block_id = 1 << 40  # apart from the Block-STM executor's ids, same workers
+        self.last_import_info: dict = {}
+
+    @property
+    def workers(self) -> int:
+        return self.blockstm.workers
+
+    def start(self) -> None:
+        self.blockstm.start()
+
+    def close(self) -> None:
+        self.blockstm.close()
+
+    def __enter__(self) -> BALImportExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def worker_pids(self) -> list[int]:
+        return self.blockstm.worker_pids()
+
+    def execute(self, block: BlockInput, pre_state: StateView) -> ExecutionResult:
+        if block.access_list is None:
+            result = self.blockstm.execute(
+                dataclasses.replace(block, build_access_list=True), pre_state
+            )
+            return result
+        return self.import_block(block, pre_state)
+
+    def import_block(self, block: BlockInput, pre_state: StateView) -> ExecutionResult:
+        """Run `block` from its access list; AccessListMismatch if the list is wrong."""
+        started = time.perf_counter()
+        access_list = block.access_list
+        assert access_list is not None
+        adopt_known_senders(block)
+        vm_class = block.env.vm_class
+        config = self.blockstm.config
+        n = len(block.transactions)
+        small = not config.force_parallel and (config.workers < 2 or n < 2 * config.workers)
+        if small or not issubclass(vm_class, ByzantiumVM):
+            return self._checked_sequentially(block, pre_state, started)
+        pool = self.blockstm._ensure_pool()
+        self._block_id += 1
+        run = _ImportRun(self, pool, self._block_id, block, pre_state)
+        try:
+            result = run.run()
+        except WorkerFailure as exc:
+            log.warning("access-list import: %s; executing the block sequentially", exc)
+            self.blockstm.kill_pool()
+            return self._checked_sequentially(block, pre_state, started)
+        finally:
+            run.end_block()
+        result.stats.seconds = time.perf_counter() - started
+        self.last_import_info = run.info()
+        return result
+
+    def _checked_sequentially(self, block: BlockInput, pre_state: StateView,
+                              started: float) -> ExecutionResult:
+        given = block.access_list
+        assert given is not None
+        result = self._sequential.execute(
+            dataclasses.replace(block, build_access_list=True, access_list=None), pre_state
+        )
+        assert result.access_list is not None
+        check_access_list(given, result.access_list)
+        result.stats.executor = self.name
+        result.stats.seconds = time.perf_counter() - started
+        return result
+
+
+def check_access_list(given: BlockAccessList, built: BlockAccessList) -> None:
+    """AccessListMismatch, naming the first difference, unless the lists are the same."""
+    if given.encode() == built.encode():
+        return
+    raise AccessListMismatch(f"the block's access list is wrong: {describe_difference(given, built)}")
+
+
+def describe_difference(given: BlockAccessList, built: BlockAccessList) -> str:
+    """The first difference between the block's list and the one its execution makes."""
+    claimed = {a.address: a for a in given.accounts}
+    actual = {a.address: a for a in built.accounts}
+    for address in sorted(set(claimed) | set(actual)):
+        where = f"account 0x{address.hex()}"
+        if address not in actual:
+            return f"{where} is listed but the block never accesses it"
+        if address not in claimed:
+            return f"{where} is accessed by the block but not listed"
+        a, b = claimed[address], actual[address]
+        if a == b:
+            continue
+        for name in ("storage_changes", "storage_reads", "balance_changes", "nonce_changes",
+                     "code_changes"):
+            listed, executed = getattr(a, name), getattr(b, name)
+            if listed != executed:
+                return (f"{where} {name.replace('_', ' ')}: the list says "
+                        f"{_short(listed)}, execution gives {_short(executed)}")
+    return "the encodings differ"
+
+
+def _short(items: Any, limit: int = 3) -> str:
+    shown = ", ".join(repr(item) for item in items[:limit])
+    more = f", ... ({len(items)} in all)" if len(items) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def _nonempty(account: Account) -> bool:
+    return account.nonce != 0 or account.balance != 0 or account.code_hash != EMPTY_SHA3
+
+
+def seed_write_sets(access_list: BlockAccessList, n: int,
+                    pre_account: Callable[[bytes], Account]
+                    ) -> tuple[list[Optional[dict]], dict[bytes, bytes]]:
+    """The list's changes at indexes 1..n as Block-STM write sets (one per transaction,
+    None where it changes nothing), and the code they install by hash. Existence
+    follows EIP-161: an account an index changes exists after it unless it is empty."""
+    seeds: list[Optional[dict]] = [None] * n
+    codes: dict[bytes, bytes] = {}
+    for account in access_list.accounts:
+        _seed_account(account, n, pre_account, seeds, codes)
+    return seeds, codes
+
+
+def _seed_account(account: AccountChanges, n: int, pre_account: Callable[[bytes], Account],
+                  seeds: list[Optional[dict]], codes: dict[bytes, bytes]) -> None:
+    if not account.has_changes():
+        return
+    address = account.address
+    by_index: dict[int, dict] = {}
+    for slot in account.storage_changes:
+        key = slot_key(address, slot.slot)
+        for change in slot.changes:
+            by_index.setdefault(change.index, {})[key] = change.value
+    for balance in account.balance_changes:
+        by_index.setdefault(balance.index, {})[address + BAL] = balance.balance
+    for nonce in account.nonce_changes:
+        by_index.setdefault(nonce.index, {})[address + NON] = nonce.nonce
+    for code in account.code_changes:
+        code_hash = keccak(code.code)
+        if code.code:
+            codes[code_hash] = code.code
+        by_index.setdefault(code.index, {})[address + COD] = code_hash
+    fields = pre_account(address)
+    balance, nonce, code_hash = fields.balance, fields.nonce, fields.code_hash
+    for index in sorted(by_index):
+        writes = by_index[index]
+        balance = writes.get(address + BAL, balance)
+        nonce = writes.get(address + NON, nonce)
+        code_hash = writes.get(address + COD, code_hash)
+        if not 1 <= index <= n:
+            continue  # index 0 and n+1 are the coordinator's own; others fail the check
+        writes[address + EXI] = nonce != 0 or balance != 0 or code_hash != EMPTY_SHA3
+        seed = seeds[index - 1]
+        if seed is None:
+            seeds[index - 1] = writes
+        else:
+            seed.update(writes)
+
+
+class _ImportRun:
+    """One block imported from its access list (see the module doc)."""
+
+    def __init__(self, owner: BALImportExecutor, pool: Any, block_id: int,
+                 block: BlockInput, pre_state: StateView) -> None:
+        self.owner = owner
+        self.pool = pool
+        self.block_id = block_id
+        self.block = block
+        self.env = block.env
+        self.pre_state = pre_state
+        self.txs = tuple(block.transactions)
+        self.n = len(self.txs)
+        self.results: list[Optional[TxResult]] = [None] * self.n
+        self.received = 0
+        self.started_block = False
+        self.needs = 0
+        self.executed_at = 0.0
+        self.root_done_at = 0.0
+        self.results_done_at = 0.0  # when the last result came in
+        self.requests: tuple[bytes, ...] = ()
+        self.post_record: Any = None
+        self.node_of = owner.blockstm.node_reader(pre_state.nodes)
+        self.pre_accounts: dict[bytes, Account] = {}
+
+    # ---------------------------------------------------------------- pre-state
+    def _pre_account(self, address: bytes) -> Account:
+        account = self.pre_accounts.get(address)
+        if account is None:
+            encoded = lookup(self.node_of, self.pre_state.state_root, keccak(address))
+            account = rlp.decode(encoded, sedes=Account) if encoded else Account()
+            self.pre_accounts[address] = account
+        return account
+
+    # ---------------------------------------------------------------- messaging
+    def _send(self, w: int, raw: tuple) -> None:
+        try:
+            self.pool.conns[w].send(raw)
+        except (OSError, ValueError) as exc:
+            raise WorkerFailure(f"worker {w} pipe closed ({exc})") from None
+
+    def end_block(self) -> None:
+        if not self.started_block:
+            return
+        self.started_block = False
+        pool = self.pool
+        try:
+            for conn in pool.conns:
+                conn.send(m.wire(m.End(self.block_id)))
+            waiting = set(range(len(pool.conns)))
+            deadline = time.monotonic() + self.owner.blockstm.config.liveness_timeout_s
+            while waiting:
+                ready = wait([pool.conns[w] for w in waiting],
+                             timeout=max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise WorkerFailure("workers did not acknowledge the end of a block")
+                for ready_conn in ready:
+                    w = pool.conns.index(ready_conn)
+                    msg = m.named(pool.conns[w].recv())
+                    if isinstance(msg, m.Ended) and msg.block_id == self.block_id:
+                        waiting.discard(w)
+                    elif isinstance(msg, m.Need):
+                        self._answer_need(w, msg)
+        except (WorkerFailure, EOFError, OSError, ValueError):
+            self.owner.blockstm.kill_pool()
+
+    def _answer_need(self, w: int, msg: m.Need) -> None:
+        values: list = []
+        if msg.block_id == self.block_id:
+            self.needs += 1
+            nodes = self.pre_state.nodes
+            for key in msg.hashes:
+                try:
+                    values.append(nodes[key])
+                except KeyError:
+                    values.append(None)
+        else:
+            values = [None] * len(msg.hashes)
+        self._send(w, m.wire(m.Node(msg.block_id, msg.request_id, values)))
+
+    def _drain(self, block: bool) -> None:
+        """Handle what the workers sent; with `block`, wait for at least one message."""
+        pool = self.pool
+        conns = pool.conns
+        waitables = list(conns) + [p.sentinel for p in pool.procs]
+        timeout = self.owner.blockstm.config.liveness_timeout_s if block else 0
+        ready = wait(waitables, timeout=timeout)
+        if block and not ready and not pool.alive():
+            raise WorkerFailure("a worker process died")
+        for obj in ready:
+            if obj not in conns:
+                raise WorkerFailure("a worker process died")
+            w = conns.index(obj)
+            conn = conns[w]
+            try:
+                while conn.poll():
+                    self._handle(w, m.named(conn.recv()))
+            except (EOFError, OSError) as exc:
+                raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
+
+    def _handle(self, w: int, msg: m.Message) -> None:
+        if isinstance(msg, m.Results):
+            for inner in msg.messages:
+                self._handle(w, m.named(inner))
+        elif isinstance(msg, m.Need):
+            self._answer_need(w, msg)
+        elif isinstance(msg, m.Done):
+            if msg.block_id == self.block_id and self.results[msg.tx] is None:
+                self.results[msg.tx] = TxResult(msg.reads, msg.writes, msg.deltas, msg.codes,
+                                                msg.outcome)
+                self.received += 1
+        elif isinstance(msg, m.Blocked):
+            if msg.block_id == self.block_id:
+                raise WorkerFailure(f"transaction {msg.tx} met an ESTIMATE in an import")
+        elif isinstance(msg, m.Error):
+            if msg.block_id == self.block_id:
+                raise WorkerFailure(f"worker {w} failed on transaction {msg.tx}:\n{msg.text}")
+
+    # ---------------------------------------------------------------- the block
+    def run(self) -> ExecutionResult:
+        env = self.env
+        access_list = self.block.access_list
+        assert access_list is not None
+        started = time.perf_counter()
+        self.db = OverlayDB(self.pre_state.nodes)
+        state = recording_state_class(env.vm_class.get_state_class())(
+            self.db, make_execution_context(env), self.pre_state.state_root
+        )
+        self.state = state
+        recorder = state._account_db
+        recorder.open_record()
+        prelude = prelude_writes(state, env)
+        for key, value in prelude.items():
+            state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
+        prelude_record = recorder.close_record()
+
+        seeds, codes = seed_write_sets(access_list, self.n, self._pre_account)
+        self._start_workers(prelude, seeds, codes)
+
+        # The state root from the list, while the transactions run.
+        post_needs_receipts = (
+            issubclass(env.vm_class, PragueVM) and env.rules.system_contracts_required
+        )
+        steps = self._root_steps(seeds, codes, post_needs_receipts)
+        root_pending = True
+        while root_pending or self.received < self.n:
+            self._drain(block=not root_pending)
+            if self.received == self.n and not self.results_done_at:
+                self.results_done_at = time.perf_counter()
+            if root_pending:
+                root_pending = next(steps, _DONE) is not _DONE
+                if not root_pending:
+                    self.root_done_at = time.perf_counter()
+        self.executed_at = time.perf_counter()
+        self.end_block()
+
+        fold = Fold(state, env, self.txs)
+        gas_used = 0
+        for i, tx in enumerate(self.txs):
+            result = self.results[i]
+            assert result is not None
+            reason = block_level_reason(env, tx, gas_used) or m.invalid_reason(result.outcome)
+            if reason is not None:
+                raise InvalidBlockError(i, f"{reason} (run from the block's access list)")
+            gas_used += env.vm_class.finalize_gas_used(tx, OutcomeComputation(result.outcome))
+            fold.add_receipt(i, result.outcome)
+        if post_needs_receipts:
+            recorder.open_record()
+            requests = finish_block(state, self.block, fold.receipts)
+            self.post_record = recorder.close_record()
+            self.requests = requests
+            state.persist()
+        self._check(prelude_record)
+        return ExecutionResult(
+            access_list=access_list,
+            requests=self.requests,
+            receipts=tuple(fold.receipts),
+            gas_used=fold.header.gas_used,
+            logs_bloom=fold.bloom,
+            post_state_root=state.state_root,
+            state_nodes=self.db.pending(),
+            stats=ExecutionStats(
+                executor=BALImportExecutor.name,
+                transactions=self.n,
+                seconds=0.0,
+                workers=len(self.pool.conns),
+                incarnations=self.n,
+                execution_seconds=self.executed_at - started,
+                commit_seconds=time.perf_counter() - self.executed_at,
+            ),
+        )
+
+    def _start_workers(self, prelude: dict, seeds: list[Optional[dict]],
+                       codes: dict[bytes, bytes]) -> None:
+        nodes = self.pre_state.nodes
+        config = self.owner.blockstm.config
+        shipped = nodes if isinstance(nodes, dict) and len(nodes) <= config.ship_prestate_limit \
+            else None
+        announce = m.wire(m.Block(self.block_id, self.env, self.pre_state.state_root, prelude,
+                                  shipped))
+        updates: list[tuple] = [(i, seed, {}, {}) for i, seed in enumerate(seeds)
+                                if seed is not None]
+        if codes:  # a worker keeps the block's code by hash, whichever update brings it
+            first = updates[0] if updates else (0, {}, {}, {})
+            updates[:1] = [(first[0], first[1], {}, codes)]
+        workers = len(self.pool.conns)
+        for w in range(workers):
+            self._send(w, announce)
+        self.started_block = True
+        for w in range(workers):
+            tasks = [(i, 0, self.txs[i]) for i in range(w, self.n, workers)]
+            self._send(w, m.wire(m.Work(self.block_id, updates, tasks, {})))
+
+    def _root_steps(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes],
+                    post_needs_receipts: bool) -> Any:
+        """The list's final values into the state, a chunk at a time, then what follows
+        the transactions and the trie (a generator: the caller looks at the workers'
+        pipes between steps)."""
+        state = self.state
+        adb = state._account_db
+        merged: dict = {}
+        per_tx = False
+        for seed in seeds:
+            if seed is None:
+                continue
+            for key, value in seed.items():
+                if value is False and key[20:] == EXI:
+                    per_tx = True  # an account deleted: fold index by index
+                merged[key] = value
+        cache = adb._account_cache
+        for address in {key[:20] for key in merged}:
+            if address not in cache:
+                cache[address] = self._pre_account(address)
+        yield
+        if per_tx:
+            for seed in seeds:
+                if seed is not None:
+                    state.lock_changes()
+                    fold_write_set(state, seed, {}, codes)
+                    yield
+        else:
+            items = list(merged.items())
+            for start in range(0, len(items), FOLD_CHUNK):
+                fold_write_set(state, dict(items[start:start + FOLD_CHUNK]), {}, codes)
+                yield
+        if post_needs_receipts:
+            return
+        adb.open_record()
+        self.requests = finish_block(state, self.block, [])
+        self.post_record = adb.close_record()
+        yield
+        state.persist()
+        yield
+
+    def _check(self, prelude_record: Any) -> None:
+        """The list the executions make must be the block's, byte for byte."""
+        nodes = self.pre_state.nodes
+        code_of = code_reader(nodes)
+        pre = PreBlockValues(self.pre_accounts, self._pre_account, self.node_of, code_of)
+        captured = self.state._account_db.pre_values
+
+        def pre_value(location: bytes) -> Any:
+            if location in captured:
+                return captured[location]
+            return pre.value(location)
+
+        builder = AccessListBuilder(pre_value, pre.has_storage)
+        builder.add(0, prelude_record)
+        for i in range(self.n):
+            result = self.results[i]
+            assert result is not None
+            builder.add(i + 1, record_of(result, code_of))
+        builder.add(self.n + 1, self.post_record)
+        given = self.block.access_list
+        assert given is not None
+        check_access_list(given, builder.build())
+
+    def info(self) -> dict:
+        return {"needs": self.needs,
+                "root_before_last_result": self.root_done_at <= self.results_done_at}
+
+
+_DONE = object()
+

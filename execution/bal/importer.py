@@ -150,7 +150,7 @@ class BALImportExecutor:
 
 def check_access_list(given: BlockAccessList, built: BlockAccessList) -> None:
     """AccessListMismatch, naming the first difference, unless the lists are the same."""
-    if given.encode() == built.encode():
+    if given == built:  # the same list has one encoding
         return
     raise AccessListMismatch(f"the block's access list is wrong: {describe_difference(given, built)}")
 

@@ -34,7 +34,7 @@ from eth.vm.forks import ByzantiumVM, PragueVM
 from eth_hash.auto import keccak
 
 from execution.bal.builder import AccessListBuilder
-from execution.bal.codec import AccountChanges, BlockAccessList
+from execution.bal.codec import AccountChanges, BlockAccessList, SlotChanges
 from execution.bal.recorder import recording_state_class
 from execution.blockstm import messages as m
 from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
@@ -168,7 +168,14 @@ def describe_difference(given: BlockAccessList, built: BlockAccessList) -> str:
         a, b = claimed[address], actual[address]
         if a == b:
             continue
-        for name in ("storage_changes", "storage_reads", "balance_changes", "nonce_changes",
+        listed_slots = {c.slot: c.changes for c in a.storage_changes}
+        executed_slots = {c.slot: c.changes for c in b.storage_changes}
+        for slot in sorted(set(listed_slots) | set(executed_slots)):
+            if listed_slots.get(slot) != executed_slots.get(slot):
+                return (f"{where} slot {slot:#x} changes: the list says "
+                        f"{_short(listed_slots.get(slot, ()))}, execution gives "
+                        f"{_short(executed_slots.get(slot, ()))}")
+        for name in ("storage_reads", "balance_changes", "nonce_changes",
                      "code_changes"):
             listed, executed = getattr(a, name), getattr(b, name)
             if listed != executed:
@@ -178,9 +185,21 @@ def describe_difference(given: BlockAccessList, built: BlockAccessList) -> str:
 
 
 def _short(items: Any, limit: int = 3) -> str:
-    shown = ", ".join(repr(item) for item in items[:limit])
+    """A list's first items, compactly: (index, value) pairs, slots in hex."""
+    shown = ", ".join(_item_text(item) for item in items[:limit])
     more = f", ... ({len(items)} in all)" if len(items) > limit else ""
     return f"[{shown}{more}]"
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, int):
+        return hex(item)
+    if isinstance(item, SlotChanges):
+        return f"slot {item.slot:#x}: {_short(item.changes)}"
+    index, value = dataclasses.astuple(item)
+    if isinstance(value, bytes):
+        return f"({index}, {len(value)} bytes of code)"
+    return f"({index}, {value:#x})"
 
 
 def _nonempty(account: Account) -> bool:
@@ -371,6 +390,9 @@ class _ImportRun:
         for key, value in prelude.items():
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
         prelude_record = recorder.close_record()
+        # Values the prelude overwrote (before the block); later captures are not
+        # pre-block values (the root work writes the list's values first).
+        self.prelude_pre_values = dict(recorder.pre_values)
 
         seeds, codes = seed_write_sets(access_list, self.n, self._pre_account)
         self._start_workers(prelude, seeds, codes)
@@ -495,7 +517,7 @@ class _ImportRun:
         nodes = self.pre_state.nodes
         code_of = code_reader(nodes)
         pre = PreBlockValues(self.pre_accounts, self._pre_account, self.node_of, code_of)
-        captured = self.state._account_db.pre_values
+        captured = self.prelude_pre_values
 
         def pre_value(location: bytes) -> Any:
             if location in captured:

@@ -1,0 +1,319 @@
+"""Block-level access lists (EIP-7928): the codec refuses every non-canonical encoding,
+the sequential executor and Block-STM build byte-identical lists, and a block imported
+with its list in parallel gives exactly sequential's results, or is refused, naming
+why, when the list lies."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import rlp
+from eth_utils import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_blockstm_properties import PRE, _block, _materialize, op
+
+from execution.bal.builder import AccessListUnsupported
+from execution.bal.codec import (
+    AccessListDecodeError,
+    AccountChanges,
+    BalanceChange,
+    BlockAccessList,
+    SlotChanges,
+    StorageChange,
+    access_list_json,
+)
+from execution.bal.importer import AccessListMismatch, BALImportExecutor
+from execution.blockstm import BlockSTMExecutor
+from execution.executor import BlockInput, ExecutionResult, InvalidBlockError, StateView
+from execution.replay import ReplayInputError, replay_block_dir
+from execution.sequential import SequentialExecutor
+
+REPO = Path(__file__).resolve().parent.parent
+MAINNET = REPO / "tests" / "data" / "mainnet"
+MAINNET_BLOCKS = sorted((p.name for p in MAINNET.iterdir() if p.is_dir()), key=int)
+# Before Cancun, SELFDESTRUCT wiped a contract's whole storage; these blocks wipe a
+# contract that had storage, which no access list can name slot by slot.
+NO_ACCESS_LIST = {"116525", "1796867", "8889776"}
+
+
+@pytest.fixture(scope="module")
+def blockstm():
+    with BlockSTMExecutor(2, force_parallel=True) as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def importer():
+    with BALImportExecutor(2, force_parallel=True) as executor:
+        yield executor
+
+
+def _summary(result: ExecutionResult) -> tuple:
+    return ([r.encode() for r in result.receipts], result.gas_used, result.logs_bloom,
+            result.post_state_root, result.requests)
+
+
+def _built(executor, block: BlockInput, pre: StateView) -> ExecutionResult:
+    return executor.execute(dataclasses.replace(block, build_access_list=True), pre)
+
+
+# ---------------------------------------------------------------------------- codec
+
+
+def _sample() -> BlockAccessList:
+    return BlockAccessList((
+        AccountChanges(
+            address=b"\x01" * 20,
+            storage_changes=(SlotChanges(1, (StorageChange(0, 5), StorageChange(2, 0))),
+                             SlotChanges(0x100, (StorageChange(1, 2**256 - 1),))),
+            storage_reads=(2, 3),
+            balance_changes=(BalanceChange(1, 10**18),),
+        ),
+        AccountChanges(address=b"\x02" * 20),
+    ))
+
+
+def test_empty_list_is_rlp_of_nothing() -> None:
+    empty = BlockAccessList()
+    assert empty.encode() == b"\xc0"
+    assert empty.hash() == keccak(b"\xc0")
+    assert BlockAccessList.decode(b"\xc0") == empty
+
+
+def test_encoding_round_trips_and_matches_pyrlp() -> None:
+    sample = _sample()
+    encoded = sample.encode()
+    items = rlp.decode(encoded)
+    assert rlp.encode(items) == encoded  # the fast encoder writes canonical RLP
+    assert BlockAccessList.decode(encoded) == sample
+    assert sample.hash() == keccak(encoded)
+    json_form = access_list_json(sample)
+    assert json_form[0]["storageChanges"][0]["changes"][1] == {
+        "index": "0x2", "value": "0x" + "00" * 32}
+    assert json_form[1] == {"address": "0x" + "02" * 20, "storageChanges": [],
+                            "storageReads": [], "balanceChanges": [], "nonceChanges": [],
+                            "codeChanges": []}
+
+
+def _account_item(address: bytes = b"\x01" * 20, slots=(), reads=(), balances=(),
+                  nonces=(), codes=()) -> list:
+    return [address, list(slots), list(reads), list(balances), list(nonces), list(codes)]
+
+
+@pytest.mark.parametrize("items, reason", [
+    ([_account_item(b"\x02" * 20), _account_item(b"\x01" * 20)], "ascending address"),
+    ([_account_item(), _account_item()], "ascending address"),
+    ([_account_item(slots=[[2, [[1, 1]]], [1, [[1, 1]]]])], "ascending slot"),
+    ([_account_item(slots=[[1, [[2, 1], [1, 1]]]])], "ascending index"),
+    ([_account_item(slots=[[1, []]])], "empty change list"),
+    ([_account_item(slots=[[1, [[1, 1]]]], reads=[1])], "both read-only and changed"),
+    ([_account_item(reads=[3, 3])], "ascending slot"),
+    ([_account_item(balances=[[1, 5], [1, 6]])], "ascending index"),
+    ([_account_item(address=b"\x01" * 19)], "20 bytes"),
+    ([_account_item()[:5]], "6 items"),
+    ([_account_item(nonces=[[1, 2**64]])], "above"),
+    ([_account_item(balances=[[2**32, 1]])], "above"),
+    ([_account_item(balances=[[1, [1]]])], "integer"),
+    (b"\x01" * 20, "must be a list"),
+])
+def test_decoder_refuses_non_canonical_lists(items, reason: str) -> None:
+    with pytest.raises(AccessListDecodeError, match=reason):
+        BlockAccessList.decode(rlp.encode(items))
+
+
+def test_decoder_refuses_bad_bytes() -> None:
+    encoded = _sample().encode()
+    with pytest.raises(AccessListDecodeError, match="not valid RLP"):
+        BlockAccessList.decode(encoded + b"\x00")  # trailing bytes
+    with pytest.raises(AccessListDecodeError, match="not valid RLP"):
+        BlockAccessList.decode(encoded[:-1])
+    with pytest.raises(AccessListDecodeError, match="leading zero"):
+        BlockAccessList.decode(rlp.encode([_account_item(balances=[[b"\x00\x01", 5]])]))
+    # A long-form length where the short form fits.
+    with pytest.raises(AccessListDecodeError):
+        BlockAccessList.decode(b"\xf8\x00")
+    with pytest.raises(AccessListDecodeError, match="exceeds the limit"):
+        BlockAccessList.decode(encoded, max_bytes=len(encoded) - 1)
+
+
+# ---------------------------------------------------------------- built the same way
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(op, min_size=6, max_size=18), coinbase_choice=st.integers(0, 3))
+def test_random_blocks_build_identical_lists_and_import_exactly(
+        blockstm, importer, ops, coinbase_choice) -> None:
+    env, raws = _block(ops, coinbase_choice)
+    try:
+        expected = _built(SequentialExecutor(), _materialize(env, raws), PRE)
+    except InvalidBlockError:
+        return  # an invalid block has no list (Block-STM refuses it the same way)
+    parallel = _built(blockstm, _materialize(env, raws), PRE)
+    assert expected.access_list is not None and parallel.access_list is not None
+    assert parallel.access_list.encode() == expected.access_list.encode()
+    assert _summary(parallel) == _summary(expected)
+
+    imported = importer.execute(
+        dataclasses.replace(_materialize(env, raws), access_list=expected.access_list), PRE
+    )
+    assert _summary(imported) == _summary(expected)
+    assert imported.stats.executor == "bal"
+
+
+def _workload_block(name: str, txs: int):
+    from bench.workloads import build
+
+    workload = build(name, txs)
+    return workload
+
+
+def _with_withdrawals(block: BlockInput) -> BlockInput:
+    """The block with withdrawals after its transactions (index n+1): one to the coinbase,
+    which the transactions' fees credit too, one to an account that did not exist."""
+    from eth.vm.forks.shanghai.withdrawals import Withdrawal
+
+    withdrawals = (
+        Withdrawal(index=0, validator_index=1, address=block.env.coinbase, amount=7),
+        Withdrawal(index=1, validator_index=2, address=b"\xab" * 20, amount=3),
+    )
+    return dataclasses.replace(block, withdrawals=withdrawals)
+
+
+@pytest.mark.parametrize("name", ["transfers", "erc20", "amm", "mixed"])
+def test_workloads_build_identical_lists_and_import_exactly(blockstm, importer, name) -> None:
+    workload = _workload_block(name, 120)
+    pre = workload.pre_state()
+    workload_block = workload.block
+    workload.block = lambda: _with_withdrawals(workload_block())  # type: ignore[method-assign]
+    expected = _built(SequentialExecutor(), workload.block(), pre)
+    parallel = _built(blockstm, workload.block(), pre)
+    assert expected.access_list is not None and parallel.access_list is not None
+    assert parallel.access_list.encode() == expected.access_list.encode()
+    # Every transaction is listed: its sender's nonce changes at its index.
+    indexes = {c.index for a in expected.access_list.accounts for c in a.nonce_changes}
+    assert set(range(1, workload.txs + 1)) <= indexes
+    post = expected.access_list.account(b"\xab" * 20)
+    assert post is not None and post.balance_changes == (
+        BalanceChange(workload.txs + 1, 3 * 10**9),)
+
+    imported = importer.execute(
+        dataclasses.replace(workload.block(), access_list=expected.access_list), pre
+    )
+    assert _summary(imported) == _summary(expected)
+    assert importer.last_import_info["needs"] == 0  # the small pre-state was shipped
+
+
+# ------------------------------------------------------------------------- lying lists
+
+
+def _replace_account(access_list: BlockAccessList, address: bytes, **fields) -> BlockAccessList:
+    accounts = tuple(dataclasses.replace(a, **fields) if a.address == address else a
+                     for a in access_list.accounts)
+    return BlockAccessList(accounts)
+
+
+def _lies(access_list: BlockAccessList, txs: int) -> dict[str, BlockAccessList]:
+    """Each kind of wrong list, made from the true one."""
+    with_storage = next(a for a in access_list.accounts if a.storage_changes)
+    with_balance = next(a for a in access_list.accounts
+                        if len(a.balance_changes) >= 1 and a.balance_changes[0].index >= 1)
+    first_slot = with_storage.storage_changes[0]
+    change = first_slot.changes[-1]
+    wrong_value = dataclasses.replace(
+        first_slot, changes=first_slot.changes[:-1] + (StorageChange(change.index, change.value + 1),)
+    )
+    balance = with_balance.balance_changes[-1]
+    stranger = b"\xee" * 20
+    assert access_list.account(stranger) is None
+    return {
+        "wrong storage value": _replace_account(
+            access_list, with_storage.address,
+            storage_changes=(wrong_value,) + with_storage.storage_changes[1:]),
+        "wrong balance": _replace_account(
+            access_list, with_balance.address,
+            balance_changes=with_balance.balance_changes[:-1]
+            + (BalanceChange(balance.index, balance.balance - 1),)),
+        "missing slot": _replace_account(
+            access_list, with_storage.address,
+            storage_changes=with_storage.storage_changes[1:]),
+        "missing account": BlockAccessList(tuple(
+            a for a in access_list.accounts if a.address != with_balance.address)),
+        "extra account": BlockAccessList(tuple(sorted(
+            access_list.accounts + (AccountChanges(address=stranger),),
+            key=lambda a: a.address))),
+        "extra read": _replace_account(
+            access_list, with_storage.address,
+            storage_reads=tuple(sorted(set(with_storage.storage_reads) | {2**255}))),
+        "wrong index": _replace_account(
+            access_list, with_balance.address,
+            balance_changes=with_balance.balance_changes[:-1]
+            + (BalanceChange(balance.index + 1 if balance.index <= txs else balance.index - 1,
+                             balance.balance),)),
+        "index past the block": _replace_account(
+            access_list, with_balance.address,
+            balance_changes=with_balance.balance_changes
+            + (BalanceChange(txs + 5, balance.balance + 1),)),
+    }
+
+
+@pytest.mark.parametrize("name", ["erc20", "amm"])
+def test_every_kind_of_lying_list_is_refused(importer, name) -> None:
+    workload = _workload_block(name, 40)
+    pre = workload.pre_state()
+    truth = _built(SequentialExecutor(), workload.block(), pre)
+    assert truth.access_list is not None
+    for kind, lie in _lies(truth.access_list, workload.txs).items():
+        assert lie != truth.access_list, kind
+        block = dataclasses.replace(workload.block(), access_list=lie)
+        with pytest.raises(AccessListMismatch, match="the block's access list is wrong"):
+            importer.execute(block, pre)
+    # The honest list still imports (nothing was kept of the refused ones).
+    honest = importer.execute(
+        dataclasses.replace(workload.block(), access_list=truth.access_list), pre)
+    assert _summary(honest) == _summary(truth)
+
+
+def test_mismatch_names_the_account_and_the_field(importer) -> None:
+    workload = _workload_block("erc20", 40)
+    pre = workload.pre_state()
+    truth = _built(SequentialExecutor(), workload.block(), pre)
+    assert truth.access_list is not None
+    lie = _lies(truth.access_list, workload.txs)["extra read"]
+    with pytest.raises(AccessListMismatch, match="storage reads: the list says"):
+        importer.execute(dataclasses.replace(workload.block(), access_list=lie), pre)
+    lie = _lies(truth.access_list, workload.txs)["extra account"]
+    with pytest.raises(AccessListMismatch, match="0xeeee.* is listed but the block never"):
+        importer.execute(dataclasses.replace(workload.block(), access_list=lie), pre)
+
+
+# ---------------------------------------------------------------------------- mainnet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", MAINNET_BLOCKS)
+def test_mainnet_lists_identical_and_imports_exact(blockstm, importer, number: str) -> None:
+    block_dir = MAINNET / number
+    if number in NO_ACCESS_LIST:
+        with pytest.raises(ReplayInputError, match="wipes the storage"):
+            replay_block_dir(block_dir, SequentialExecutor(), build_access_list=True)
+        return
+    sequential = replay_block_dir(block_dir, SequentialExecutor(), build_access_list=True)
+    parallel = replay_block_dir(block_dir, blockstm, build_access_list=True)
+    assert sequential["ok"] and parallel["ok"]
+    assert parallel["accessList"] == sequential["accessList"]
+    access_list = BlockAccessList.decode(bytes.fromhex(sequential["accessList"][2:]))
+    imported = replay_block_dir(block_dir, importer, access_list=access_list)
+    for key in ("gasUsed", "logsBloom", "receiptsRoot", "postStateRoot"):
+        assert imported[key] == sequential[key], key
+    assert imported["ok"]
+
+
+def test_unsupported_block_says_why() -> None:
+    block_dir = MAINNET / "1796867"
+    with pytest.raises(ReplayInputError, match="no access list: block access index 1 wipes"):
+        replay_block_dir(block_dir, SequentialExecutor(), build_access_list=True)
+    assert AccessListUnsupported.__doc__

@@ -8,7 +8,7 @@ from typing import Optional
 
 from execution.executor import Executor
 
-EXECUTOR_NAMES = ("sequential", "blockstm")
+EXECUTOR_NAMES = ("sequential", "blockstm", "bal")
 DEFAULT_EXECUTOR = "blockstm"
 
 
@@ -18,7 +18,9 @@ def default_workers() -> int:
 
 def make_executor(name: str, workers: Optional[int] = None, force_parallel: bool = False) -> Executor:
     """A new executor; Block-STM starts its worker processes on first use (and with
-    `force_parallel` runs even one-transaction blocks through them)."""
+    `force_parallel` runs even one-transaction blocks through them). `bal` imports a
+    block that carries its access list from the list, and builds one (with Block-STM)
+    for a block that has none."""
     if name == "sequential":
         from execution.sequential import SequentialExecutor
 
@@ -27,6 +29,10 @@ def make_executor(name: str, workers: Optional[int] = None, force_parallel: bool
         from execution.blockstm import BlockSTMExecutor
 
         return BlockSTMExecutor(workers or default_workers(), force_parallel=force_parallel)
+    if name == "bal":
+        from execution.bal.importer import BALImportExecutor
+
+        return BALImportExecutor(workers or default_workers(), force_parallel=force_parallel)
     raise ValueError(f"unknown executor {name!r} (one of: {', '.join(EXECUTOR_NAMES)})")
 
 

@@ -25,6 +25,7 @@ from eth_hash.auto import keccak
 
 from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import BlockAccessList
+from execution.bal.importer import AccessListMismatch
 from execution.executor import (
     ETHEREUM_RULES,
     BlockEnv,
@@ -398,10 +399,16 @@ def replay_block_dir(
         result = executor.execute(block_input, StateView(nodes=nodes, state_root=state_root))
     except AccessListUnsupported as exc:
         raise ReplayInputError(f"the block has no access list: {exc}") from None
+    except AccessListMismatch as exc:  # the block is fine, the list given with it is not
+        invalid: Optional[dict[str, Any]] = {"index": None, "reason": str(exc)}
     except BlockRuleError as exc:  # e.g. a Prague block whose pre-state lacks the
         # system contracts its header's requests come from
         raise ReplayInputError(f"the block cannot be replayed: {exc}") from None
     except InvalidBlockError as exc:
+        invalid = {"index": exc.index, "reason": exc.reason}
+    else:
+        invalid = None
+    if invalid is not None:
         execute_s = time.perf_counter() - execute_started
         report.update({
             "gasUsed": None,
@@ -415,7 +422,7 @@ def replay_block_dir(
                 "transactionsRoot": None,
                 "senders": senders_ok,
             },
-            "invalid": {"index": exc.index, "reason": exc.reason},
+            "invalid": invalid,
             "timing": {"execute_s": execute_s, "load_s": load_s},
             "ok": False,
         })

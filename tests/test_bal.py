@@ -6,6 +6,9 @@ why, when the list lies."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -317,3 +320,39 @@ def test_unsupported_block_says_why() -> None:
     with pytest.raises(ReplayInputError, match="no access list: block access index 1 wipes"):
         replay_block_dir(block_dir, SequentialExecutor(), build_access_list=True)
     assert AccessListUnsupported.__doc__
+
+
+# -------------------------------------------------------------------- laminar replay
+
+
+def _laminar(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_replay_cli_makes_and_imports_a_list(tmp_path: Path) -> None:
+    block = str(MAINNET / "19929064")
+    made = _laminar("replay", block, "--make-bal", str(tmp_path / "bal.rlp"))
+    assert made.returncode == 0, made.stderr
+    report = json.loads(made.stdout)
+    encoded = (tmp_path / "bal.rlp").read_bytes()
+    assert report["accessListBytes"] == len(encoded)
+    assert report["accessListHash"] == "0x" + keccak(encoded).hex()
+
+    imported = _laminar("replay", block, "--bal", str(tmp_path / "bal.rlp"), "--workers", "2")
+    assert imported.returncode == 0, imported.stderr
+    imported_report = json.loads(imported.stdout)
+    assert imported_report["executor"] == "bal"
+    assert imported_report["postStateRoot"] == report["postStateRoot"]
+    assert imported_report["receiptsRoot"] == report["receiptsRoot"]
+
+    (tmp_path / "cut.rlp").write_bytes(encoded[:100])
+    cut = _laminar("replay", block, "--bal", str(tmp_path / "cut.rlp"))
+    assert cut.returncode == 2 and cut.stderr.startswith("error: ")
+    assert "not valid RLP" in cut.stderr
+
+    # Another block's list: the check fails (exit 1) and says where.
+    other = _laminar("replay", str(MAINNET / "19426587"), "--bal", str(tmp_path / "bal.rlp"))
+    assert other.returncode == 1, other.stderr
+    assert "access list is wrong" in json.loads(other.stdout)["invalid"]["reason"]

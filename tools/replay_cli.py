@@ -1,5 +1,9 @@
 """`laminar replay BLOCK_DIR [--executor sequential]`: replay a mainnet block, print JSON.
 
+`--make-bal OUT` writes the block's EIP-7928 access list (RLP) to OUT; `--bal FILE`
+imports the block with the list in FILE (the `bal` executor: every transaction in
+parallel, the list checked against what they do).
+
 Exit status: 0 when everything checkable matches the header, 1 when something does not,
 2 when the input is unusable (message on stderr, starting with "error: ").
 """
@@ -9,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
+from execution.bal.codec import AccessListDecodeError, BlockAccessList
 from execution.registry import EXECUTOR_NAMES, close_executor, make_executor
 from execution.replay import ReplayInputError, replay_block_dir
 
@@ -31,6 +37,18 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         type=int,
         default=None,
         help="Block-STM worker processes (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--make-bal",
+        metavar="OUT",
+        default=None,
+        help="write the block's access list (EIP-7928 RLP) to OUT",
+    )
+    parser.add_argument(
+        "--bal",
+        metavar="FILE",
+        default=None,
+        help="import the block with the access list in FILE (implies --executor bal)",
     )
     return parser
 
@@ -58,18 +76,49 @@ def run_replay(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     if workers is not None and workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    make_bal = getattr(args, "make_bal", None)
+    bal_file = getattr(args, "bal", None)
+    access_list = None
+    if bal_file is not None:
+        if make_bal is not None:
+            print("error: --bal imports a list, --make-bal writes one: give one of them",
+                  file=sys.stderr)
+            return 2
+        if executor_name not in ("sequential", "bal"):
+            print(f"error: --bal runs the block with the bal executor, not {executor_name}",
+                  file=sys.stderr)
+            return 2
+        executor_name = "bal"
+        try:
+            access_list = BlockAccessList.decode(Path(bal_file).read_bytes())
+        except OSError as exc:
+            print(f"error: cannot read {bal_file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except AccessListDecodeError as exc:
+            print(f"error: {bal_file}: {exc}", file=sys.stderr)
+            return 2
     try:
         executor = make_executor(executor_name, workers)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        report = replay_block_dir(block_dir, executor, one_shot=True)
+        report = replay_block_dir(block_dir, executor, one_shot=True,
+                                  build_access_list=make_bal is not None,
+                                  access_list=access_list)
     except ReplayInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     finally:
         close_executor(executor)
+    if make_bal is not None:
+        encoded = bytes.fromhex(report.pop("accessList")[2:])
+        try:
+            Path(make_bal).write_bytes(encoded)
+        except OSError as exc:
+            print(f"error: cannot write {make_bal}: {exc.strerror}", file=sys.stderr)
+            return 2
+        report["accessListBytes"] = len(encoded)
     print(json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import rlp
+from eth.vm.forks import ByzantiumVM
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_blockstm_properties import PRE, _block, _materialize, op
 
+from execution.bal.apply import apply_access_list
 from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import (
     AccessListDecodeError,
@@ -31,7 +33,9 @@ from execution.bal.codec import (
 from execution.bal.importer import AccessListMismatch, BALImportExecutor
 from execution.blockstm import BlockSTMExecutor
 from execution.executor import BlockInput, ExecutionResult, InvalidBlockError, StateView
-from execution.replay import ReplayInputError, replay_block_dir
+from execution.forks import mainnet_vm_for_block
+from execution.prestate import load_prestate
+from execution.replay import ReplayInputError, read_json, replay_block_dir
 from execution.sequential import SequentialExecutor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,6 +213,11 @@ def test_workloads_build_identical_lists_and_import_exactly(blockstm, importer, 
     assert _summary(imported) == _summary(expected)
     assert importer.last_import_info["needs"] == 0  # the small pre-state was shipped
 
+    # Executionless: the list alone gives the same post-state, node for node.
+    applied = apply_access_list(expected.access_list, workload.env.vm_class, pre)
+    assert applied.post_state_root == expected.post_state_root
+    assert applied.state_nodes == expected.state_nodes
+
 
 # ------------------------------------------------------------------------- lying lists
 
@@ -313,6 +322,14 @@ def test_mainnet_lists_identical_and_imports_exact(blockstm, importer, number: s
     for key in ("gasUsed", "logsBloom", "receiptsRoot", "postStateRoot"):
         assert imported[key] == sequential[key], key
     assert imported["ok"]
+    fork_vm = mainnet_vm_for_block(int(number))
+    if issubclass(fork_vm, ByzantiumVM):
+        pre = load_prestate(read_json(block_dir, "prestate.json"))
+        applied = apply_access_list(access_list, fork_vm, StateView(*pre))
+        assert "0x" + applied.post_state_root.hex() == sequential["postStateRoot"]
+    else:
+        with pytest.raises(AccessListUnsupported, match="before Byzantium"):
+            apply_access_list(access_list, fork_vm, PRE)
 
 
 def test_unsupported_block_says_why() -> None:

@@ -202,27 +202,31 @@ def _item_text(item: Any) -> str:
     return f"({index}, {value:#x})"
 
 
-def _nonempty(account: Account) -> bool:
-    return account.nonce != 0 or account.balance != 0 or account.code_hash != EMPTY_SHA3
-
-
 def seed_write_sets(access_list: BlockAccessList, n: int,
                     pre_account: Callable[[bytes], Account]
                     ) -> tuple[list[Optional[dict]], dict[bytes, bytes]]:
     """The list's changes at indexes 1..n as Block-STM write sets (one per transaction,
-    None where it changes nothing), and the code they install by hash. Existence
-    follows EIP-161: an account an index changes exists after it unless it is empty."""
+    None where it changes nothing), and the code they install by hash."""
     seeds: list[Optional[dict]] = [None] * n
     codes: dict[bytes, bytes] = {}
     for account in access_list.accounts:
-        _seed_account(account, n, pre_account, seeds, codes)
+        for index, writes in writes_by_index(account, pre_account, codes).items():
+            if 1 <= index <= n:  # 0 and n+1 are the coordinator's own; others fail the check
+                seed = seeds[index - 1]
+                if seed is None:
+                    seeds[index - 1] = writes
+                else:
+                    seed.update(writes)
     return seeds, codes
 
 
-def _seed_account(account: AccountChanges, n: int, pre_account: Callable[[bytes], Account],
-                  seeds: list[Optional[dict]], codes: dict[bytes, bytes]) -> None:
+def writes_by_index(account: AccountChanges, pre_account: Callable[[bytes], Account],
+                    codes: dict[bytes, bytes]) -> dict[int, dict]:
+    """One account's changes as Block-STM write sets by block access index (code goes to
+    `codes` by hash). Existence follows EIP-161: an account an index changes exists
+    after it unless it is empty."""
     if not account.has_changes():
-        return
+        return {}
     address = account.address
     by_index: dict[int, dict] = {}
     for slot in account.storage_changes:
@@ -245,14 +249,8 @@ def _seed_account(account: AccountChanges, n: int, pre_account: Callable[[bytes]
         balance = writes.get(address + BAL, balance)
         nonce = writes.get(address + NON, nonce)
         code_hash = writes.get(address + COD, code_hash)
-        if not 1 <= index <= n:
-            continue  # index 0 and n+1 are the coordinator's own; others fail the check
         writes[address + EXI] = nonce != 0 or balance != 0 or code_hash != EMPTY_SHA3
-        seed = seeds[index - 1]
-        if seed is None:
-            seeds[index - 1] = writes
-        else:
-            seed.update(writes)
+    return by_index
 
 
 class _ImportRun:

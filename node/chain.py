@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -24,9 +24,12 @@ from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
 from eth_hash.auto import keccak
 
 from consensus.engine import BlockRejected
+from execution.bal.codec import AccessListDecodeError, BlockAccessList
+from execution.bal.importer import describe_difference
 from execution.executor import (
     BlockEnv,
     BlockInput,
+    BlockRuleError,
     ExecutionResult,
     Executor,
     InvalidBlockError,
@@ -36,6 +39,7 @@ from execution.forks import LAMINAR_VM
 from execution.overlay import OverlayDB
 from execution.prestate import load_prestate
 from execution.roots import make_header_roots, transactions_root
+from node.blocks import LaminarBlock, LaminarBlockHeader
 from node.genesis import Genesis
 from storage.chain_store import ChainStore, TxLocation
 from storage.leveldb import LevelDB
@@ -45,6 +49,9 @@ log = logging.getLogger(__name__)
 BLOCKHASH_WINDOW = 256  # BLOCKHASH reaches this many blocks back
 RECENT_STATS_BLOCKS = 64  # laminar_executionStats reports this many recent blocks
 EIP7702_DELEGATION_PREFIX = b"\xef\x01\x00"
+ACCESS_LIST_CACHE = 64  # decoded access lists kept (blocks of the heights in flight)
+# What the data dir's blocks look like; a data dir of another format is refused.
+CHAIN_FORMAT = b"laminar/2: blocks carry EIP-7928 access lists"
 
 
 def _show(value) -> str:
@@ -116,10 +123,12 @@ class Chain:
         self.db = db
         self.executor = executor
         self.genesis = genesis
-        block_class = self.vm_class.get_block_class()
-        self.block_class = block_class
-        self.header_class = block_class._meta.sedes[block_class._meta.field_names.index("header")]
-        self.store = ChainStore(db, block_class, self.vm_class.get_receipt_builder())
+        self.block_class = LaminarBlock
+        self.header_class = LaminarBlockHeader
+        self.store = ChainStore(db, LaminarBlock, self.vm_class.get_receipt_builder())
+        # Decoded access lists of blocks decoded lately, by block hash (decode_block
+        # checks them; import_block runs from them).
+        self._access_lists: OrderedDict[bytes, BlockAccessList] = OrderedDict()
         self._head: BlockHeaderAPI = self._open()
         self._recent_hashes: deque[bytes] = deque(maxlen=BLOCKHASH_WINDOW)
         self._load_recent_hashes()
@@ -136,6 +145,11 @@ class Chain:
         head_hash = self.store.head_hash()
         if head_hash is None:
             return self._write_genesis()
+        if self.store.get_format() != CHAIN_FORMAT:
+            raise GenesisMismatchError(
+                f"the data dir {self.db.path} was written by an earlier Laminar (its blocks "
+                "have no access lists); start this version on a new --datadir"
+            )
         stored = self.store.get_chain_config()
         if stored != self._genesis_config_bytes():
             raise GenesisMismatchError(
@@ -176,7 +190,8 @@ class Chain:
         )
         block = self.block_class(header, [], [], [])
         self.store.commit_block(
-            block, [], nodes, certificate=b"", chain_config=self._genesis_config_bytes()
+            block, [], nodes, certificate=b"", chain_config=self._genesis_config_bytes(),
+            chain_format=CHAIN_FORMAT,
         )
         log.info("wrote genesis block %s", "0x" + header.hash.hex())
         return header
@@ -306,7 +321,7 @@ class Chain:
         while True:
             try:
                 result = self.executor.execute(
-                    BlockInput(env=env, transactions=txs, senders=known),
+                    BlockInput(env=env, transactions=txs, senders=known, build_access_list=True),
                     self.state_view(parent),
                 )
                 break
@@ -314,15 +329,42 @@ class Chain:
                 dropped.append((txs[exc.index], exc.reason))
                 del txs[exc.index]
                 del known[exc.index]
+        access_list = self._access_list_of(result)
         tx_root, receipt_root = make_header_roots(txs, result.receipts)
-        header = self._make_header(env, coinbase, result, tx_root, receipt_root)
-        block = self.block_class(header, txs, [], [])
+        header = self._make_header(
+            env, coinbase, result, tx_root, receipt_root, access_list_hash=access_list.hash()
+        )
+        block = self.block_class(header, txs, [], [], access_list=access_list.encode())
+        self._remember_access_list(header.hash, access_list)
         return Proposal(block=block, result=result, dropped=dropped)
+
+    def _access_list_of(self, result: ExecutionResult) -> BlockAccessList:
+        if result.access_list is None:
+            raise RuntimeError(
+                f"the {result.stats.executor} executor built no access list for the block"
+            )
+        return result.access_list
+
+    def _remember_access_list(self, block_hash: bytes, access_list: BlockAccessList) -> None:
+        self._access_lists[block_hash] = access_list
+        while len(self._access_lists) > ACCESS_LIST_CACHE:
+            self._access_lists.popitem(last=False)
+
+    def access_list(self, block: BlockAPI) -> BlockAccessList:
+        """A block's access list (decoded; its bytes were checked by decode_block or
+        came from this node's own execution)."""
+        known = self._access_lists.get(block.header.hash)
+        if known is not None:
+            return known
+        return BlockAccessList.decode(block.access_list)
 
     def _make_header(
         self, env: BlockEnv, coinbase: bytes, result: ExecutionResult, tx_root: bytes,
-        receipt_root: bytes, extra_data: bytes = b"",
+        receipt_root: bytes, extra_data: bytes = b"", *, access_list_hash: bytes,
     ) -> BlockHeaderAPI:
+        # A Laminar block's environment has every Cancun field (env_for_child_of).
+        assert env.base_fee_per_gas is not None and env.excess_blob_gas is not None
+        assert env.parent_beacon_block_root is not None
         return self.header_class(
             difficulty=0,
             block_number=env.number,
@@ -343,14 +385,16 @@ class Chain:
             blob_gas_used=0,
             excess_blob_gas=env.excess_blob_gas,
             parent_beacon_block_root=env.parent_beacon_block_root,
+            block_access_list_hash=access_list_hash,
         )
 
     # ---- blocks from other validators ---------------------------------------------------
 
     def decode_block(self, data: bytes) -> BlockAPI:
         """Decode a block's RLP and check that its body is the one its header commits to
-        (transactions root, no uncles, no withdrawals), so the header hash names exactly
-        these bytes' contents. Raises `InvalidProposalError` on any problem."""
+        (transactions root, no uncles, no withdrawals, an access list in canonical form
+        that hashes to blockAccessListHash), so the header hash names exactly these
+        bytes' contents. Raises `InvalidProposalError` on any problem."""
         try:
             block = rlp.decode(bytes(data), sedes=self.block_class)
         except Exception as exc:  # attacker-controlled bytes: any decoder error
@@ -362,6 +406,15 @@ class Chain:
             raise InvalidProposalError("block has withdrawals")
         if transactions_root(block.transactions) != header.transaction_root:
             raise InvalidProposalError("transactions do not match the header's transactions root")
+        if keccak(block.access_list) != header.block_access_list_hash:
+            raise InvalidProposalError(
+                "the access list does not hash to the header's blockAccessListHash"
+            )
+        try:
+            access_list = BlockAccessList.decode(block.access_list)
+        except AccessListDecodeError as exc:
+            raise InvalidProposalError(f"undecodable access list: {exc}") from None
+        self._remember_access_list(header.hash, access_list)
         return block
 
     def block_hash_of(self, data: bytes) -> bytes:
@@ -395,15 +448,29 @@ class Chain:
             raise InvalidProposalError("block has uncles or withdrawals")
         env = self.env_for_child_of(parent, header.timestamp, header.coinbase)
         txs = list(block.transactions)
+        given = self.access_list(block)
         try:
+            # The bal executor runs every transaction from the list and checks it; any
+            # other builds the list while it executes, and the two must be the same.
             result = self.executor.execute(
-                BlockInput(env=env, transactions=txs, senders=senders), self.state_view(parent)
+                BlockInput(env=env, transactions=txs, senders=senders, build_access_list=True,
+                           access_list=given),
+                self.state_view(parent),
             )
         except InvalidBlockError as exc:
             raise InvalidProposalError(f"invalid transaction: {exc}") from None
+        except BlockRuleError as exc:  # e.g. AccessListMismatch
+            raise InvalidProposalError(f"block {header.block_number}: {exc}") from None
+        built = self._access_list_of(result)
+        if built != given:
+            raise InvalidProposalError(
+                f"block {header.block_number}: the block's access list is wrong: "
+                + describe_difference(given, built)
+            )
         tx_root, receipt_root = make_header_roots(txs, result.receipts)
         expected = self._make_header(
-            env, header.coinbase, result, tx_root, receipt_root, header.extra_data
+            env, header.coinbase, result, tx_root, receipt_root, header.extra_data,
+            access_list_hash=header.block_access_list_hash,
         )
         if expected.hash != header.hash:
             names = self.header_class._meta.field_names

@@ -19,7 +19,7 @@ Example `laminar.toml`:
     timeout_propose = 3.0             # BFT (several validators) only; see docs/consensus.md
 
     [execution]
-    executor = "blockstm"             # or "sequential"; workers = N (default: CPUs)
+    executor = "bal"                  # or "blockstm", "sequential"; workers = N (default: CPUs)
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ class ConsensusSettings:
 
 @dataclass
 class ExecutionSettings:
-    executor: str = "blockstm"  # or "sequential" (the reference)
+    # "bal" (default): propose with Block-STM, import blocks from their access lists;
+    # "blockstm": re-discover every block's accesses; "sequential": the reference.
+    executor: str = "bal"
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 

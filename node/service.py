@@ -205,7 +205,7 @@ def print_banner(node: Node, is_dev: bool) -> None:
         f"consensus: {node.engine.describe()}",
         f"execution: {node.config.execution.executor}"
         + (f" ({node.config.execution.workers} workers)"
-           if node.config.execution.executor == "blockstm" else ""),
+           if node.config.execution.executor in ("bal", "blockstm") else ""),
         f"JSON-RPC (HTTP + WebSocket): http://{node.config.rpc.host}:{node.rpc_port}",
     ]
     if node.p2p is not None:

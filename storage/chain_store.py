@@ -10,7 +10,7 @@ collide with a state node, which is keyed by its bare 32-byte hash):
     c + block_hash            -> commit certificate (opaque bytes from consensus)
     n + number (8 bytes BE)   -> canonical block hash
     t + tx_hash               -> RLP [block_hash, tx_index]
-    m + name                  -> chain metadata (head hash, chain config JSON)
+    m + name                  -> chain metadata (head hash, chain config JSON, format)
 
 `commit_block` writes a block, its receipts, index entries, the state nodes it produced
 and the new head pointer in one synced batch: after a crash the node is either at the
@@ -38,6 +38,7 @@ META_PREFIX = b"m"
 
 HEAD_KEY = META_PREFIX + b"head"
 CHAIN_CONFIG_KEY = META_PREFIX + b"chain-config"
+FORMAT_KEY = META_PREFIX + b"format"
 
 STATE_NODE_KEY_LENGTH = 32
 NUMBER_KEY_BYTES = 8
@@ -75,6 +76,10 @@ class ChainStore:
 
     def get_chain_config(self) -> Optional[bytes]:
         return self.db.get(CHAIN_CONFIG_KEY)
+
+    def get_format(self) -> Optional[bytes]:
+        """What the chain's blocks look like (written with the genesis block)."""
+        return self.db.get(FORMAT_KEY)
 
     def head_hash(self) -> Optional[bytes]:
         return self.db.get(HEAD_KEY)
@@ -124,6 +129,7 @@ class ChainStore:
         state_nodes: Mapping[bytes, bytes],
         certificate: bytes,
         chain_config: Optional[bytes] = None,
+        chain_format: Optional[bytes] = None,
     ) -> None:
         """Persist a block as the new head, with its state, atomically and durably."""
         header = block.header
@@ -144,5 +150,7 @@ class ChainStore:
             puts[TX_INDEX_PREFIX + tx.hash] = rlp.encode([block_hash, index])
         if chain_config is not None:
             puts[CHAIN_CONFIG_KEY] = chain_config
+        if chain_format is not None:
+            puts[FORMAT_KEY] = chain_format
         puts[HEAD_KEY] = block_hash
         self.db.write_atomically(puts)

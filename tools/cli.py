@@ -34,8 +34,10 @@ def _add_node_parser(subparsers) -> None:
     node.add_argument("--block-time", type=float, help="seconds between blocks (default 1)")
     node.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     node.add_argument(
-        "--executor", choices=["blockstm", "sequential"],
-        help="block executor (default blockstm: parallel; sequential: the reference)",
+        "--executor", choices=["bal", "blockstm", "sequential"],
+        help="block executor (default bal: blocks from peers run in parallel from their "
+        "access lists, own blocks with Block-STM; blockstm: Block-STM for all; "
+        "sequential: the reference)",
     )
     node.add_argument("--workers", type=int, help="Block-STM worker processes (default: CPUs)")
     node.add_argument(

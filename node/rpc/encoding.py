@@ -65,6 +65,7 @@ def encode_header(header: BlockHeaderAPI, size: Optional[int] = None) -> dict[st
         "excessBlobGas": quantity(header.excess_blob_gas),
         "parentBeaconBlockRoot": data(header.parent_beacon_block_root),
         "requestsHash": data(header.requests_hash),
+        "blockAccessListHash": data(header.block_access_list_hash),
     }
     if size is not None:
         result["size"] = quantity(size)

@@ -19,6 +19,7 @@ from eth_abi import decode as abi_decode
 from eth_bloom import BloomFilter
 
 from consensus.certificate import CommitCertificate, InvalidCertificateError
+from execution.bal.codec import access_list_json
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
 from node.chain import Chain
 from node.config import RpcSettings
@@ -163,6 +164,20 @@ class EthApi:
         if header is None:
             return None
         return encoding.encode_block(self._block(header), params.boolean(full, "full"))
+
+    def get_block_access_list(self, block: Any) -> Optional[list]:
+        """EIP-7928's list of a block (execution-apis eth_getBlockAccessList)."""
+        header = self._header(params.block_ref(block))
+        if header is None:
+            return None
+        return access_list_json(self.chain.access_list(self._block(header)))
+
+    def get_raw_block_access_list(self, block: Any) -> Optional[str]:
+        """The list's RLP (execution-apis debug_getRawBlockAccessList)."""
+        header = self._header(params.block_ref(block))
+        if header is None:
+            return None
+        return encoding.data(self._block(header).access_list)
 
     def get_block_transaction_count_by_number(self, block: Any) -> Optional[str]:
         header = self._header(params.block_ref(block))
@@ -500,6 +515,8 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
         "eth_getStorageAt": api.get_storage_at,
         "eth_getBlockByNumber": api.get_block_by_number,
         "eth_getBlockByHash": api.get_block_by_hash,
+        "eth_getBlockAccessList": api.get_block_access_list,
+        "debug_getRawBlockAccessList": api.get_raw_block_access_list,
         "eth_getBlockTransactionCountByNumber": api.get_block_transaction_count_by_number,
         "eth_getBlockTransactionCountByHash": api.get_block_transaction_count_by_hash,
         "eth_getTransactionByHash": api.get_transaction_by_hash,

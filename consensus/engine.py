@@ -142,9 +142,10 @@ class ConsensusNetwork(Protocol):
         """PeerRequestFailed on failure."""
 
 
-# Test harnesses may give the reactor an outbound hook: every message it has just signed
-# goes through it, and what it returns is published instead, in order (a Byzantine
-# validator in tests/ sends two proposals; the shipped node installs none).
+# Test harnesses may give the reactor an outbound hook: every message it publishes (just
+# signed, or re-sent when the round makes no progress) goes through it, and what it
+# returns is published instead, in order (a Byzantine validator in tests/ sends two
+# proposals; the shipped node installs none).
 OutboundHook = Callable[[Any], Awaitable[Sequence[Any]]]
 
 

@@ -31,9 +31,9 @@ no progress) uses a fresh random tag, which makes it a new gossip message.
 
 The reactor depends only on consensus/engine.py's protocols: the chain (`BlockChain`),
 the mempool (`TransactionSource`) and the network port (`ConsensusNetwork`). Test
-harnesses may give it an outbound hook (`engine.OutboundHook`): every newly signed
-message goes through it before it is published (tests/harness_node.py makes a Byzantine
-validator out of it); the shipped node installs none.
+harnesses may give it an outbound hook (`engine.OutboundHook`): every message it
+publishes, newly signed or re-sent, goes through it first (tests/harness_node.py makes a
+Byzantine validator out of it); the shipped node installs none.
 """
 
 from __future__ import annotations
@@ -305,7 +305,11 @@ class ConsensusReactor:
             tag = random.randint(1, MAX_TAG)
             for action in self.machine.rebroadcast():
                 message = action.proposal if isinstance(action, BroadcastProposal) else action.vote
-                await self._publish(message, tag)
+                outgoing = [message]
+                if self.outbound is not None:
+                    outgoing = list(await self.outbound(message))
+                for each in outgoing:
+                    await self._publish(each, tag)
         elif isinstance(item, SyncBatch):
             await self._import_synced(item)
         else:
@@ -323,7 +327,8 @@ class ConsensusReactor:
             elif isinstance(action, ValidateBlock):
                 assert self._nursery is not None
                 self._nursery.start_soon(
-                    self._validate, action.height, action.block_hash, action.block_bytes
+                    self._validate, action.height, action.block_hash, action.block_bytes,
+                    action.round,
                 )
             elif isinstance(action, Commit):
                 await self._commit(action)
@@ -356,7 +361,7 @@ class ConsensusReactor:
                 log.critical("NOT sending a conflicting signature: %s", exc)
                 return
         outgoing = [message]
-        if action.new and self.outbound is not None:
+        if self.outbound is not None:
             outgoing = list(await self.outbound(message))
         for each in outgoing:
             await self._publish(each)
@@ -400,7 +405,7 @@ class ConsensusReactor:
         self._executed[block_hash] = proposal
         await self._send.send(BlockBuilt(height, round_, block_hash, data))
 
-    async def _validate(self, height: int, block_hash: bytes, data: bytes) -> None:
+    async def _validate(self, height: int, block_hash: bytes, data: bytes, round_: int) -> None:
         parent = self.chain.head
         if parent.block_number != height - 1:
             return  # stale: the machine has moved on
@@ -417,6 +422,7 @@ class ConsensusReactor:
             valid = True
         except BlockRejected as exc:
             log.warning("invalid proposal at height %d: %s", height, exc)
+            self._log_invalid_proposal(height, round_, block_hash, exc)
             valid = False
         except Exception:  # noqa: BLE001 - a bad block must not kill the node
             log.exception("validating the proposal at height %d failed", height)
@@ -522,6 +528,19 @@ class ConsensusReactor:
             f"at height {first.height} round {first.round}: blocks {_short(first.block_hash)} "
             f"and {_short(second.block_hash)}; signed messages 0x{message_hash(first).hex()} "
             f"and 0x{message_hash(second).hex()}"
+        )
+        self.evidence.append(text)
+        log.warning("%s", text)
+
+    def _log_invalid_proposal(self, height: int, round_: int, block_hash: bytes,
+                              reason: BlockRejected) -> None:
+        """The round's proposer signed a block this node proves invalid by executing it
+        (a wrong access list, state root, ...): kept with the equivocation evidence."""
+        proposer = self.validators.proposer(height, round_)
+        address = "0x" + self.validators.address(proposer).hex()
+        text = (
+            f"EVIDENCE: validator {proposer} ({address}) proposed an invalid block at "
+            f"height {height} round {round_}: block {_short(block_hash)}: {reason}"
         )
         self.evidence.append(text)
         log.warning("%s", text)

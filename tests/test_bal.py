@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import rlp
+from bal_lies import LIES
 from eth.vm.forks import ByzantiumVM
 from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
@@ -222,63 +223,14 @@ def test_workloads_build_identical_lists_and_import_exactly(blockstm, importer, 
 # ------------------------------------------------------------------------- lying lists
 
 
-def _replace_account(access_list: BlockAccessList, address: bytes, **fields) -> BlockAccessList:
-    accounts = tuple(dataclasses.replace(a, **fields) if a.address == address else a
-                     for a in access_list.accounts)
-    return BlockAccessList(accounts)
-
-
-def _lies(access_list: BlockAccessList, txs: int) -> dict[str, BlockAccessList]:
-    """Each kind of wrong list, made from the true one."""
-    with_storage = next(a for a in access_list.accounts if a.storage_changes)
-    with_balance = next(a for a in access_list.accounts
-                        if len(a.balance_changes) >= 1 and a.balance_changes[0].index >= 1)
-    first_slot = with_storage.storage_changes[0]
-    change = first_slot.changes[-1]
-    wrong_value = dataclasses.replace(
-        first_slot, changes=first_slot.changes[:-1] + (StorageChange(change.index, change.value + 1),)
-    )
-    balance = with_balance.balance_changes[-1]
-    stranger = b"\xee" * 20
-    assert access_list.account(stranger) is None
-    return {
-        "wrong storage value": _replace_account(
-            access_list, with_storage.address,
-            storage_changes=(wrong_value,) + with_storage.storage_changes[1:]),
-        "wrong balance": _replace_account(
-            access_list, with_balance.address,
-            balance_changes=with_balance.balance_changes[:-1]
-            + (BalanceChange(balance.index, balance.balance - 1),)),
-        "missing slot": _replace_account(
-            access_list, with_storage.address,
-            storage_changes=with_storage.storage_changes[1:]),
-        "missing account": BlockAccessList(tuple(
-            a for a in access_list.accounts if a.address != with_balance.address)),
-        "extra account": BlockAccessList(tuple(sorted(
-            access_list.accounts + (AccountChanges(address=stranger),),
-            key=lambda a: a.address))),
-        "extra read": _replace_account(
-            access_list, with_storage.address,
-            storage_reads=tuple(sorted(set(with_storage.storage_reads) | {2**255}))),
-        "wrong index": _replace_account(
-            access_list, with_balance.address,
-            balance_changes=with_balance.balance_changes[:-1]
-            + (BalanceChange(balance.index + 1 if balance.index <= txs else balance.index - 1,
-                             balance.balance),)),
-        "index past the block": _replace_account(
-            access_list, with_balance.address,
-            balance_changes=with_balance.balance_changes
-            + (BalanceChange(txs + 5, balance.balance + 1),)),
-    }
-
-
 @pytest.mark.parametrize("name", ["erc20", "amm"])
 def test_every_kind_of_lying_list_is_refused(importer, name) -> None:
     workload = _workload_block(name, 40)
     pre = workload.pre_state()
     truth = _built(SequentialExecutor(), workload.block(), pre)
     assert truth.access_list is not None
-    for kind, lie in _lies(truth.access_list, workload.txs).items():
+    for kind, make_lie in LIES.items():
+        lie = make_lie(truth.access_list, workload.txs)
         assert lie != truth.access_list, kind
         block = dataclasses.replace(workload.block(), access_list=lie)
         with pytest.raises(AccessListMismatch, match="the block's access list is wrong"):
@@ -294,10 +246,10 @@ def test_mismatch_names_the_account_and_the_field(importer) -> None:
     pre = workload.pre_state()
     truth = _built(SequentialExecutor(), workload.block(), pre)
     assert truth.access_list is not None
-    lie = _lies(truth.access_list, workload.txs)["extra read"]
+    lie = LIES["read"](truth.access_list, workload.txs)
     with pytest.raises(AccessListMismatch, match="storage reads: the list says"):
         importer.execute(dataclasses.replace(workload.block(), access_list=lie), pre)
-    lie = _lies(truth.access_list, workload.txs)["extra account"]
+    lie = LIES["extra"](truth.access_list, workload.txs)
     with pytest.raises(AccessListMismatch, match="0xeeee.* is listed but the block never"):
         importer.execute(dataclasses.replace(workload.block(), access_list=lie), pre)
 

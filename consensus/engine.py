@@ -95,8 +95,16 @@ class BlockChain(Protocol[ExecutedT]):
     def advance_head(self, executed: ExecutedT) -> None:
         """Make a written block the head (on the trio thread)."""
 
-    def committed_block(self, number: int) -> Optional[tuple[bytes, bytes]]:
-        """(block RLP, certificate) of a committed height, for block sync to serve."""
+    def committed_block(self, number: int) -> Optional[tuple[bytes, bytes, bytes]]:
+        """(block RLP, certificate, receipts RLP) of a committed height, for block sync
+        to serve."""
+
+    def apply_synced_block(
+        self, block: BlockAPI, receipts: bytes, parent: Optional[BlockHeaderAPI] = None,
+    ) -> ExecutedT:
+        """A certified block from its access list, without executing it; BlockRejected
+        when the list does not give the header's state root or the receipts do not
+        match the header."""
 
 
 class TransactionSource(Protocol):

@@ -153,7 +153,7 @@ class Rebroadcast:
 class SyncBatch:
     """Blocks (with verified certificates) to import in order; answered via `done`."""
 
-    blocks: list  # [(BlockAPI, certificate bytes)]
+    blocks: list  # [(BlockAPI, certificate bytes, receipts RLP)]
     done: trio.Event = field(default_factory=trio.Event)
     imported: int = 0
     error: Optional[str] = None
@@ -167,6 +167,8 @@ class ReactorSettings:
     max_block_bytes: int = 900 * 1024
     rebroadcast_interval: float = 1.0
     wal_prune_every: int = 16
+    # Synced blocks: "execute" them, or apply their access lists ("bal").
+    sync_mode: str = "execute"
 
 
 class ConsensusReactor:
@@ -473,7 +475,7 @@ class ConsensusReactor:
 
     async def _import_synced(self, batch: SyncBatch) -> None:
         try:
-            for block, certificate in batch.blocks:
+            for block, certificate, receipts in batch.blocks:
                 head = self.chain.head
                 number = block.header.block_number
                 if number <= head.block_number:
@@ -483,7 +485,14 @@ class ConsensusReactor:
                     break
                 try:
                     async with self.execution_lock:
-                        proposal = await trio.to_thread.run_sync(self.chain.import_block, block, head)
+                        if self.settings.sync_mode == "bal":
+                            proposal = await trio.to_thread.run_sync(
+                                self.chain.apply_synced_block, block, receipts, head
+                            )
+                        else:
+                            proposal = await trio.to_thread.run_sync(
+                                self.chain.import_block, block, head
+                            )
                         await trio.to_thread.run_sync(self.chain.write_block, proposal, certificate)
                 except BlockRejected as exc:
                     batch.error = str(exc)
@@ -491,7 +500,8 @@ class ConsensusReactor:
                 self.chain.advance_head(proposal)
                 batch.imported += 1
                 log.info(
-                    "synced block %d (%d txs) 0x%s", number, len(block.transactions),
+                    "synced block %d (%d txs, %s) 0x%s", number, len(block.transactions),
+                    "access list applied" if self.settings.sync_mode == "bal" else "executed",
                     block.header.hash.hex()[:16],
                 )
             if batch.imported:

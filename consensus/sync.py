@@ -4,7 +4,8 @@ peers when this node is behind (new, restarted after being down, or partitioned 
 Served over the p2p sync protocol (`/laminar/sync/1`, see p2p/sync.py for the transport):
 
     status              -> RLP[STATUS_VERSION, head height, head hash]
-    blocks(from, count) -> [RLP[block RLP, certificate bytes], ...] for heights from.. (canonical)
+    blocks(from, count) -> [RLP[block RLP, certificate bytes, receipts RLP], ...] for
+                           heights from.. (canonical)
 
 Catch-up (`BlockSync.run`): at start, every `poll_interval`, and at once when the reactor
 hints that consensus messages show a higher height, ask the connected peers for their
@@ -14,8 +15,10 @@ blocks from it in batches. Each block is checked before anything executes it: st
 decoding, its number is the next one, its certificate decodes, is for this height and
 this block hash, and more than two thirds of the validator set signed it. Verified
 blocks go to the reactor, which re-executes them (`Chain.import_block`: state root,
-receipts, gas... must match), writes them with their certificate and restarts
-consensus at the new height. A peer that serves a bad status, block or certificate is
+receipts, gas... must match) or, with `sync_mode = "bal"`, applies their access lists
+and takes the served receipts (`Chain.apply_synced_block`: the list's root and the
+receipts must match the certified header), writes them with their certificate and
+restarts consensus at the new height. A peer that serves a bad status, block or certificate is
 penalised and the next peer is tried.
 """
 
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUS_VERSION = 1
+STATUS_VERSION = 2  # 2: block items carry receipts (peers of version 1 are not served)
 SYNC_BATCH = 32
 STATUS_TIMEOUT = 5.0
 BLOCKS_TIMEOUT = 30.0
@@ -58,15 +61,15 @@ def decode_status(data: bytes) -> tuple[int, bytes]:
     return _uint(items[1], "height", MAX_HEIGHT), _exact(items[2], "head hash", 32)
 
 
-def encode_block_item(block_rlp: bytes, certificate: bytes) -> bytes:
-    return rlp.encode([block_rlp, certificate])
+def encode_block_item(block_rlp: bytes, certificate: bytes, receipts: bytes) -> bytes:
+    return rlp.encode([block_rlp, certificate, receipts])
 
 
-def decode_block_item(data: bytes) -> tuple[bytes, bytes]:
+def decode_block_item(data: bytes) -> tuple[bytes, bytes, bytes]:
     items = _flat_list(bytes(data))
-    if len(items) != 2 or not items[0] or not items[1]:
-        raise DecodeError("block item: expected [block, certificate]")
-    return items[0], items[1]
+    if len(items) != 3 or not items[0] or not items[1] or not items[2]:
+        raise DecodeError("block item: expected [block, certificate, receipts]")
+    return items[0], items[1], items[2]
 
 
 class BadPeerData(Exception):
@@ -225,7 +228,7 @@ class BlockSync:
         for offset, item in enumerate(raw):
             number = start + offset
             try:
-                block_bytes, certificate_bytes = decode_block_item(item)
+                block_bytes, certificate_bytes, receipts = decode_block_item(item)
                 block = self.chain.decode_block(block_bytes)
                 certificate = CommitCertificate.decode(certificate_bytes)
             except Exception as exc:  # noqa: BLE001 - peer bytes: any decoder error is theirs
@@ -241,5 +244,5 @@ class BlockSync:
                 )
             except InvalidCertificateError as exc:
                 raise BadPeerData(f"block {number}: {exc}") from None
-            out.append((block, certificate_bytes))
+            out.append((block, certificate_bytes, receipts))
         return out

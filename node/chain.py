@@ -24,6 +24,8 @@ from eth.vm.forks.prague.headers import calc_excess_blob_gas_prague
 from eth_hash.auto import keccak
 
 from consensus.engine import BlockRejected
+from execution.bal.apply import apply_access_list
+from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import AccessListDecodeError, BlockAccessList
 from execution.bal.importer import describe_difference
 from execution.executor import (
@@ -31,6 +33,7 @@ from execution.executor import (
     BlockInput,
     BlockRuleError,
     ExecutionResult,
+    ExecutionStats,
     Executor,
     InvalidBlockError,
     StateView,
@@ -38,7 +41,7 @@ from execution.executor import (
 from execution.forks import LAMINAR_VM
 from execution.overlay import OverlayDB
 from execution.prestate import load_prestate
-from execution.roots import make_header_roots, transactions_root
+from execution.roots import make_header_roots, receipts_root, transactions_root
 from node.blocks import LaminarBlock, LaminarBlockHeader
 from node.genesis import Genesis
 from storage.chain_store import ChainStore, TxLocation
@@ -431,19 +434,7 @@ class Chain:
         ones this node's mempool recovered for the same transactions (or None)."""
         parent = parent if parent is not None else self._head
         header = block.header
-        if header.parent_hash != parent.hash:
-            raise InvalidProposalError(
-                f"block {header.block_number} does not extend the head "
-                f"#{parent.block_number} 0x{parent.hash.hex()[:16]}"
-            )
-        if header.block_number != parent.block_number + 1:
-            raise InvalidProposalError(
-                f"block number {header.block_number}, expected {parent.block_number + 1}"
-            )
-        if header.timestamp <= parent.timestamp:
-            raise InvalidProposalError(
-                f"timestamp {header.timestamp} is not after the parent's {parent.timestamp}"
-            )
+        self._check_extends(header, parent)
         if block.uncles or getattr(block, "withdrawals", ()):
             raise InvalidProposalError("block has uncles or withdrawals")
         env = self.env_for_child_of(parent, header.timestamp, header.coinbase)
@@ -484,6 +475,82 @@ class Chain:
             )
         return Proposal(block=block, result=result)
 
+    def apply_synced_block(
+        self, block: BlockAPI, receipts_rlp: bytes, parent: Optional[BlockHeaderAPI] = None,
+    ) -> Proposal:
+        """A certified block, without executing it: its access list applied to the parent
+        state must give the header's state root, and the served receipts must be the
+        ones the header commits to (receipts root, bloom, gas). The caller has verified
+        the block's commit certificate: 2f+1 validators executed it. Raises
+        `InvalidProposalError` naming what differs."""
+        started = time.perf_counter()
+        parent = parent if parent is not None else self._head
+        header = block.header
+        self._check_extends(header, parent)
+        try:
+            receipts = self.store.decode_receipts(receipts_rlp)
+        except Exception as exc:  # peer bytes: any decoder error
+            raise InvalidProposalError(f"block {header.block_number}: undecodable receipts: "
+                                       f"{type(exc).__name__}: {exc}") from None
+        if len(receipts) != len(block.transactions):
+            raise InvalidProposalError(
+                f"block {header.block_number}: {len(receipts)} receipts for "
+                f"{len(block.transactions)} transactions"
+            )
+        if receipts_root(receipts) != header.receipt_root:
+            raise InvalidProposalError(
+                f"block {header.block_number}: the receipts do not match the receipts root"
+            )
+        bloom = 0
+        for receipt in receipts:
+            bloom |= int(receipt.bloom)
+        gas_used = receipts[-1].gas_used if receipts else 0
+        if bloom != header.bloom or gas_used != header.gas_used:
+            raise InvalidProposalError(
+                f"block {header.block_number}: the receipts' bloom or gas differ from the header"
+            )
+        try:
+            applied = apply_access_list(
+                self.access_list(block), self.vm_class, self.state_view(parent)
+            )
+        except AccessListUnsupported as exc:
+            raise InvalidProposalError(f"block {header.block_number}: {exc}") from None
+        if applied.post_state_root != header.state_root:
+            raise InvalidProposalError(
+                f"block {header.block_number}: its access list gives state root "
+                f"{_show(applied.post_state_root)}, the header says {_show(header.state_root)}"
+            )
+        seconds = time.perf_counter() - started
+        result = ExecutionResult(
+            receipts=receipts,
+            gas_used=gas_used,
+            logs_bloom=bloom,
+            post_state_root=applied.post_state_root,
+            state_nodes=applied.state_nodes,
+            stats=ExecutionStats(
+                executor="bal-sync", transactions=len(block.transactions), seconds=seconds,
+                commit_seconds=applied.seconds, execution_seconds=seconds - applied.seconds,
+                incarnations=0,
+            ),
+            access_list=self.access_list(block),
+        )
+        return Proposal(block=block, result=result)
+
+    def _check_extends(self, header: BlockHeaderAPI, parent: BlockHeaderAPI) -> None:
+        if header.parent_hash != parent.hash:
+            raise InvalidProposalError(
+                f"block {header.block_number} does not extend the head "
+                f"#{parent.block_number} 0x{parent.hash.hex()[:16]}"
+            )
+        if header.block_number != parent.block_number + 1:
+            raise InvalidProposalError(
+                f"block number {header.block_number}, expected {parent.block_number + 1}"
+            )
+        if header.timestamp <= parent.timestamp:
+            raise InvalidProposalError(
+                f"timestamp {header.timestamp} is not after the parent's {parent.timestamp}"
+            )
+
     def write_block(self, proposal: Proposal, certificate: bytes) -> None:
         """The durable part of a commit (blocking I/O; may run in a worker thread)."""
         if proposal.header.parent_hash != self._head.hash:
@@ -503,16 +570,18 @@ class Chain:
             except Exception:  # a listener bug must not stop the chain
                 log.exception("commit listener failed")
 
-    def committed_block(self, number: int) -> Optional[tuple[bytes, bytes]]:
-        """(block RLP, commit certificate) of canonical height `number`, for block sync."""
+    def committed_block(self, number: int) -> Optional[tuple[bytes, bytes, bytes]]:
+        """(block RLP, commit certificate, receipts RLP) of canonical height `number`,
+        for block sync."""
         block_hash = self.store.canonical_hash(number)
         if block_hash is None:
             return None
         block = self.store.get_block(block_hash)
         certificate = self.store.get_certificate(block_hash)
-        if block is None or not certificate:
+        receipts = self.store.get_receipts_rlp(block_hash)
+        if block is None or not certificate or receipts is None:
             return None
-        return rlp.encode(block), certificate
+        return rlp.encode(block), certificate, receipts
 
     def on_commit(self, listener: Callable[[BlockAPI, Sequence[ReceiptAPI]], None]) -> None:
         self._commit_listeners.append(listener)

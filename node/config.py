@@ -80,6 +80,11 @@ class ConsensusSettings:
     timeout_precommit_delta: float = TimeoutConfig.precommit_delta
     # Re-send this height's consensus messages when nothing progressed for this long.
     rebroadcast_interval: float = 1.0
+    # How a node behind the chain catches up on certified blocks: "execute" runs every
+    # block; "bal" applies each block's access list without executing it (the commit
+    # certificate vouches for the header, which commits to the list, the receipts and
+    # the state root the list must reproduce). See docs/bal.md.
+    sync_mode: str = "execute"
 
     def timeouts(self) -> TimeoutConfig:
         return TimeoutConfig(
@@ -148,6 +153,7 @@ def parse_host_port(text: str, what: str = "--rpc") -> tuple[str, int]:
 
 PATH_SETTINGS = ("datadir", "genesis", "validator_key")
 OPTIONAL_INT_SETTINGS = ("max_block_txs",)
+SYNC_MODES = ("execute", "bal")
 OPTIONAL_STR_SETTINGS = ("listen",)
 
 
@@ -236,6 +242,10 @@ def validate(config: NodeConfig) -> None:
             raise ConfigError(f"consensus.{name}: must be a number of seconds >= 0")
     if config.consensus.rebroadcast_interval <= 0:
         raise ConfigError("consensus.rebroadcast_interval: must be positive")
+    if config.consensus.sync_mode not in SYNC_MODES:
+        raise ConfigError(
+            f"consensus.sync_mode: {config.consensus.sync_mode!r} is not one of {list(SYNC_MODES)}"
+        )
     if not 0 <= config.rpc.port <= MAX_PORT:
         raise ConfigError(f"rpc.port: {config.rpc.port} is out of range 0-{MAX_PORT}")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -180,7 +180,7 @@ def make_engine(
         timeouts=c.timeouts(),
         settings=ReactorSettings(
             block_time=c.block_time, max_block_txs=c.max_block_txs,
-            rebroadcast_interval=c.rebroadcast_interval,
+            rebroadcast_interval=c.rebroadcast_interval, sync_mode=c.sync_mode,
         ),
         outbound=hooks.consensus_outbound,
     )

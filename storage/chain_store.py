@@ -105,6 +105,13 @@ class ChainStore:
         encoded = self.db.get(RECEIPTS_PREFIX + block_hash)
         if encoded is None:
             return None
+        return self.decode_receipts(encoded)
+
+    def get_receipts_rlp(self, block_hash: bytes) -> Optional[bytes]:
+        """A block's receipts as stored (what block sync serves)."""
+        return self.db.get(RECEIPTS_PREFIX + block_hash)
+
+    def decode_receipts(self, encoded: bytes) -> tuple[ReceiptAPI, ...]:
         return tuple(
             self._receipt_builder.decode(item)
             for item in rlp.decode(encoded, sedes=CountableList(binary))

@@ -40,7 +40,8 @@ def test_frames_and_sync_codecs_are_strict():
     vote = Vote.sign(key, Step.PREVOTE, 1, 5, 0, b"\x11" * 32, 0)
     assert decode_frame(encode_frame(vote, 7)) == (7, vote)
     assert decode_status(encode_status(9, b"\x22" * 32)) == (9, b"\x22" * 32)
-    assert decode_block_item(encode_block_item(b"blk", b"cert")) == (b"blk", b"cert")
+    assert decode_block_item(encode_block_item(b"blk", b"cert", b"\xc0")) == (
+        b"blk", b"cert", b"\xc0")
     rng = random.Random(1)
     good = encode_frame(vote)
     samples = [rng.randbytes(rng.randrange(0, 300)) for _ in range(2000)]

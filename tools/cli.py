@@ -41,6 +41,11 @@ def _add_node_parser(subparsers) -> None:
     )
     node.add_argument("--workers", type=int, help="Block-STM worker processes (default: CPUs)")
     node.add_argument(
+        "--sync-mode", choices=["execute", "bal"],
+        help="catching up on certified blocks: execute them (default) or apply their "
+        "access lists without executing (docs/bal.md)",
+    )
+    node.add_argument(
         "--p2p-listen", metavar="MULTIADDR",
         help="libp2p listen address, e.g. /ip4/127.0.0.1/tcp/30303 (default: no networking)",
     )
@@ -107,6 +112,8 @@ def _node_config(args: argparse.Namespace):
         config.execution.executor = args.executor
     if args.workers is not None:
         config.execution.workers = args.workers
+    if args.sync_mode:
+        config.consensus.sync_mode = args.sync_mode
     if args.p2p_listen:
         config.p2p.listen = args.p2p_listen
     if args.bootnode:

@@ -169,3 +169,72 @@ def test_honest_validators_refuse_every_lying_access_list(network) -> None:  # n
 
     for n in net.running():
         n.stop()
+
+
+# Init code: SSTORE(0, 42), LOG0 of nothing, deploy no code.
+INIT_STORE_AND_LOG = "0x602a60005560006000a000"
+
+
+def test_a_lagging_validator_catches_up_by_applying_access_lists(network) -> None:  # noqa: F811
+    net = network()
+    wait_height(net.running(), 2)
+    net.stop(3)
+    live = [net.nodes[i] for i in (0, 1, 2)]
+    url = live[0].url
+
+    sent = []
+    deployer = SENDERS[0]
+    for _ in range(3):
+        for i, sender in enumerate(SENDERS[1:]):
+            nonce = int(rpc(url, "eth_getTransactionCount", sender.address, "pending"), 16)
+            sent.append(rpc(url, "eth_sendRawTransaction", transfer(sender, nonce, 1 + i)))
+        nonce = int(rpc(url, "eth_getTransactionCount", deployer.address, "pending"), 16)
+        deploy = "0x" + bytes(deployer.sign_transaction({
+            "type": 2, "chainId": 31337, "nonce": nonce, "value": 0, "gas": 200_000,
+            "maxFeePerGas": 20 * 10**9, "maxPriorityFeePerGas": 10**9,
+            "data": INIT_STORE_AND_LOG,
+        }).raw_transaction).hex()
+        sent.append(rpc(url, "eth_sendRawTransaction", deploy))
+        wait_height(live, height(live[0]) + 2)
+
+    def mined() -> list:
+        receipts = rpc_batch(url, [("eth_getTransactionReceipt", [h]) for h in sent])
+        return receipts if all(r is not None for r in receipts) else []
+
+    receipts = wait_until(mined, "the transactions to be mined")
+    top = height(live[0]) + 2
+    wait_height(live, top)
+
+    # Back, syncing the blocks it missed from their access lists.
+    config = net.config(3)
+    config.write_text(config.read_text().replace(
+        "[consensus]\n", '[consensus]\nsync_mode = "bal"\n', 1))
+    net.start(3)
+    lagger = net.nodes[3]
+    assert lagger is not None
+    wait_height(net.running(), top)
+    text = lagger.text()
+    assert "access list applied" in text, text[-3000:]
+    assert "executed) 0x" not in text  # no synced block was executed
+    assert "Traceback" not in text, text[-3000:]
+    assert_agree(net.running(), validators=net.validators)
+
+    # It answers as the nodes that executed the blocks do.
+    calls = [("eth_getTransactionReceipt", [h]) for h in sent]
+    assert rpc_batch(lagger.url, calls) == receipts
+    first = min(int(r["blockNumber"], 16) for r in receipts)
+    last = max(int(r["blockNumber"], 16) for r in receipts)
+    logs_filter = {"fromBlock": hex(first), "toBlock": hex(last)}
+    logs = rpc(url, "eth_getLogs", logs_filter)
+    assert len(logs) == 3
+    assert rpc(lagger.url, "eth_getLogs", logs_filter) == logs
+    for receipt in receipts:
+        if receipt["contractAddress"]:
+            assert rpc(lagger.url, "eth_getStorageAt", receipt["contractAddress"], "0x0",
+                       "latest") == "0x" + "00" * 31 + "2a"
+    for sender in SENDERS:
+        assert rpc(lagger.url, "eth_getBalance", sender.address, "latest") == rpc(
+            url, "eth_getBalance", sender.address, "latest")
+    # And it takes part in consensus again.
+    wait_height(net.running(), top + 3)
+    assert_agree(net.running(), validators=net.validators)

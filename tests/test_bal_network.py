@@ -136,7 +136,6 @@ def test_honest_validators_refuse_every_lying_access_list(network) -> None:  # n
                    timeout=900)
         top = max(height(n) for n in honest)
         wait_height(honest, top + 2)
-    lies = _lies_told(net.text(LIAR))
 
     # Every honest validator that took part in a lying round refused it saying why.
     for lie, voters in judged.items():
@@ -154,9 +153,9 @@ def test_honest_validators_refuse_every_lying_access_list(network) -> None:  # n
     assert any("proposed an invalid block" in e for e in evidence), evidence
 
     # No fork; certified blocks kept coming (from the honest proposers' rounds).
-    top = assert_agree(net.running(), validators=net.validators)
-    lied_at = {lie[1] for lie in lies}
-    assert top > max(lied_at)
+    assert_agree(net.running(), validators=net.validators)
+    top = assert_agree(honest, validators=net.validators)
+    assert top > max(lie[1] for lie in judged)
 
     # No transaction was lost: all the trickle sent is in a block.
     def all_mined() -> bool:

@@ -131,6 +131,9 @@ class BALImportExecutor:
         finally:
             run.end_block()
         result.stats.seconds = time.perf_counter() - started
+        if len(result.state_nodes) <= self.blockstm.config.ship_prestate_limit \
+                and self.blockstm._pool is pool:
+            pool.new_nodes = result.state_nodes
         self.last_import_info = run.info()
         return result
 
@@ -453,8 +456,13 @@ class _ImportRun:
                        codes: dict[bytes, bytes]) -> None:
         nodes = self.pre_state.nodes
         config = self.owner.blockstm.config
-        shipped = nodes if isinstance(nodes, dict) and len(nodes) <= config.ship_prestate_limit \
-            else None
+        # As Block-STM: a small in-memory pre-state goes whole; otherwise the previous
+        # block's new nodes (the top of this block's pre-state trie when blocks chain).
+        if isinstance(nodes, dict) and len(nodes) <= config.ship_prestate_limit:
+            shipped = nodes
+        else:
+            shipped = self.pool.new_nodes
+        self.pool.new_nodes = None
         announce = m.wire(m.Block(self.block_id, self.env, self.pre_state.state_root, prelude,
                                   shipped))
         updates: list[tuple] = [(i, seed, {}, {}) for i, seed in enumerate(seeds)

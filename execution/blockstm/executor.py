@@ -19,7 +19,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Optional
 
 from execution.bal.builder import AccessListBuilder, AccessRecord
-from execution.bal.recorder import recording_state_class
+from execution.bal.recorder import pre_state_storage, recording_state_class
 from execution.blockstm import messages as m
 from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
 from execution.blockstm.commit import Fold, RollingCommit, prime_account_cache
@@ -614,7 +614,9 @@ class _BlockRun:
                 return captured[location]
             return pre.value(location)
 
-        return AccessListBuilder(pre_value, pre.has_storage)
+        # Asked on wipes, which a sequential tail after a fallback may do once the fold
+        # has changed the account cache: read the pre-state itself.
+        return AccessListBuilder(pre_value, pre_state_storage(self.pre_state))
 
     def _record_committed(self, end: int) -> None:
         """Add the access records of the committed transactions [0, end) (before the fold

@@ -280,6 +280,8 @@ class _ImportRun:
         self.post_record: Any = None
         self.node_of = owner.blockstm.node_reader(pre_state.nodes)
         self.pre_accounts: dict[bytes, Account] = {}
+        # per worker: seconds running tasks (wall, CPU), waiting for messages, sending
+        self.worker_timing: list = [None] * len(pool.conns)
 
     # ---------------------------------------------------------------- pre-state
     def _pre_account(self, address: bytes) -> Account:
@@ -317,6 +319,7 @@ class _ImportRun:
                     msg = m.named(pool.conns[w].recv())
                     if isinstance(msg, m.Ended) and msg.block_id == self.block_id:
                         waiting.discard(w)
+                        self.worker_timing[w] = [round(x, 3) for x in msg.timing]
                     elif isinstance(msg, m.Need):
                         self._answer_need(w, msg)
         except (WorkerFailure, EOFError, OSError, ValueError):
@@ -544,7 +547,8 @@ class _ImportRun:
 
     def info(self) -> dict:
         return {"needs": self.needs,
-                "root_before_last_result": self.root_done_at <= self.results_done_at}
+                "root_before_last_result": self.root_done_at <= self.results_done_at,
+                "worker_timing": self.worker_timing}
 
 
 _DONE = object()

@@ -4,8 +4,9 @@
                   [--hot-share F] [--json FILE] [--plot FILE.png]
 
 Exit status: 0 when every workload ran on both executors with identical results (and,
-for the synthetic workloads, every transaction succeeded); 1 when a result differs, an
-executor failed or a check failed; 2 for unusable flags (message on stderr).
+for the synthetic workloads, every transaction succeeded; the block-access-list imports
+too, unless --no-bal); 1 when a result differs, an executor failed or a check failed; 2
+for unusable flags (message on stderr).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="skip the one-worker Block-STM run (by default each synthetic workload also runs "
         "Block-STM with 1 worker, to show how much of the speedup comes from the extra cores)",
     )
+    parser.add_argument(
+        "--no-bal", action="store_true",
+        help="skip the block-access-list import (by default every workload is also imported "
+        "with its EIP-7928 access list, made by an untimed first pass, on the bal importer "
+        "with K workers and with 1 worker)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the block builders (default 1)")
     parser.add_argument(
         "--repeat", type=_positive_int, default=1, metavar="R",
@@ -226,6 +233,13 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
         one_worker = BlockSTMExecutor(1, force_parallel=True)
 
+    bal = bal_one_worker = None
+    if not args.no_bal:
+        from execution.bal.importer import BALImportExecutor
+
+        bal = BALImportExecutor(workers, force_parallel=True)
+        bal_one_worker = BALImportExecutor(1, force_parallel=True)
+
     block_dirs: list[Path] = []
     if "mainnet" in names:
         block_dirs = runner.mainnet_block_dirs(args.mainnet_dir, args.mainnet_limit or None)
@@ -249,16 +263,18 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     # ---------------------------------------------------------------------- run
     console = Console()  # the table: stdout
     if not console.is_terminal:  # piped or redirected: do not squeeze the table to 80
-        console = Console(width=132)
+        console = Console(width=176)
     err_console = Console(stderr=True)
     machine = runner.machine_info()
     tx_counts = {d: runner.count_block_transactions(d) for d in block_dirs}
-    runs_per_round = 3 if one_worker is not None else 2
+    runs_per_round = (3 if one_worker is not None else 2) + (2 if bal is not None else 0)
     total_units = sum(
         n * (_SIGN_WEIGHT + runs_per_round * args.repeat) for n in sizes.values()
     )
+    mainnet_runs = 2 + (2 if bal is not None else 0)
     total_units += sum(
-        max(n, 1) * 2 * args.repeat * (1 + _MAINNET_LOAD_WEIGHT) for n in tx_counts.values()
+        max(n, 1) * mainnet_runs * args.repeat * (1 + _MAINNET_LOAD_WEIGHT)
+        for n in tx_counts.values()
     )
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -298,6 +314,7 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                         repeat=args.repeat, scratch_root=scratch_root, machine=machine,
                         on_step=on_step, on_done=on_done_mainnet,
                         parallel_label=parallel_label, tx_counts=tx_counts,
+                        bal=bal, bal_one_worker=bal_one_worker,
                     ))
                     continue
                 progress.update(task, description=f"{name}: signing {sizes[name]} txs")
@@ -312,6 +329,7 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                     workload, sequential, parallel, workers=workers, repeat=args.repeat,
                     scratch_root=scratch_root, machine=machine, on_step=on_step,
                     on_done=on_done, parallel_label=parallel_label, one_worker=one_worker,
+                    bal=bal, bal_one_worker=bal_one_worker,
                 ))
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -321,7 +339,7 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
         from execution.registry import close_executor
 
-        for executor in (sequential, parallel, one_worker):
+        for executor in (sequential, parallel, one_worker, bal, bal_one_worker):
             if executor is not None:
                 close_executor(executor)
         shutil.rmtree(scratch_root, ignore_errors=True)
@@ -336,12 +354,18 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         report.write_plot(records, args.plot)
         console.print(f"wrote {args.plot}", style="dim", highlight=False)
 
-    failed = any(
+    return EXIT_FAILED if records_failed(records) else EXIT_OK
+
+
+def records_failed(records: Sequence[dict[str, Any]]) -> bool:
+    """Whether the bench failed: a result differs (Block-STM, its one-worker run, the
+    access-list imports), an executor raised, or a check did not pass."""
+    return any(
         not r.get("identical") or r.get("error") or r.get("all_succeeded") is False
         or r.get("header_ok") is False or r.get("one_worker_identical") is False
+        or r.get("bal_identical") is False
         for r in records
     )
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

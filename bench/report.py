@@ -53,6 +53,13 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
             "1w s = Block-STM with 1 worker; scaling = 1w s / par s, the gain from more "
             "cores alone (speedup / scaling is what Block-STM's read path gains on one core). "
         )
+    with_bal = any("bal_identical" in record for record in records)
+    if with_bal:
+        caption += (
+            "bal = the block imported with its EIP-7928 access list (made untimed, first): "
+            "bal x = seq s / bal s, bal blk x = seq blk s / bal blk s, bal scal = 1-worker "
+            "import / import (mainnet: over the blocks that have a list). "
+        )
     caption += f"Best of {first.get('repeat', 1)}."
     table = Table(title=title, caption=caption, caption_justify="left")
     table.add_column("workload")
@@ -68,6 +75,11 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
     if with_scaling:
         table.add_column("1w s", justify="right")
         table.add_column("scaling", justify="right")
+    if with_bal:
+        table.add_column("bal s", justify="right")
+        table.add_column("bal x", justify="right")
+        table.add_column("bal blk x", justify="right")
+        table.add_column("bal scal", justify="right")
     table.add_column("ok", justify="center")
     for record in records:
         check = record.get("all_succeeded")
@@ -76,6 +88,14 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
         scaling = []
         if with_scaling:
             scaling = [_seconds(record.get("one_worker_s")), _times(record.get("scaling"))]
+        bal: list[Any] = []
+        if with_bal:
+            bal = [
+                _seconds(record.get("bal_execution_s")),
+                _bal_times(record, "bal_speedup"),
+                _bal_times(record, "bal_block_speedup"),
+                _times(record.get("bal_scaling")),
+            ]
         table.add_row(
             record["workload"],
             str(record["txs"]),
@@ -88,9 +108,18 @@ def build_table(records: Sequence[dict[str, Any]]) -> Table:
             _seconds(record.get("parallel_block_s")),
             _times(record.get("block_speedup")),
             *scaling,
+            *bal,
             _yes_no(check),
         )
     return table
+
+
+def _bal_times(record: dict[str, Any], key: str) -> Text:
+    """A bal speedup, red when the import's results differ from sequential's."""
+    text = _times(record.get(key))
+    if record.get("bal_identical") is False:
+        return Text(text if text != "-" else "NO", style="bold red")
+    return Text(text)
 
 
 def print_report(records: Sequence[dict[str, Any]], console: Console, notes: Sequence[str] = ()) -> None:
@@ -122,6 +151,23 @@ def print_report(records: Sequence[dict[str, Any]], console: Console, notes: Seq
                 markup=False,
                 highlight=False,
             )
+        if record.get("bal_identical") is False:
+            console.print(
+                f"{record['workload']}: the block-access-list import differs from sequential "
+                f"({record.get('bal_error') or _differs(record.get('bal_identical_detail'))})",
+                style="bold red",
+                markup=False,
+                highlight=False,
+            )
+        if record.get("bal_skipped") and record.get("workload") == "mainnet":
+            console.print(
+                f"mainnet: {record.get('bal_blocks')} blocks imported with their access list; "
+                f"skipped (no list possible before Cancun): "
+                f"{', '.join(str(b) for b in record['bal_skipped'])}",
+                style="dim",
+                markup=False,
+                highlight=False,
+            )
         if record.get("all_succeeded") is False:
             console.print(
                 f"{record['workload']}: check failed: {record.get('failed_txs')} failed "
@@ -131,14 +177,23 @@ def print_report(records: Sequence[dict[str, Any]], console: Console, notes: Seq
                 highlight=False,
             )
         for block in record.get("blocks") or ():
-            if block.get("error") or not block.get("identical") or not block.get("header_ok"):
+            if (block.get("error") or not block.get("identical") or not block.get("header_ok")
+                    or block.get("bal_identical") is False):
                 console.print(
                     f"{block['workload']}: identical={block.get('identical')} "
-                    f"header_ok={block.get('header_ok')} error={block.get('error')}",
+                    f"header_ok={block.get('header_ok')} error={block.get('error')} "
+                    f"bal_identical={block.get('bal_identical')} "
+                    f"bal_error={block.get('bal_error')}",
                     style="red",
                     markup=False,
                     highlight=False,
                 )
+
+
+def _differs(detail: Optional[dict[str, bool]]) -> str:
+    if not detail:
+        return "different results"
+    return "differs in " + ", ".join(k for k, v in detail.items() if not v)
 
 
 def write_json(records: Sequence[dict[str, Any]], path: Path) -> None:
@@ -176,14 +231,23 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["workload"] for r in records]
-    exec_speedup = [r.get("speedup") or 0.0 for r in records]
-    block_speedup = [r.get("block_speedup") or 0.0 for r in records]
+    series = [
+        ("execution", [r.get("speedup") or 0.0 for r in records]),
+        ("whole block", [r.get("block_speedup") or 0.0 for r in records]),
+    ]
+    if any("bal_identical" in r for r in records):
+        series += [
+            ("bal import, execution", [r.get("bal_speedup") or 0.0 for r in records]),
+            ("bal import, whole block", [r.get("bal_block_speedup") or 0.0 for r in records]),
+        ]
     positions = range(len(names))
-    width = 0.38
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(names) + 2), 4.5), dpi=120)
-    bars_exec = ax.bar([p - width / 2 for p in positions], exec_speedup, width, label="execution")
-    bars_block = ax.bar([p + width / 2 for p in positions], block_speedup, width, label="whole block")
-    for bars in (bars_exec, bars_block):
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(series) * len(names) + 3), 4.5), dpi=120)
+    all_bars = []
+    for k, (label, values) in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        all_bars.append(ax.bar([p + offset for p in positions], values, width, label=label))
+    for bars in all_bars:
         for bar in bars:
             height = bar.get_height()
             ax.annotate(
@@ -191,7 +255,7 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path) -> None:
                 (bar.get_x() + bar.get_width() / 2, height),
                 ha="center",
                 va="bottom",
-                fontsize=8,
+                fontsize=7 if len(all_bars) > 2 else 8,
             )
     ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
     ax.set_xticks(list(positions))
@@ -204,7 +268,7 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path) -> None:
         f"{first.get('workers', '?')} workers, {machine.get('cpu_count', '?')} CPUs"
     )
     for i, record in enumerate(records):
-        if not record.get("identical"):
+        if not record.get("identical") or record.get("bal_identical") is False:
             ax.annotate("not identical", (i, 0), ha="center", va="bottom", color="red", fontsize=8)
     ax.legend()
     fig.tight_layout()

@@ -23,6 +23,12 @@ REQUIRED_KEYS = {
     "block_speedup", "machine", "all_succeeded",
 }
 
+BAL_KEYS = {
+    "bal_execution_s", "bal_1worker_execution_s", "bal_block_s", "bal_1worker_block_s",
+    "bal_identical", "bal_speedup", "bal_block_speedup", "bal_scaling", "bal_block_scaling",
+    "bal_bytes_per_tx",
+}
+
 
 PARALLEL = "blockstm"
 
@@ -90,6 +96,18 @@ def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> N
     assert record["one_worker_incarnations_per_tx"] >= 1.0
     assert record["scaling"] == pytest.approx(record["one_worker_s"] / record["parallel_s"])
     assert "scaling" in proc.stdout
+    # The block imported with its access list (2 workers and 1), beside the others.
+    assert BAL_KEYS <= set(record), BAL_KEYS - set(record)
+    assert record["bal_identical"] is True and record["bal_error"] is None
+    assert record["bal_identical_detail"] == record["identical_detail"]
+    assert record["bal_speedup"] == pytest.approx(record["sequential_s"] / record["bal_execution_s"])
+    assert record["bal_block_speedup"] == pytest.approx(
+        record["sequential_block_s"] / record["bal_block_s"])
+    assert record["bal_scaling"] == pytest.approx(
+        record["bal_1worker_execution_s"] / record["bal_execution_s"])
+    assert record["bal_bytes_per_tx"] == pytest.approx(record["bal_bytes"] / 40)
+    assert record["bal_bytes_per_tx"] > 20  # every transaction is in it (its nonce at least)
+    assert "bal x" in proc.stdout
     assert record["machine"]["cpu_count"] == os.cpu_count()
     assert record["machine"]["python"]
     if workload == "transfers":
@@ -102,9 +120,12 @@ def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> N
 def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
     proc, record = bench_record(
         cache_dir, tmp_path, "-w", "mixed", "--txs", "40", "--hot-share", "0.5",
-        "--parallel", PARALLEL, "--no-scaling",
+        "--parallel", PARALLEL, "--no-scaling", "--no-bal",
     )
     assert "scaling" not in record and "scaling" not in proc.stdout
+    # --no-bal: no access-list import, no bal columns.
+    assert not [key for key in record if key.startswith("bal_")]
+    assert "bal x" not in proc.stdout
     assert record["params"]["hot_txs"] == 20
     assert sum(record["params"]["kinds"].values()) == 40
     assert record["identical"] is True and record["all_succeeded"] is True
@@ -132,6 +153,19 @@ def test_mainnet_one_block(cache_dir: Path, tmp_path: Path) -> None:
     assert record["identical"] is True
     assert record["header_ok"] is True
     assert record["txs"] == sum(b["txs"] for b in record["blocks"]) > 0
+    # Block 116525 (Frontier) wipes a storage: it cannot have an access list, so it is
+    # skipped and named; the other one is imported with its list, identically.
+    assert record["bal_skipped"] == [116525] and record["bal_blocks"] == 1
+    assert record["bal_identical"] is True
+    first, skipped = record["blocks"]
+    assert "no access list" in skipped["bal_skipped"] and "bal_speedup" not in skipped
+    assert first["bal_identical"] is True and first["bal_parallel_import"] is False
+    # The sums compare like with like: the same blocks on every side.
+    assert record["bal_sequential_s"] == pytest.approx(first["sequential_s"])
+    assert record["bal_execution_s"] == pytest.approx(first["bal_execution_s"])
+    assert record["bal_speedup"] == pytest.approx(
+        first["sequential_s"] / first["bal_execution_s"])
+    assert record["bal_bytes_per_tx"] == pytest.approx(first["bal_bytes"] / first["txs"])
 
 
 def test_plot(cache_dir: Path, tmp_path: Path) -> None:
@@ -225,3 +259,37 @@ def test_different_results_are_not_identical(cache_dir: Path, tmp_path: Path) ->
     assert record["identical"] is False
     assert record["identical_detail"]["receipts"] is False
     assert record["identical_detail"]["state_root"] is True
+
+
+def test_wrong_access_list_import_fails_the_bench(cache_dir: Path, tmp_path: Path) -> None:
+    """An import whose results differ from sequential's is reported, and fails the bench."""
+    from bench.cli import records_failed
+    from bench.runner import bench_synthetic, machine_info
+    from bench.workloads import build
+    from execution.bal.importer import BALImportExecutor
+    from execution.sequential import SequentialExecutor
+
+    class WrongRoot(BALImportExecutor):
+        def execute(self, block, pre_state):
+            result = super().execute(block, pre_state)
+            result.post_state_root = b"\x00" * 32
+            return result
+
+    workload = build("transfers", 6, seed=1, cache_dir=cache_dir)
+    honest = BALImportExecutor(1, force_parallel=True)
+    wrong = WrongRoot(1, force_parallel=True)
+    try:
+        record = bench_synthetic(
+            workload, SequentialExecutor(), SequentialExecutor(), workers=1, repeat=1,
+            scratch_root=tmp_path, machine=machine_info(), bal=wrong, bal_one_worker=honest,
+            warmup=0,
+        )
+    finally:
+        honest.close()
+        wrong.close()
+    assert record["identical"] is True
+    assert record["bal_identical"] is False
+    assert record["bal_identical_detail"]["state_root"] is False
+    assert record["bal_identical_detail"]["receipts"] is True
+    assert records_failed([record])
+    assert not records_failed([{**record, "bal_identical": True}])

@@ -128,6 +128,16 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "with its EIP-7928 access list, made by an untimed first pass, on the bal importer "
         "with K workers and with 1 worker)",
     )
+    parser.add_argument(
+        "--sync-blocks", type=_positive_int, default=None, metavar="N",
+        help="executionless sync bench: a chain of N blocks of the mixed workload, each executed "
+        "(the parallel executor) and, side by side, applied from its access list, each with its "
+        "LevelDB commit (default off; alone unless --workload is given too)",
+    )
+    parser.add_argument(
+        "--sync-txs", type=_positive_int, default=None, metavar="T",
+        help="transactions per block of the sync bench (default 50)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the block builders (default 1)")
     parser.add_argument(
         "--repeat", type=_positive_int, default=1, metavar="R",
@@ -208,9 +218,14 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     from bench import report, runner, workloads
     from bench.contracts import ContractBuildError
+    from bench.sync import DEFAULT_SYNC_TXS
     from execution.registry import DEFAULT_EXECUTOR, default_workers, make_executor
 
-    names = _selected(args)
+    if args.sync_txs is not None and args.sync_blocks is None:
+        return _usage_error("--sync-txs needs --sync-blocks")
+    sync_txs = args.sync_txs or DEFAULT_SYNC_TXS
+    # --sync-blocks alone runs the sync bench alone; with --workload, both.
+    names = _selected(args) if args.workload or args.sync_blocks is None else []
     explicit_mainnet = "mainnet" in (args.workload or [])
     workers = args.workers or default_workers()
     notes: list[str] = []
@@ -276,6 +291,10 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         max(n, 1) * mainnet_runs * args.repeat * (1 + _MAINNET_LOAD_WEIGHT)
         for n in tx_counts.values()
     )
+    if args.sync_blocks:
+        sync_txs_total = args.sync_blocks * sync_txs
+        # signing, the untimed first pass (sequential), then both paths per block
+        total_units += sync_txs_total * (_SIGN_WEIGHT + 1.0 + 1.3)
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
     progress = Progress(
@@ -330,6 +349,34 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                     scratch_root=scratch_root, machine=machine, on_step=on_step,
                     on_done=on_done, parallel_label=parallel_label, one_worker=one_worker,
                     bal=bal, bal_one_worker=bal_one_worker,
+                ))
+            if args.sync_blocks:
+                from bench import sync
+
+                progress.update(
+                    task, description=f"sync: signing {args.sync_blocks} x {sync_txs} txs"
+                )
+                try:
+                    chain = sync.build_chain(
+                        args.sync_blocks, sync_txs, seed=args.seed, hot_share=args.hot_share,
+                        cache_dir=args.cache_dir, progress=sign_tick,
+                        **({"tip": args.tip_gwei} if args.tip_gwei is not None else {}),
+                    )
+                except ContractBuildError as exc:
+                    progress.stop()
+                    return _usage_error(str(exc))
+
+                def on_done_sync(txs: int) -> None:
+                    progress.advance(task, txs * 1.3)
+
+                progress.update(task, description="sync: first pass, making the access lists (untimed)")
+                planned = sync.first_pass(chain, on_done)
+                warmup = sync.build_chain(1, sync_txs, seed=args.seed + 1_000_003,
+                                          hot_share=args.hot_share, cache_dir=args.cache_dir)
+                records.append(sync.bench_sync(
+                    chain, parallel, scratch_root=scratch_root, machine=machine,
+                    workers=workers, planned=planned, warmup=warmup, on_step=on_step,
+                    on_done=on_done_sync,
                 ))
     except KeyboardInterrupt:
         err_console.print("interrupted")

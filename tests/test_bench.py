@@ -188,6 +188,8 @@ def test_plot(cache_dir: Path, tmp_path: Path) -> None:
         (["--workers", "0"], "--workers: must be a positive integer"),
         (["--transfer-senders", "0"], "--transfer-senders: must be a positive integer"),
         (["--parallel", "quantum"], "invalid choice: 'quantum'"),
+        (["--sync-blocks", "0"], "--sync-blocks: must be a positive integer"),
+        (["--sync-txs", "5"], "--sync-txs needs --sync-blocks"),
     ],
 )
 def test_bad_flags_exit_2(cache_dir: Path, args: list[str], message: str) -> None:
@@ -293,3 +295,48 @@ def test_wrong_access_list_import_fails_the_bench(cache_dir: Path, tmp_path: Pat
     assert record["bal_identical_detail"]["receipts"] is True
     assert records_failed([record])
     assert not records_failed([{**record, "bal_identical": True}])
+
+
+# ------------------------------------------------------------- executionless sync
+
+
+def test_sync_bench(cache_dir: Path, tmp_path: Path) -> None:
+    """--sync-blocks alone: one `sync` record, every root of both paths the executed one."""
+    proc, record = bench_record(cache_dir, tmp_path, "--sync-blocks", "3", "--sync-txs", "8")
+    assert record["workload"] == "sync"
+    assert record["sync_blocks"] == 3 and record["sync_txs"] == 8 and record["txs"] == 24
+    assert record["executor"] == PARALLEL
+    assert record["roots_match"] is True and record["root_mismatches"] == []
+    assert record["identical"] is True and record["all_succeeded"] is True
+    assert record["error"] is None
+    assert record["sync_speedup"] == pytest.approx(record["execute_s"] / record["apply_s"])
+    assert record["execute_s"] == pytest.approx(
+        record["execute_only_s"] + record["execute_commit_s"])
+    assert record["bal_bytes_per_tx"] > 20
+    assert "executionless sync" in proc.stdout and "roots" in proc.stdout
+    assert "seq blk s" not in proc.stdout  # no workloads without --workload
+
+
+def test_sync_chain_advances_nonces_and_reports_a_wrong_root(cache_dir: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from bench.runner import machine_info
+    from bench.sync import bench_sync, build_chain, first_pass
+    from execution.sequential import SequentialExecutor
+
+    chain = build_chain(3, 5, seed=3, hot_share=0.4, cache_dir=cache_dir)
+    blocks = [chain.block(k) for k in range(3)]
+    senders = [[tx.sender for tx in block.transactions] for block in blocks]
+    assert senders[0] == senders[1] == senders[2] and len(set(senders[0])) == 5
+    assert [{tx.nonce for tx in block.transactions} for block in blocks] == [{0}, {1}, {2}]
+    assert [env.number for env in chain.envs] == [1, 2, 3]
+    planned = first_pass(chain)
+    assert all(p.all_succeeded for p in planned)
+    assert len({p.post_state_root for p in planned}) == 3
+    # A wrong expected root for block 2: both paths are reported, the record fails.
+    planned[1] = dataclasses.replace(planned[1], post_state_root=b"\x11" * 32)
+    record = bench_sync(chain, SequentialExecutor(), scratch_root=tmp_path,
+                        machine=machine_info(), workers=1, planned=planned)
+    assert record["roots_match"] is False and record["identical"] is False
+    assert sorted(m["path"] for m in record["root_mismatches"]) == ["apply", "execute"]
+    assert {m["block"] for m in record["root_mismatches"]} == {2}

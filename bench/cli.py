@@ -72,6 +72,28 @@ def _gwei(text: str) -> int:
     return int(round(value * 10**9))
 
 
+def _worker_counts(text: str) -> list[int]:
+    counts = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected worker counts separated by commas (4,8,16), got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"worker counts must be at least 1, got {value}")
+        if value > 1024:
+            raise argparse.ArgumentTypeError(f"at most 1024 workers, got {value}")
+        if value not in counts:
+            counts.append(value)
+    if not counts:
+        raise argparse.ArgumentTypeError("expected at least one worker count")
+    return sorted(counts)
+
+
 def _workload(text: str) -> str:
     if text not in WORKLOADS and text != "all":
         raise argparse.ArgumentTypeError(
@@ -137,6 +159,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument(
         "--sync-txs", type=_positive_int, default=None, metavar="T",
         help="transactions per block of the sync bench (default 50)",
+    )
+    parser.add_argument(
+        "--simulate-workers", type=_worker_counts, default=None, metavar="N,N,...",
+        help="after each synthetic workload's rounds, calibrate a model of Block-STM and of the "
+        "access-list import on this block and predict their execution time at N workers "
+        "(checked against the 1- and K-worker runs; see docs/bench.md)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the block builders (default 1)")
     parser.add_argument(
@@ -255,6 +283,15 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         bal = BALImportExecutor(workers, force_parallel=True)
         bal_one_worker = BALImportExecutor(1, force_parallel=True)
 
+    simulate_one_worker = None
+    if args.simulate_workers:
+        if parallel_name != "blockstm":
+            return _usage_error("--simulate-workers models Block-STM: it needs --parallel blockstm")
+        if one_worker is None:
+            from execution.blockstm import BlockSTMExecutor
+
+            simulate_one_worker = BlockSTMExecutor(1, force_parallel=True)  # calibration only
+
     block_dirs: list[Path] = []
     if "mainnet" in names:
         block_dirs = runner.mainnet_block_dirs(args.mainnet_dir, args.mainnet_limit or None)
@@ -283,8 +320,10 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     machine = runner.machine_info()
     tx_counts = {d: runner.count_block_transactions(d) for d in block_dirs}
     runs_per_round = (3 if one_worker is not None else 2) + (2 if bal is not None else 0)
+    simulation_units = runner.SIMULATION_WEIGHT if args.simulate_workers else 0
     total_units = sum(
-        n * (_SIGN_WEIGHT + runs_per_round * args.repeat) for n in sizes.values()
+        n * (_SIGN_WEIGHT + runs_per_round * args.repeat + simulation_units)
+        for n in sizes.values()
     )
     mainnet_runs = 2 + (2 if bal is not None else 0)
     total_units += sum(
@@ -348,7 +387,8 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                     workload, sequential, parallel, workers=workers, repeat=args.repeat,
                     scratch_root=scratch_root, machine=machine, on_step=on_step,
                     on_done=on_done, parallel_label=parallel_label, one_worker=one_worker,
-                    bal=bal, bal_one_worker=bal_one_worker,
+                    bal=bal, bal_one_worker=bal_one_worker, simulate=args.simulate_workers,
+                    simulate_one_worker=simulate_one_worker,
                 ))
             if args.sync_blocks:
                 from bench import sync
@@ -386,7 +426,8 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
         from execution.registry import close_executor
 
-        for executor in (sequential, parallel, one_worker, bal, bal_one_worker):
+        for executor in (sequential, parallel, one_worker, bal, bal_one_worker,
+                         simulate_one_worker):
             if executor is not None:
                 close_executor(executor)
         shutil.rmtree(scratch_root, ignore_errors=True)
@@ -411,6 +452,7 @@ def records_failed(records: Sequence[dict[str, Any]]) -> bool:
         not r.get("identical") or r.get("error") or r.get("all_succeeded") is False
         or r.get("header_ok") is False or r.get("one_worker_identical") is False
         or r.get("bal_identical") is False
+        or bool((r.get("simulated") or {}).get("error"))
         for r in records
     )
 

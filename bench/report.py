@@ -147,6 +147,75 @@ def build_sync_table(record: dict[str, Any]) -> Table:
     return table
 
 
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:+.0f}%"
+
+
+def _check_cell(entry: Optional[dict[str, Any]]) -> str:
+    """predicted / measured (relative error) of one validation run."""
+    if not entry:
+        return "-"
+    star = "*" if entry.get("in_sample") else ""
+    return (f"{star}{_seconds(entry.get('predicted_s'))} / {_seconds(entry.get('measured_s'))} "
+            f"({_percent(entry.get('relative_error'))})")
+
+
+def build_simulation_table(records: Sequence[dict[str, Any]]) -> Optional[Table]:
+    """The model: its check against the timed runs, and its predictions at N workers."""
+    simulated = [r for r in records if isinstance(r.get("simulated"), dict)]
+    if not simulated:
+        return None
+    workers: list[int] = next((r["simulated"].get("workers") for r in simulated
+                               if not r["simulated"].get("error")), []) or []
+    k = simulated[0].get("workers", "K")
+    cores = next((r["simulated"]["validation"].get("cores") for r in simulated
+                  if "validation" in r["simulated"]), "?")
+    table = Table(
+        title="model: predicted execution seconds at N workers (coordinator utilisation)",
+        caption=(
+            f"check: predicted / measured execution s (relative error) with 1 and {k} workers on "
+            f"this machine's {cores} CPUs; measured = the fastest of the bench's rounds and the "
+            "calibration runs; * = the run the model was calibrated on (not an independent "
+            "check). Predictions: a core per worker plus one for the coordinator. "
+            "~100% at = the fewest workers whose coordinator is busy >= 90% of the block: more "
+            "workers cannot help; fastest = where the predicted time is least."
+        ),
+        caption_justify="left",
+    )
+    table.add_column("workload")
+    table.add_column("executor")
+    table.add_column("check 1w", justify="right")
+    table.add_column(f"check {k}w", justify="right")
+    for n in workers:
+        table.add_column(f"N={n}", justify="right")
+    table.add_column("~100% at", justify="right")
+    table.add_column("fastest", justify="right")
+    for record in simulated:
+        sim = record["simulated"]
+        if sim.get("error"):
+            table.add_row(record["workload"], Text(f"model failed: {sim['error']}", style="red"))
+            continue
+        validation = sim.get("validation") or {}
+        for side, label, times, utilisation, saturated, fastest in (
+            ("blockstm", "blockstm", "blockstm_s", "coordinator_utilisation",
+             "coordinator_saturated_at", "blockstm_fastest_at"),
+            ("bal", "bal import", "bal_s", "bal_coordinator_utilisation",
+             "bal_coordinator_saturated_at", "bal_fastest_at"),
+        ):
+            checks = validation.get(side) or {}
+            if not checks and all(t is None for t in sim.get(times) or []):
+                continue
+            cells = []
+            for t, u in zip(sim.get(times) or [], sim.get(utilisation) or []):
+                cells.append("-" if t is None else f"{t:.3f} ({100 * (u or 0):.0f}%)")
+            table.add_row(
+                record["workload"], label, _check_cell(checks.get("1")),
+                _check_cell(checks.get(str(k))) if str(k) != "1" else "-", *cells,
+                str(sim.get(saturated) or "-"), str(sim.get(fastest) or "-"),
+            )
+    return table
+
+
 def workload_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of the main table and the plot (not the sync bench's)."""
     return [r for r in records if r.get("workload") != "sync"]
@@ -156,6 +225,9 @@ def print_report(records: Sequence[dict[str, Any]], console: Console, notes: Seq
     main = workload_records(records)
     if main:
         console.print(build_table(main))
+    model = build_simulation_table(main)
+    if model is not None:
+        console.print(model)
     for record in records:
         if record.get("workload") == "sync":
             console.print(build_sync_table(record))
@@ -255,6 +327,56 @@ def write_json(records: Sequence[dict[str, Any]], path: Path) -> None:
         raise
 
 
+def _plot_model(ax: Any, records: Sequence[dict[str, Any]]) -> None:
+    """Predicted speedup over sequential against workers (log scale), measured points."""
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    for record, colour in zip(records, colours * 4):
+        sim = record["simulated"]
+        curve = sim.get("curve") or {}
+        workers = curve.get("workers") or []
+        sequential = record.get("sequential_s")
+        if not sequential:
+            continue
+        for key, style, label in (("blockstm_s", "-", "Block-STM"), ("bal_s", "--", "bal import")):
+            seconds = curve.get(key) or []
+            points = [(n, sequential / t) for n, t in zip(workers, seconds) if t]
+            if not points:
+                continue
+            ax.plot([n for n, _ in points], [x for _, x in points], style, color=colour,
+                    marker=".", label=f"{record['workload']}: {label}")
+            side = "blockstm" if key == "blockstm_s" else "bal"
+            measured = [(v["workers"], sequential / v["measured_s"])
+                        for v in (sim.get("validation") or {}).get(side, {}).values()
+                        if v.get("measured_s")]
+            if measured:
+                ax.scatter([n for n, _ in measured], [x for _, x in measured], color=colour,
+                           marker="o" if side == "blockstm" else "s", facecolors="none", zorder=3)
+            checked = [(v["workers"], sequential / v["predicted_s"])
+                       for v in (sim.get("validation") or {}).get(side, {}).values()
+                       if v.get("predicted_s")]
+            if checked:  # the model on this machine's CPUs, for the measured points
+                ax.scatter([n for n, _ in checked], [x for _, x in checked], color=colour,
+                           marker="+", s=50, zorder=3)
+            saturated = sim.get("coordinator_saturated_at" if side == "blockstm"
+                                else "bal_coordinator_saturated_at")
+            if saturated in workers:
+                t = seconds[workers.index(saturated)]
+                if t:
+                    ax.scatter([saturated], [sequential / t], color=colour, marker="x", s=60, zorder=4)
+    ax.set_xscale("log", base=2)
+    ticks = sorted({n for r in records for n in (r["simulated"].get("curve") or {}).get("workers", [])})
+    if ticks:
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(n) for n in ticks])
+    ax.axhline(1.0, color="grey", linewidth=1, linestyle=":")
+    ax.set_xlabel("workers (lines: a core each + one for the coordinator)")
+    ax.set_ylabel("speedup over sequential")
+    cores = next((r["simulated"]["validation"].get("cores") for r in records), "?")
+    ax.set_title(f"model (lines), measured here (o Block-STM, \u25a1 bal import),\n"
+                 f"+ model on this machine's {cores} CPUs, x coordinator ~100% busy", fontsize=9)
+    ax.legend(fontsize=6, loc="best")
+
+
 def matplotlib_available() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -283,7 +405,17 @@ def write_plot(records: Sequence[dict[str, Any]], path: Path) -> None:
         ]
     positions = range(len(names))
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(series) * len(names) + 3), 4.5), dpi=120)
+    simulated = [r for r in records
+                 if isinstance(r.get("simulated"), dict) and not r["simulated"].get("error")]
+    bars_width = max(6.0, 0.45 * len(series) * len(names) + 3)
+    if simulated:
+        fig, (ax, model_ax) = plt.subplots(
+            1, 2, figsize=(bars_width + 6.5, 4.8), dpi=120,
+            gridspec_kw={"width_ratios": [bars_width, 6.5]},
+        )
+        _plot_model(model_ax, simulated)
+    else:
+        fig, ax = plt.subplots(figsize=(bars_width, 4.5), dpi=120)
     all_bars = []
     for k, (label, values) in enumerate(series):
         offset = (k - (len(series) - 1) / 2) * width

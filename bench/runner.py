@@ -365,6 +365,8 @@ def bench_synthetic(
     warmup: int = 32,
     bal: Optional[Executor] = None,
     bal_one_worker: Optional[Executor] = None,
+    simulate: Optional[Sequence[int]] = None,
+    simulate_one_worker: Optional[Executor] = None,
 ) -> dict[str, Any]:
     """Time both executors on `workload` (after an untimed warm-up on its first txs).
 
@@ -378,6 +380,11 @@ def bench_synthetic(
     block's EIP-7928 access list is made first, untimed (the sequential executor with
     `build_access_list`), and the importer runs the block with it in the same rounds
     (see `bal_record`).
+
+    With `simulate` (worker counts), after the rounds the model of bench.simulate is
+    calibrated on this block and its predictions go to the record's `simulated`
+    (`simulate_one_worker`: Block-STM with one worker, for the calibration, when the
+    rounds had none).
     """
     name = workload.name
     labelled = [(sequential, f"{name}: sequential"), (parallel, f"{name}: {parallel_label}")]
@@ -430,7 +437,7 @@ def bench_synthetic(
             bal_runs[1] if len(bal_runs) > 1 else None,
         ))
     check = _check(workload, seq.result)
-    return make_record(
+    record = make_record(
         workload=workload.name,
         description=workload.description,
         txs=workload.txs,
@@ -441,6 +448,33 @@ def bench_synthetic(
         repeat=repeat,
         extra={**check, **extra},
     )
+    if simulate:
+        on_step(f"{name}: calibrating the model (untimed)", 0)
+        record["simulated"] = simulate_record(
+            workload, record, simulate, access_list=made.access_list if made else None,
+            blockstm=parallel if getattr(parallel, "name", None) == "blockstm" else None,
+            blockstm_one=one_worker or simulate_one_worker,
+            bal=bal, bal_one=bal_one_worker, usable_cpus=machine.get("usable_cpus"),
+        )
+        on_done(SIMULATION_WEIGHT * workload.txs)
+    return record
+
+
+SIMULATION_WEIGHT = 4  # the model's calibration, in runs of the block (for progress bars)
+
+
+def simulate_record(workload: Any, record: dict[str, Any], workers: Sequence[int],
+                    **executors: Any) -> dict[str, Any]:
+    """The model's predictions for `workload`, or why there are none."""
+    from bench.simulate import simulate_workload
+
+    if record.get("error") or not record.get("identical"):
+        return {"workers": list(workers), "error": "the timed runs failed: nothing to calibrate on"}
+    try:
+        return simulate_workload(workload, record, workers, **executors)
+    except Exception as exc:
+        return {"workers": list(workers), "error": _describe(exc),
+                "traceback": traceback.format_exc()}
 
 
 def one_worker_record(sequential: Run, parallel: Run, single: Run) -> dict[str, Any]:

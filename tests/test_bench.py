@@ -6,6 +6,7 @@ until then the sequential executor stands in for it (`--parallel sequential`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -190,6 +191,9 @@ def test_plot(cache_dir: Path, tmp_path: Path) -> None:
         (["--parallel", "quantum"], "invalid choice: 'quantum'"),
         (["--sync-blocks", "0"], "--sync-blocks: must be a positive integer"),
         (["--sync-txs", "5"], "--sync-txs needs --sync-blocks"),
+        (["--simulate-workers", "4,0"], "worker counts must be at least 1"),
+        (["--simulate-workers", "four"], "expected worker counts separated by commas"),
+        (["--simulate-workers", "4", "--parallel", "sequential"], "needs --parallel blockstm"),
     ],
 )
 def test_bad_flags_exit_2(cache_dir: Path, args: list[str], message: str) -> None:
@@ -340,3 +344,101 @@ def test_sync_chain_advances_nonces_and_reports_a_wrong_root(cache_dir: Path, tm
     assert record["roots_match"] is False and record["identical"] is False
     assert sorted(m["path"] for m in record["root_mismatches"]) == ["apply", "execute"]
     assert {m["block"] for m in record["root_mismatches"]} == {2}
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_simulate_workers(cache_dir: Path, tmp_path: Path) -> None:
+    """--simulate-workers: predictions for each N, checked against the 1- and 2-worker runs."""
+    proc, record = bench_record(
+        cache_dir, tmp_path, "-w", "mixed", "--txs", "40", "--workers", "2",
+        "--simulate-workers", "4,8,16",
+    )
+    sim = record["simulated"]
+    assert "error" not in sim, sim.get("traceback")
+    assert sim["workers"] == [4, 8, 16]
+    for key in ("blockstm_s", "bal_s", "coordinator_utilisation", "bal_coordinator_utilisation"):
+        assert len(sim[key]) == 3 and all(v is not None for v in sim[key]), key
+    assert all(t > 0 for t in sim["blockstm_s"] + sim["bal_s"])
+    assert all(0 < u <= 1 for u in sim["coordinator_utilisation"] + sim["bal_coordinator_utilisation"])
+    for side, measured in (("blockstm", ("one_worker_s", "parallel_s")),
+                           ("bal", ("bal_1worker_execution_s", "bal_execution_s"))):
+        checks = sim["validation"][side]
+        assert set(checks) == {"1", "2"}
+        for label, key in zip(("1", "2"), measured):
+            check = checks[label]
+            assert check["predicted_s"] > 0 and check["measured_s"] > 0
+            assert check["measured_s"] <= record[key]  # the fastest run, the rounds' included
+            assert check["relative_error"] == pytest.approx(
+                check["predicted_s"] / check["measured_s"] - 1)
+    assert sim["validation"]["blockstm"]["1"]["in_sample"] is True
+    assert sim["validation"]["blockstm"]["2"]["in_sample"] is False
+    assert sim["validation"]["cores"] == record["machine"]["usable_cpus"]
+    assert sim["parameters"]["blockstm_coordinator_per_result_us"] > 0
+    assert "model: predicted execution seconds" in proc.stdout
+
+
+def _model_costs(n: int, execute: float, chain: bool = False):
+    from bench.simulate import TxCosts
+
+    slot = b"\x01" * 52  # one storage slot every transaction reads and writes (a chain)
+    zero = [0.0] * n
+    return TxCosts(
+        n=n, recover=zero, execute=[execute] * n, own_update=zero, send=zero, recv=zero,
+        share=zero, update=zero, validate=zero,
+        reads=[(slot,) if chain and i else () for i in range(n)],
+        writes=[(slot,) if chain else () for _ in range(n)],
+        deltas=[() for _ in range(n)],
+    )
+
+
+def test_model_scales_until_the_coordinator_is_the_bottleneck() -> None:
+    """Without conflicts the workers share the block; a coordinator that costs more per
+    result than a worker's share caps the time at its own work and is ~100% busy."""
+    from bench.simulate import ModelParams, simulate_bal, simulate_blockstm
+
+    costs = _model_costs(400, execute=1e-3)
+    cheap = ModelParams(c0=1e-6, setup0=0.0, bal_c0=1e-6, bal_setup0=0.0, bal_root=[])
+    times = [simulate_blockstm(costs, cheap, n, n + 1)["seconds"] for n in (1, 2, 4, 8)]
+    assert times[0] == pytest.approx(0.4, rel=0.02)
+    for n, t in zip((2, 4, 8), times[1:]):
+        assert t == pytest.approx(0.4 / n, rel=0.1)
+    assert simulate_bal(costs, cheap, 4, 5)["seconds"] == pytest.approx(0.1, rel=0.05)
+    # A coordinator at 0.5 ms a result: 0.2 s for the block, whatever the worker count.
+    costly = dataclasses.replace(cheap, c0=5e-4)
+    run = simulate_blockstm(costs, costly, 16, 17)
+    assert run["seconds"] == pytest.approx(0.2, rel=0.1)
+    assert run["coordinator_utilisation"] > 0.9
+    assert simulate_blockstm(costs, costly, 1, 2)["coordinator_utilisation"] < 0.6
+    # Fewer cores than processes: they share them.
+    assert simulate_blockstm(costs, cheap, 4, 2)["seconds"] == pytest.approx(0.2, rel=0.1)
+
+
+def test_model_reexecutes_a_dependency_chain_and_the_import_does_not() -> None:
+    from bench.simulate import ModelParams, simulate_bal, simulate_blockstm
+
+    costs = _model_costs(200, execute=1e-3, chain=True)
+    params = ModelParams(c0=1e-5, setup0=0.0, bal_c0=1e-5, bal_setup0=0.0, bal_root=[])
+    one = simulate_blockstm(costs, params, 1, 2)
+    assert one["incarnations"] == 200 and one["aborts"] == 0
+    four = simulate_blockstm(costs, params, 4, 5)
+    assert four["incarnations"] > 200  # stale reads, aborts, re-executions
+    assert four["seconds"] >= 0.9 * one["seconds"]  # a chain: no gain from more workers
+    # The import knows every write set up front: the chain runs at once.
+    assert simulate_bal(costs, params, 4, 5)["seconds"] == pytest.approx(0.05, rel=0.1)
+
+
+def test_profiling_puts_the_coordinator_back(cache_dir: Path) -> None:
+    import execution.bal.importer as importer
+    import execution.blockstm.executor as executor
+    from bench.simulate import profile_coordinator
+    from bench.workloads import build
+    from execution.blockstm import BlockSTMExecutor
+
+    before = (executor.wait, executor._BlockRun.end_block, importer._ImportRun._root_steps)
+    workload = build("transfers", 8, seed=1, cache_dir=cache_dir)
+    with BlockSTMExecutor(1, force_parallel=True) as blockstm:
+        profile = profile_coordinator(blockstm, workload.block, workload.pre_state(), runs=1)
+    assert profile.results == 8 and profile.setup_s > 0 and profile.loop_s > 0
+    assert (executor.wait, executor._BlockRun.end_block, importer._ImportRun._root_steps) == before

@@ -173,7 +173,8 @@ def build_simulation_table(records: Sequence[dict[str, Any]]) -> Optional[Table]
     table = Table(
         title="model: predicted execution seconds at N workers (coordinator utilisation)",
         caption=(
-            f"check: predicted / measured execution s (relative error) with 1 and {k} workers on "
+            f"check: predicted / measured execution s (relative error) with "
+            f"{'1 worker' if str(k) == '1' else f'1 and {k} workers'} on "
             f"this machine's {cores} CPUs; measured = the fastest of the bench's rounds and the "
             "calibration runs; * = the run the model was calibrated on (not an independent "
             "check). Predictions: a core per worker plus one for the coordinator. "
@@ -185,7 +186,8 @@ def build_simulation_table(records: Sequence[dict[str, Any]]) -> Optional[Table]
     table.add_column("workload")
     table.add_column("executor")
     table.add_column("check 1w", justify="right")
-    table.add_column(f"check {k}w", justify="right")
+    if str(k) != "1":
+        table.add_column(f"check {k}w", justify="right")
     for n in workers:
         table.add_column(f"N={n}", justify="right")
     table.add_column("~100% at", justify="right")
@@ -208,9 +210,9 @@ def build_simulation_table(records: Sequence[dict[str, Any]]) -> Optional[Table]
             cells = []
             for t, u in zip(sim.get(times) or [], sim.get(utilisation) or []):
                 cells.append("-" if t is None else f"{t:.3f} ({100 * (u or 0):.0f}%)")
+            more = [_check_cell(checks.get(str(k)))] if str(k) != "1" else []
             table.add_row(
-                record["workload"], label, _check_cell(checks.get("1")),
-                _check_cell(checks.get(str(k))) if str(k) != "1" else "-", *cells,
+                record["workload"], label, _check_cell(checks.get("1")), *more, *cells,
                 str(sim.get(saturated) or "-"), str(sim.get(fastest) or "-"),
             )
     return table

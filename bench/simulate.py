@@ -964,12 +964,15 @@ def simulate_workload(
     def with_list() -> BlockInput:
         return dataclasses.replace(workload.block(), access_list=access_list)
 
+    k = int(record.get("workers") or 1)
     profiles: dict[str, CoordinatorProfile] = {}
     for key, executor, make in (("blockstm_1", blockstm_one, workload.block),
                                 ("blockstm_k", blockstm, workload.block),
                                 ("bal_1", bal_one, with_list), ("bal_k", bal, with_list)):
         if executor is None or (make is with_list and access_list is None):
             continue
+        if key.endswith("_k") and k == 1:
+            continue  # the one-worker run is the K-worker run
         profiles[key] = profile_coordinator(executor, make, pre)
     # Calibrate on one worker (no sharing, a core each for worker and coordinator);
     # without that run, on the K-worker one.
@@ -978,7 +981,6 @@ def simulate_workload(
     params = calibrate(costs, calibrated_on["blockstm"], calibrated_on["bal"],
                        record.get("sequential_s"))
     cores = usable_cpus or 1
-    k = int(record.get("workers") or 1)
     have_blockstm = "blockstm_1" in profiles or "blockstm_k" in profiles
     have_bal = "bal_1" in profiles or "bal_k" in profiles
 
@@ -989,10 +991,13 @@ def simulate_workload(
     ):
         if not (f"{side}_1" in profiles or f"{side}_k" in profiles):
             continue
-        for n_workers, timed_key, profile_key in ((1, timed_keys[0], f"{side}_1"),
-                                                 (k, timed_keys[1], f"{side}_k")):
+        runs_of: list[tuple[int, Optional[str], str]] = [
+            (1, timed_keys[0], f"{side}_1"), (k, timed_keys[1], f"{side}_k")]
+        if k == 1:  # Block-STM's rounds ran its one-worker fallback: only the calibration
+            runs_of = [(1, None if side == "blockstm" else timed_keys[0], f"{side}_1")]
+        for n_workers, timed_key, profile_key in runs_of:
             profile = profiles.get(profile_key)
-            timed = record.get(timed_key)
+            timed = record.get(timed_key) if timed_key else None
             if profile is None and timed is None:
                 continue
             predicted = simulate(costs, params, n_workers, cores)

@@ -410,12 +410,15 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                     progress.advance(task, txs * 1.3)
 
                 progress.update(task, description="sync: first pass, making the access lists (untimed)")
+                first_started = time.perf_counter()
                 planned = sync.first_pass(chain, on_done)
+                first_pass_s = time.perf_counter() - first_started
                 warmup = sync.build_chain(1, sync_txs, seed=args.seed + 1_000_003,
                                           hot_share=args.hot_share, cache_dir=args.cache_dir)
                 records.append(sync.bench_sync(
                     chain, parallel, scratch_root=scratch_root, machine=machine,
-                    workers=workers, planned=planned, warmup=warmup, on_step=on_step,
+                    workers=workers, planned=planned, warmup=warmup, first_pass_s=first_pass_s,
+                    on_step=on_step,
                     on_done=on_done_sync,
                 ))
     except KeyboardInterrupt:

@@ -125,6 +125,7 @@ class TxCosts:
             "announce_dumps_s": round(self.announce_dumps, 5),
             "seeds_dumps_s": round(self.seeds_dumps, 5),
             "seeds_apply_s": round(self.seeds_apply + self.seeds_loads, 5),
+            "tasks_dumps_s": round(self.tasks_dumps, 5),
         }
 
 
@@ -189,7 +190,21 @@ class _Pass:
 
 def measure_tx_costs(make_block: Callable[[], BlockInput], pre_state: StateView,
                      access_list: Any = None, passes: int = 2) -> TxCosts:
-    """Per-transaction costs on the workers' code path (see the module doc)."""
+    """Per-transaction costs on the workers' code path (see the module doc), with the
+    garbage collector off: this process's heap (the workloads, the results kept) is not
+    a worker's, and a full collection would land on whichever transaction is running."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _measure_tx_costs(make_block, pre_state, access_list, passes)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _measure_tx_costs(make_block: Callable[[], BlockInput], pre_state: StateView,
+                      access_list: Any, passes: int) -> TxCosts:
     from execution.blockstm import messages as m
     from execution.blockstm.worker import Worker
 
@@ -201,7 +216,6 @@ def measure_tx_costs(make_block: Callable[[], BlockInput], pre_state: StateView,
     prelude = _prelude(first, pre_state)
     best: Optional[list[list[float]]] = None
     rows: list[list[Any]] = []
-    gc.collect()
     for k in range(passes + 1):  # the first pass warms the caches, as earlier rounds do
         rows = _Pass(worker, first if k == 0 else make_block(), pre_state, prelude, k + 1).run()
         if k == 0:

@@ -283,8 +283,9 @@ def bench_sync(
     scratch_root: Path,
     machine: dict[str, Any],
     workers: int,
-    planned: Optional[list[PlannedBlock]] = None,
+    planned: Optional[list[PlannedBlock]] = None,  # the first pass, if done already
     warmup: Optional[Chain] = None,
+    first_pass_s: Optional[float] = None,
     on_step: Callable[[str, int], None] = lambda _d, _n: None,
     on_done: Callable[[int], None] = lambda _n: None,
 ) -> dict[str, Any]:
@@ -293,11 +294,11 @@ def bench_sync(
 
     n_blocks = len(chain.blocks)
     t_per_block = len(chain.blocks[0])
-    first_started = time.perf_counter()
     if planned is None:
         on_step("sync: first pass, making the access lists (untimed)", 0)
+        first_started = time.perf_counter()
         planned = first_pass(chain, on_done)
-    first_pass_s = time.perf_counter() - first_started
+        first_pass_s = time.perf_counter() - first_started
 
     if warmup is not None:
         # Untimed: first-use costs (the worker pool, code paths) on a block of another

@@ -178,8 +178,9 @@ def build_simulation_table(records: Sequence[dict[str, Any]]) -> Optional[Table]
             f"this machine's {cores} CPUs; measured = the fastest of the bench's rounds and the "
             "calibration runs; * = the run the model was calibrated on (not an independent "
             "check). Predictions: a core per worker plus one for the coordinator. "
-            "~100% at = the fewest workers whose coordinator is busy >= 90% of the block: more "
-            "workers cannot help; fastest = where the predicted time is least."
+            "n = the contention judge narrowed the block to one worker. ~100% at = the fewest "
+            "workers whose coordinator is busy >= 90% of the block: more workers cannot help; "
+            "fastest = where the predicted time is least."
         ),
         caption_justify="left",
     )
@@ -208,8 +209,10 @@ def build_simulation_table(records: Sequence[dict[str, Any]]) -> Optional[Table]
             if not checks and all(t is None for t in sim.get(times) or []):
                 continue
             cells = []
-            for t, u in zip(sim.get(times) or [], sim.get(utilisation) or []):
-                cells.append("-" if t is None else f"{t:.3f} ({100 * (u or 0):.0f}%)")
+            narrowed = sim.get("blockstm_narrowed_at") if side == "blockstm" else None
+            for i, (t, u) in enumerate(zip(sim.get(times) or [], sim.get(utilisation) or [])):
+                mark = "n" if narrowed and i < len(narrowed) and narrowed[i] is not None else ""
+                cells.append("-" if t is None else f"{t:.3f}{mark} ({100 * (u or 0):.0f}%)")
             more = [_check_cell(checks.get(str(k)))] if str(k) != "1" else []
             table.add_row(
                 record["workload"], label, _check_cell(checks.get("1")), *more, *cells,

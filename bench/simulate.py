@@ -1066,6 +1066,9 @@ def simulate_workload(
         "blockstm_incarnations_per_tx": [
             run["incarnations"] / max(1, costs.n) if run else None
             for run in (blockstm_runs[i] for i in at)],
+        # Where the contention judge narrowed the block to one worker (None: it did not).
+        "blockstm_narrowed_at": [
+            run["narrowed_at"] if run else None for run in (blockstm_runs[i] for i in at)],
         "blockstm_speedup": [_ratio(sequential_s, blockstm_s[i]) for i in at],
         "bal_speedup": [_ratio(sequential_s, bal_s[i]) for i in at],
         # The smallest N (of 1, 2 and those asked for) whose coordinator is ~100% busy:

@@ -375,6 +375,7 @@ def test_simulate_workers(cache_dir: Path, tmp_path: Path) -> None:
     assert sim["validation"]["blockstm"]["1"]["in_sample"] is True
     assert sim["validation"]["blockstm"]["2"]["in_sample"] is False
     assert sim["validation"]["cores"] == record["machine"]["usable_cpus"]
+    assert len(sim["blockstm_narrowed_at"]) == 3
     assert sim["parameters"]["blockstm_coordinator_per_result_us"] > 0
     assert "model: predicted execution seconds" in proc.stdout
 

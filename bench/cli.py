@@ -4,8 +4,9 @@
                   [--hot-share F] [--json FILE] [--plot FILE.png]
 
 Exit status: 0 when every workload ran on both executors with identical results (and,
-for the synthetic workloads, every transaction succeeded); 1 when a result differs, an
-executor failed or a check failed; 2 for unusable flags (message on stderr).
+for the synthetic workloads, every transaction succeeded; the block-access-list imports
+too, unless --no-bal); 1 when a result differs, an executor failed or a check failed; 2
+for unusable flags (message on stderr).
 """
 
 from __future__ import annotations
@@ -71,6 +72,28 @@ def _gwei(text: str) -> int:
     return int(round(value * 10**9))
 
 
+def _worker_counts(text: str) -> list[int]:
+    counts = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected worker counts separated by commas (4,8,16), got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"worker counts must be at least 1, got {value}")
+        if value > 1024:
+            raise argparse.ArgumentTypeError(f"at most 1024 workers, got {value}")
+        if value not in counts:
+            counts.append(value)
+    if not counts:
+        raise argparse.ArgumentTypeError("expected at least one worker count")
+    return sorted(counts)
+
+
 def _workload(text: str) -> str:
     if text not in WORKLOADS and text != "all":
         raise argparse.ArgumentTypeError(
@@ -120,6 +143,28 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--no-scaling", action="store_true",
         help="skip the one-worker Block-STM run (by default each synthetic workload also runs "
         "Block-STM with 1 worker, to show how much of the speedup comes from the extra cores)",
+    )
+    parser.add_argument(
+        "--no-bal", action="store_true",
+        help="skip the block-access-list import (by default every workload is also imported "
+        "with its EIP-7928 access list, made by an untimed first pass, on the bal importer "
+        "with K workers and with 1 worker)",
+    )
+    parser.add_argument(
+        "--sync-blocks", type=_positive_int, default=None, metavar="N",
+        help="executionless sync bench: a chain of N blocks of the mixed workload, each executed "
+        "(the parallel executor) and, side by side, applied from its access list, each with its "
+        "LevelDB commit (default off; alone unless --workload is given too)",
+    )
+    parser.add_argument(
+        "--sync-txs", type=_positive_int, default=None, metavar="T",
+        help="transactions per block of the sync bench (default 50)",
+    )
+    parser.add_argument(
+        "--simulate-workers", type=_worker_counts, default=None, metavar="N,N,...",
+        help="after each synthetic workload's rounds, calibrate a model of Block-STM and of the "
+        "access-list import on this block and predict their execution time at N workers "
+        "(checked against the 1- and K-worker runs; see docs/bench.md)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the block builders (default 1)")
     parser.add_argument(
@@ -201,9 +246,14 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     from bench import report, runner, workloads
     from bench.contracts import ContractBuildError
+    from bench.sync import DEFAULT_SYNC_TXS
     from execution.registry import DEFAULT_EXECUTOR, default_workers, make_executor
 
-    names = _selected(args)
+    if args.sync_txs is not None and args.sync_blocks is None:
+        return _usage_error("--sync-txs needs --sync-blocks")
+    sync_txs = args.sync_txs or DEFAULT_SYNC_TXS
+    # --sync-blocks alone runs the sync bench alone; with --workload, both.
+    names = _selected(args) if args.workload or args.sync_blocks is None else []
     explicit_mainnet = "mainnet" in (args.workload or [])
     workers = args.workers or default_workers()
     notes: list[str] = []
@@ -225,6 +275,22 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         from execution.blockstm import BlockSTMExecutor
 
         one_worker = BlockSTMExecutor(1, force_parallel=True)
+
+    bal = bal_one_worker = None
+    if not args.no_bal:
+        from execution.bal.importer import BALImportExecutor
+
+        bal = BALImportExecutor(workers, force_parallel=True)
+        bal_one_worker = BALImportExecutor(1, force_parallel=True)
+
+    simulate_one_worker = None
+    if args.simulate_workers:
+        if parallel_name != "blockstm":
+            return _usage_error("--simulate-workers models Block-STM: it needs --parallel blockstm")
+        if one_worker is None:
+            from execution.blockstm import BlockSTMExecutor
+
+            simulate_one_worker = BlockSTMExecutor(1, force_parallel=True)  # calibration only
 
     block_dirs: list[Path] = []
     if "mainnet" in names:
@@ -249,17 +315,25 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     # ---------------------------------------------------------------------- run
     console = Console()  # the table: stdout
     if not console.is_terminal:  # piped or redirected: do not squeeze the table to 80
-        console = Console(width=132)
+        console = Console(width=176)
     err_console = Console(stderr=True)
     machine = runner.machine_info()
     tx_counts = {d: runner.count_block_transactions(d) for d in block_dirs}
-    runs_per_round = 3 if one_worker is not None else 2
+    runs_per_round = (3 if one_worker is not None else 2) + (2 if bal is not None else 0)
+    simulation_units = runner.SIMULATION_WEIGHT if args.simulate_workers else 0
     total_units = sum(
-        n * (_SIGN_WEIGHT + runs_per_round * args.repeat) for n in sizes.values()
+        n * (_SIGN_WEIGHT + runs_per_round * args.repeat + simulation_units)
+        for n in sizes.values()
     )
+    mainnet_runs = 2 + (2 if bal is not None else 0)
     total_units += sum(
-        max(n, 1) * 2 * args.repeat * (1 + _MAINNET_LOAD_WEIGHT) for n in tx_counts.values()
+        max(n, 1) * mainnet_runs * args.repeat * (1 + _MAINNET_LOAD_WEIGHT)
+        for n in tx_counts.values()
     )
+    if args.sync_blocks:
+        sync_txs_total = args.sync_blocks * sync_txs
+        # signing, the untimed first pass (sequential), then both paths per block
+        total_units += sync_txs_total * (_SIGN_WEIGHT + 1.0 + 1.3)
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
     progress = Progress(
@@ -298,6 +372,7 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                         repeat=args.repeat, scratch_root=scratch_root, machine=machine,
                         on_step=on_step, on_done=on_done_mainnet,
                         parallel_label=parallel_label, tx_counts=tx_counts,
+                        bal=bal, bal_one_worker=bal_one_worker,
                     ))
                     continue
                 progress.update(task, description=f"{name}: signing {sizes[name]} txs")
@@ -312,6 +387,39 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
                     workload, sequential, parallel, workers=workers, repeat=args.repeat,
                     scratch_root=scratch_root, machine=machine, on_step=on_step,
                     on_done=on_done, parallel_label=parallel_label, one_worker=one_worker,
+                    bal=bal, bal_one_worker=bal_one_worker, simulate=args.simulate_workers,
+                    simulate_one_worker=simulate_one_worker,
+                ))
+            if args.sync_blocks:
+                from bench import sync
+
+                progress.update(
+                    task, description=f"sync: signing {args.sync_blocks} x {sync_txs} txs"
+                )
+                try:
+                    chain = sync.build_chain(
+                        args.sync_blocks, sync_txs, seed=args.seed, hot_share=args.hot_share,
+                        cache_dir=args.cache_dir, progress=sign_tick,
+                        **({"tip": args.tip_gwei} if args.tip_gwei is not None else {}),
+                    )
+                except ContractBuildError as exc:
+                    progress.stop()
+                    return _usage_error(str(exc))
+
+                def on_done_sync(txs: int) -> None:
+                    progress.advance(task, txs * 1.3)
+
+                progress.update(task, description="sync: first pass, making the access lists (untimed)")
+                first_started = time.perf_counter()
+                planned = sync.first_pass(chain, on_done)
+                first_pass_s = time.perf_counter() - first_started
+                warmup = sync.build_chain(1, sync_txs, seed=args.seed + 1_000_003,
+                                          hot_share=args.hot_share, cache_dir=args.cache_dir)
+                records.append(sync.bench_sync(
+                    chain, parallel, scratch_root=scratch_root, machine=machine,
+                    workers=workers, planned=planned, warmup=warmup, first_pass_s=first_pass_s,
+                    on_step=on_step,
+                    on_done=on_done_sync,
                 ))
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -321,7 +429,8 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
         from execution.registry import close_executor
 
-        for executor in (sequential, parallel, one_worker):
+        for executor in (sequential, parallel, one_worker, bal, bal_one_worker,
+                         simulate_one_worker):
             if executor is not None:
                 close_executor(executor)
         shutil.rmtree(scratch_root, ignore_errors=True)
@@ -336,12 +445,19 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         report.write_plot(records, args.plot)
         console.print(f"wrote {args.plot}", style="dim", highlight=False)
 
-    failed = any(
+    return EXIT_FAILED if records_failed(records) else EXIT_OK
+
+
+def records_failed(records: Sequence[dict[str, Any]]) -> bool:
+    """Whether the bench failed: a result differs (Block-STM, its one-worker run, the
+    access-list imports), an executor raised, or a check did not pass."""
+    return any(
         not r.get("identical") or r.get("error") or r.get("all_succeeded") is False
         or r.get("header_ok") is False or r.get("one_worker_identical") is False
+        or r.get("bal_identical") is False
+        or bool((r.get("simulated") or {}).get("error"))
         for r in records
     )
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

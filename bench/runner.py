@@ -19,6 +19,7 @@ receipts (encoded bytes, in order), gas used, logs bloom and post-state root.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import platform
@@ -32,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import rlp
 
+from execution.bal.codec import BlockAccessList
 from execution.executor import BlockInput, ExecutionResult, Executor, StateView
 from execution.roots import make_header_roots
 from storage.leveldb import LevelDB
@@ -329,14 +331,20 @@ def _interleaved_runs(
     scratch_root: Path,
     on_step: StepHook,
     on_done: DoneHook,
+    block_makers: Optional[Sequence[Optional[Callable[[], BlockInput]]]] = None,
 ) -> list[Run]:
     """The best run of each executor; every round runs each once, in turn, so drift in
-    the machine's speed during the bench spreads over all of them."""
+    the machine's speed during the bench spreads over all of them. `block_makers` (one
+    per executor, None: `make_block`) gives an executor its own block, e.g. the block
+    with its access list for the importer."""
     best = [Run(executor=getattr(executor, "name", label)) for executor, label in executors]
+    makers = list(block_makers or ())
+    makers += [None] * (len(executors) - len(makers))
     for _ in range(repeat):
-        for (executor, label), kept in zip(executors, best):
+        for (executor, label), kept, maker in zip(executors, best, makers):
             on_step(label, txs)
-            kept.keep_fastest(run_executor(executor, make_block(), pre_state, scratch_root))
+            block = (maker or make_block)()
+            kept.keep_fastest(run_executor(executor, block, pre_state, scratch_root))
             on_done(txs)
     return best
 
@@ -355,6 +363,10 @@ def bench_synthetic(
     parallel_label: str = "parallel",
     one_worker: Optional[Executor] = None,
     warmup: int = 32,
+    bal: Optional[Executor] = None,
+    bal_one_worker: Optional[Executor] = None,
+    simulate: Optional[Sequence[int]] = None,
+    simulate_one_worker: Optional[Executor] = None,
 ) -> dict[str, Any]:
     """Time both executors on `workload` (after an untimed warm-up on its first txs).
 
@@ -363,29 +375,69 @@ def bench_synthetic(
     parallel one's: the part of the speedup that comes from running on several cores,
     apart from what the parallel executor's own read path gains over py-evm's even on
     one core.
+
+    With `bal` (and `bal_one_worker`: the access-list importer with one worker), the
+    block's EIP-7928 access list is made first, untimed (the sequential executor with
+    `build_access_list`), and the importer runs the block with it in the same rounds
+    (see `bal_record`).
+
+    With `simulate` (worker counts), after the rounds the model of bench.simulate is
+    calibrated on this block and its predictions go to the record's `simulated`
+    (`simulate_one_worker`: Block-STM with one worker, for the calibration, when the
+    rounds had none).
     """
     name = workload.name
     labelled = [(sequential, f"{name}: sequential"), (parallel, f"{name}: {parallel_label}")]
     if one_worker is not None:
         labelled.append((one_worker, f"{name}: {getattr(one_worker, 'name', 'parallel')} (1 worker)"))
+    makers: list[Optional[Callable[[], BlockInput]]] = [None] * len(labelled)
+    bal_at = len(labelled)
+    made: Optional[MadeAccessList] = None
+    prefix_list: Optional[MadeAccessList] = None
+    prefix = None
     if warmup:
+        prefix = workload.block()
+        prefix = BlockInput(env=prefix.env, transactions=prefix.transactions[:warmup])
+    if bal is not None:
+        on_step(f"{name}: making the block's access list (untimed)", 0)
+        made = make_access_list(workload.block(), workload.pre_state())
+        if prefix is not None:
+            prefix_list = make_access_list(prefix, workload.pre_state())
+        if made.access_list is not None:
+            with_list = _with_access_list(workload.block, made.access_list)
+            for executor, label in ((bal, f"{name}: bal import ({_workers_of(bal)} workers)"),
+                                    (bal_one_worker, f"{name}: bal import (1 worker)")):
+                if executor is not None:
+                    labelled.append((executor, label))
+                    makers.append(with_list)
+    if prefix is not None:
         # Untimed: first-use costs (imports, trie and EVM code paths, a worker pool)
         # would otherwise land on whichever executor runs first.
         on_step(f"{name}: warming up", 0)
-        prefix = workload.block()
-        prefix = BlockInput(env=prefix.env, transactions=prefix.transactions[:warmup])
-        for executor, _label in labelled:
-            run_executor(executor, prefix, workload.pre_state(), scratch_root)
+        for i, (executor, _label) in enumerate(labelled):
+            block = prefix
+            if i >= bal_at:
+                if prefix_list is None or prefix_list.access_list is None:
+                    continue
+                block = dataclasses.replace(prefix, access_list=prefix_list.access_list)
+            run_executor(executor, block, workload.pre_state(), scratch_root)
     runs = _interleaved_runs(
         workload.txs, workload.block, workload.pre_state(), labelled, repeat, scratch_root,
-        on_step, on_done,
+        on_step, on_done, block_makers=makers,
     )
     seq, par = runs[0], runs[1]
     extra: dict[str, Any] = {"params": workload.params}
     if one_worker is not None:
         extra.update(one_worker_record(seq, par, runs[2]))
+    if made is not None:
+        bal_runs = runs[bal_at:]
+        extra.update(bal_record(
+            seq, par, made, workload.txs,
+            bal_runs[0] if bal_runs else None,
+            bal_runs[1] if len(bal_runs) > 1 else None,
+        ))
     check = _check(workload, seq.result)
-    return make_record(
+    record = make_record(
         workload=workload.name,
         description=workload.description,
         txs=workload.txs,
@@ -396,6 +448,33 @@ def bench_synthetic(
         repeat=repeat,
         extra={**check, **extra},
     )
+    if simulate:
+        on_step(f"{name}: calibrating the model (untimed)", 0)
+        record["simulated"] = simulate_record(
+            workload, record, simulate, access_list=made.access_list if made else None,
+            blockstm=parallel if getattr(parallel, "name", None) == "blockstm" else None,
+            blockstm_one=one_worker or simulate_one_worker,
+            bal=bal, bal_one=bal_one_worker, usable_cpus=machine.get("usable_cpus"),
+        )
+        on_done(SIMULATION_WEIGHT * workload.txs)
+    return record
+
+
+SIMULATION_WEIGHT = 4  # the model's calibration, in runs of the block (for progress bars)
+
+
+def simulate_record(workload: Any, record: dict[str, Any], workers: Sequence[int],
+                    **executors: Any) -> dict[str, Any]:
+    """The model's predictions for `workload`, or why there are none."""
+    from bench.simulate import simulate_workload
+
+    if record.get("error") or not record.get("identical"):
+        return {"workers": list(workers), "error": "the timed runs failed: nothing to calibrate on"}
+    try:
+        return simulate_workload(workload, record, workers, **executors)
+    except Exception as exc:
+        return {"workers": list(workers), "error": _describe(exc),
+                "traceback": traceback.format_exc()}
 
 
 def one_worker_record(sequential: Run, parallel: Run, single: Run) -> dict[str, Any]:
@@ -416,6 +495,111 @@ def one_worker_record(sequential: Run, parallel: Run, single: Run) -> dict[str, 
         ),
         "scaling": _ratio(single.execute_s, parallel.execute_s),
         "block_scaling": _ratio(single.block_s, parallel.block_s),
+    }
+
+
+# ------------------------------------------------------------ block access lists
+
+
+@dataclass
+class MadeAccessList:
+    """A block's EIP-7928 access list made by the untimed first pass (or why not)."""
+
+    access_list: Optional[BlockAccessList] = None
+    encoded_bytes: Optional[int] = None
+    seconds: Optional[float] = None  # the first pass (sequential + building the list)
+    error: Optional[str] = None  # the pass failed: a bench failure
+    skipped: Optional[str] = None  # the block cannot have a list (mainnet, pre-Cancun): not a failure
+
+
+def make_access_list(block: BlockInput, pre_state: StateView) -> MadeAccessList:
+    """The block's access list, from the sequential executor with `build_access_list`."""
+    from execution.sequential import SequentialExecutor
+
+    started = time.perf_counter()
+    try:
+        result = SequentialExecutor().execute(
+            dataclasses.replace(block, build_access_list=True), pre_state
+        )
+    except Exception as exc:
+        return MadeAccessList(error=f"making the access list: {_describe(exc)}")
+    if result.access_list is None:
+        return MadeAccessList(error="the sequential executor returned no access list")
+    return MadeAccessList(
+        access_list=result.access_list,
+        encoded_bytes=len(result.access_list.encode()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _with_access_list(make_block: Callable[[], BlockInput],
+                      access_list: BlockAccessList) -> Callable[[], BlockInput]:
+    def block() -> BlockInput:
+        return dataclasses.replace(make_block(), access_list=access_list)
+
+    return block
+
+
+def _workers_of(executor: Executor) -> Any:
+    return getattr(executor, "workers", "?")
+
+
+def _identical_to(reference: Run, other: Optional[Run]) -> bool:
+    return (
+        other is not None and other.error is None and other.result is not None
+        and reference.result is not None and all(compare(reference.result, other.result).values())
+    )
+
+
+def bal_record(sequential: Run, parallel: Run, made: MadeAccessList, txs: int,
+               bal: Optional[Run], bal_one_worker: Optional[Run]) -> dict[str, Any]:
+    """The access-list import's fields of a record (beside sequential and Block-STM's).
+
+    `bal_identical`: both import runs (the importer's worker count and one worker) gave
+    the sequential results (receipts, gas, bloom, state root). The speedups divide the
+    sequential times by the import's; `bal_scaling` is the one-worker import's time over
+    the other's (the gain from more cores alone)."""
+    errors = []
+    if made.error:
+        errors.append(made.error)
+    for label, run in (("bal", bal), ("bal (1 worker)", bal_one_worker)):
+        if made.access_list is not None and run is None:
+            errors.append(f"{label}: did not run")
+        elif run is not None and run.error:
+            errors.append(f"{label}: {run.error}")
+    detail = None
+    if bal is not None and bal.result is not None and sequential.result is not None:
+        detail = compare(sequential.result, bal.result)
+    identical = (
+        not errors and _identical_to(sequential, bal) and _identical_to(sequential, bal_one_worker)
+    )
+    bal_s = bal.execute_s if bal else None
+    bal1_s = bal_one_worker.execute_s if bal_one_worker else None
+    bal_block_s = bal.block_s if bal else None
+    bal1_block_s = bal_one_worker.block_s if bal_one_worker else None
+    return {
+        "bal_execution_s": bal_s,
+        "bal_1worker_execution_s": bal1_s,
+        "bal_block_s": bal_block_s,
+        "bal_1worker_block_s": bal1_block_s,
+        "bal_identical": identical,
+        "bal_identical_detail": detail,
+        "bal_speedup": _ratio(sequential.execute_s, bal_s),
+        "bal_block_speedup": _ratio(sequential.block_s, bal_block_s),
+        "bal_scaling": _ratio(bal1_s, bal_s),
+        "bal_block_scaling": _ratio(bal1_block_s, bal_block_s),
+        "bal_bytes": made.encoded_bytes,
+        "bal_bytes_per_tx": (
+            made.encoded_bytes / txs if made.encoded_bytes is not None and txs else None
+        ),
+        "bal_first_pass_s": made.seconds,
+        "bal_tail": {
+            "state_root_s": bal.state_root_s if bal else None,
+            "roots_s": bal.roots_s if bal else None,
+            "persist_s": bal.persist_s if bal else None,
+            "1worker_state_root_s": bal_one_worker.state_root_s if bal_one_worker else None,
+        },
+        "bal_error": "; ".join(errors) if errors else None,
     }
 
 
@@ -478,8 +662,10 @@ def count_block_transactions(block_dir: Path) -> int:
         return 0
 
 
-def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tuple[Run, Optional[dict]]:
-    """Replay one mainnet block with `executor`, then commit its tail like a synthetic run."""
+def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path,
+                access_list: Optional[BlockAccessList] = None) -> tuple[Run, Optional[dict]]:
+    """Replay one mainnet block with `executor` (with `access_list`: the block carries
+    it), then commit its tail like a synthetic run."""
     from execution.replay import replay_block_dir
 
     capture = _Capture(executor)
@@ -488,7 +674,7 @@ def _replay_run(block_dir: Path, executor: Executor, scratch_root: Path) -> tupl
     timed = _Timed(capture)
     gc.collect()
     try:
-        report = replay_block_dir(block_dir, timed)
+        report = replay_block_dir(block_dir, timed, access_list=access_list)
     except Exception as exc:
         run.error = _describe(exc)
         return run, None
@@ -544,6 +730,90 @@ class _Timed:
         return result
 
 
+def mainnet_access_list(block_dir: Path) -> MadeAccessList:
+    """A mainnet block's access list, from a sequential replay with `build_access_list`
+    (untimed). Blocks that cannot have one (storage wiped by a SELFDESTRUCT before Cancun)
+    come back `skipped`, not as an error."""
+    from execution.replay import ReplayInputError, replay_block_dir
+    from execution.sequential import SequentialExecutor
+
+    started = time.perf_counter()
+    try:
+        report = replay_block_dir(block_dir, SequentialExecutor(), build_access_list=True)
+    except ReplayInputError as exc:
+        text = str(exc)
+        if text.startswith("the block has no access list"):
+            return MadeAccessList(skipped=text)
+        return MadeAccessList(error=f"making the access list: {_describe(exc)}")
+    except Exception as exc:
+        return MadeAccessList(error=f"making the access list: {_describe(exc)}")
+    encoded_hex = report.get("accessList")
+    if not encoded_hex:
+        reason = (report.get("invalid") or {}).get("reason")
+        return MadeAccessList(error=f"making the access list: no list in the replay ({reason})")
+    encoded = bytes.fromhex(encoded_hex[2:])
+    return MadeAccessList(
+        access_list=BlockAccessList.decode(encoded),
+        encoded_bytes=len(encoded),
+        seconds=time.perf_counter() - started,
+    )
+
+
+_BAL_SUM_KEYS = (
+    # (sum, per-block record key)
+    ("bal_sequential_s", "sequential_s"),
+    ("bal_sequential_block_s", "sequential_block_s"),
+    ("bal_parallel_s", "parallel_s"),
+    ("bal_parallel_block_s", "parallel_block_s"),
+    ("bal_execution_s", "bal_execution_s"),
+    ("bal_1worker_execution_s", "bal_1worker_execution_s"),
+    ("bal_block_s", "bal_block_s"),
+    ("bal_1worker_block_s", "bal_1worker_block_s"),
+    ("bal_bytes", "bal_bytes"),
+)
+
+
+def mainnet_bal_totals(blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The access-list fields of the mainnet record: sums over the blocks that have a
+    list, with sequential's and Block-STM's sums over those same blocks, so each ratio
+    compares like with like; the blocks without one are counted and named."""
+    with_list = [b for b in blocks if not b.get("bal_skipped")]
+    skipped = [b for b in blocks if b.get("bal_skipped")]
+    sums: dict[str, Any] = {}
+    for total_key, key in _BAL_SUM_KEYS:
+        values = [b.get(key) for b in with_list]
+        sums[total_key] = (
+            sum(values) if with_list and all(v is not None for v in values) else None
+        )
+    txs = sum(b["txs"] for b in with_list)
+    errors = [f"block {b['workload'].split('/')[-1]}: {b['bal_error']}"
+              for b in with_list if b.get("bal_error")]
+    return {
+        **sums,
+        "bal_blocks": len(with_list),
+        # Of which imported in parallel from the list (Byzantium on; before, the importer
+        # checks the list with the sequential executor).
+        "bal_parallel_import_blocks": sum(1 for b in with_list if b.get("bal_parallel_import")),
+        "bal_txs": txs,
+        "bal_skipped": [int(b["workload"].split("/")[-1]) if b["workload"].split("/")[-1].isdigit()
+                        else b["workload"] for b in skipped],
+        "bal_identical": bool(with_list) and all(b.get("bal_identical") for b in with_list),
+        "bal_speedup": _ratio(sums["bal_sequential_s"], sums["bal_execution_s"]),
+        "bal_block_speedup": _ratio(sums["bal_sequential_block_s"], sums["bal_block_s"]),
+        "bal_scaling": _ratio(sums["bal_1worker_execution_s"], sums["bal_execution_s"]),
+        "bal_block_scaling": _ratio(sums["bal_1worker_block_s"], sums["bal_block_s"]),
+        # Block-STM over the same blocks, for comparison.
+        "bal_parallel_speedup": _ratio(sums["bal_sequential_s"], sums["bal_parallel_s"]),
+        "bal_parallel_block_speedup": _ratio(
+            sums["bal_sequential_block_s"], sums["bal_parallel_block_s"]
+        ),
+        "bal_bytes_per_tx": (
+            sums["bal_bytes"] / txs if sums["bal_bytes"] is not None and txs else None
+        ),
+        "bal_error": "; ".join(errors) if errors else None,
+    }
+
+
 def bench_mainnet(
     block_dirs: Sequence[Path],
     sequential: Executor,
@@ -557,8 +827,13 @@ def bench_mainnet(
     on_done: DoneHook = _noop_done,
     parallel_label: str = "parallel",
     tx_counts: Optional[dict[Path, int]] = None,
+    bal: Optional[Executor] = None,
+    bal_one_worker: Optional[Executor] = None,
 ) -> dict[str, Any]:
-    """Replay every block with both executors; one aggregated record, per-block inside."""
+    """Replay every block with both executors; one aggregated record, per-block inside.
+
+    With `bal` (and `bal_one_worker`), every block that can have an access list is also
+    imported with it (made by an untimed sequential replay first), in the same rounds."""
     blocks: list[dict[str, Any]] = []
     totals = {"seq": 0.0, "par": 0.0, "seq_block": 0.0, "par_block": 0.0}
     complete = {"seq": True, "par": True}
@@ -574,6 +849,16 @@ def bench_mainnet(
             count = count_block_transactions(block_dir)
         seq_best = Run(executor=getattr(sequential, "name", "sequential"))
         par_best = Run(executor=getattr(parallel, "name", "parallel"))
+        made: Optional[MadeAccessList] = None
+        importers: list[tuple[Executor, str, Run]] = []
+        if bal is not None:
+            on_step(f"mainnet {block_dir.name}: making the access list (untimed)", 0)
+            made = mainnet_access_list(block_dir)
+            if made.access_list is not None:
+                for executor, label in ((bal, f"bal import ({_workers_of(bal)} workers)"),
+                                        (bal_one_worker, "bal import (1 worker)")):
+                    if executor is not None:
+                        importers.append((executor, label, Run(executor=label)))
         seq_report = None
         for _ in range(repeat):
             on_step(f"mainnet {block_dir.name}: sequential", count)
@@ -585,6 +870,12 @@ def bench_mainnet(
             par_run, _ = _replay_run(block_dir, parallel, scratch_root)
             par_best.keep_fastest(par_run)
             on_done(count)
+            for executor, label, kept in importers:
+                on_step(f"mainnet {block_dir.name}: {label}", count)
+                assert made is not None
+                bal_run, _ = _replay_run(block_dir, executor, scratch_root, made.access_list)
+                kept.keep_fastest(bal_run)
+                on_done(count)
         record = make_record(
             workload=f"mainnet/{block_dir.name}",
             description=f"mainnet block {block_dir.name}",
@@ -598,6 +889,20 @@ def bench_mainnet(
         header_ok = bool(seq_report and seq_report.get("ok"))
         record["header_ok"] = header_ok
         record["fork"] = seq_report.get("fork") if seq_report else None
+        if made is not None:
+            if made.skipped is not None:
+                record["bal_skipped"] = made.skipped
+            else:
+                record.update(bal_record(
+                    seq_best, par_best, made, record["txs"],
+                    importers[0][2] if importers else None,
+                    importers[1][2] if len(importers) > 1 else None,
+                ))
+                # Before Byzantium the importer checks the list with the sequential
+                # executor (no parallel import): say so beside the numbers.
+                record["bal_parallel_import"] = _parallel_import_fork(
+                    seq_report.get("block") if seq_report else None
+                )
         del record["machine"]
         blocks.append(record)
         txs_total += record["txs"]
@@ -618,6 +923,9 @@ def bench_mainnet(
         else:
             incarnations_total += par_best.incarnations
 
+    bal_fields = mainnet_bal_totals(blocks) if bal is not None else {}
+    if bal_fields.get("bal_error"):
+        errors.append(f"bal: {bal_fields['bal_error']}")
     seq_s = totals["seq"] if complete["seq"] and blocks else None
     par_s = totals["par"] if complete["par"] and blocks else None
     seq_block_s = totals["seq_block"] if complete["seq"] and blocks else None
@@ -643,6 +951,19 @@ def bench_mainnet(
         "header_ok": header_ok_all and bool(blocks),
         "repeat": repeat,
         "error": "; ".join(errors) if errors else None,
+        **bal_fields,
         "blocks": blocks,
         "machine": machine,
     }
+
+
+def _parallel_import_fork(number: Optional[int]) -> Optional[bool]:
+    """Whether a mainnet block's fork (Byzantium on) is imported in parallel from its list
+    (before, the importer checks the list with the sequential executor)."""
+    from eth.vm.forks import ByzantiumVM
+
+    from execution.forks import mainnet_vm_for_block
+
+    if number is None:
+        return None
+    return issubclass(mainnet_vm_for_block(int(number)), ByzantiumVM)

@@ -6,6 +6,7 @@ until then the sequential executor stands in for it (`--parallel sequential`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,6 +22,12 @@ REQUIRED_KEYS = {
     "workload", "txs", "workers", "sequential_s", "parallel_s", "speedup",
     "incarnations_per_tx", "identical", "sequential_block_s", "parallel_block_s",
     "block_speedup", "machine", "all_succeeded",
+}
+
+BAL_KEYS = {
+    "bal_execution_s", "bal_1worker_execution_s", "bal_block_s", "bal_1worker_block_s",
+    "bal_identical", "bal_speedup", "bal_block_speedup", "bal_scaling", "bal_block_scaling",
+    "bal_bytes_per_tx",
 }
 
 
@@ -90,6 +97,18 @@ def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> N
     assert record["one_worker_incarnations_per_tx"] >= 1.0
     assert record["scaling"] == pytest.approx(record["one_worker_s"] / record["parallel_s"])
     assert "scaling" in proc.stdout
+    # The block imported with its access list (2 workers and 1), beside the others.
+    assert BAL_KEYS <= set(record), BAL_KEYS - set(record)
+    assert record["bal_identical"] is True and record["bal_error"] is None
+    assert record["bal_identical_detail"] == record["identical_detail"]
+    assert record["bal_speedup"] == pytest.approx(record["sequential_s"] / record["bal_execution_s"])
+    assert record["bal_block_speedup"] == pytest.approx(
+        record["sequential_block_s"] / record["bal_block_s"])
+    assert record["bal_scaling"] == pytest.approx(
+        record["bal_1worker_execution_s"] / record["bal_execution_s"])
+    assert record["bal_bytes_per_tx"] == pytest.approx(record["bal_bytes"] / 40)
+    assert record["bal_bytes_per_tx"] > 20  # every transaction is in it (its nonce at least)
+    assert "bal x" in proc.stdout
     assert record["machine"]["cpu_count"] == os.cpu_count()
     assert record["machine"]["python"]
     if workload == "transfers":
@@ -102,9 +121,12 @@ def test_synthetic_workload(cache_dir: Path, tmp_path: Path, workload: str) -> N
 def test_mixed_hot_share(cache_dir: Path, tmp_path: Path) -> None:
     proc, record = bench_record(
         cache_dir, tmp_path, "-w", "mixed", "--txs", "40", "--hot-share", "0.5",
-        "--parallel", PARALLEL, "--no-scaling",
+        "--parallel", PARALLEL, "--no-scaling", "--no-bal",
     )
     assert "scaling" not in record and "scaling" not in proc.stdout
+    # --no-bal: no access-list import, no bal columns.
+    assert not [key for key in record if key.startswith("bal_")]
+    assert "bal x" not in proc.stdout
     assert record["params"]["hot_txs"] == 20
     assert sum(record["params"]["kinds"].values()) == 40
     assert record["identical"] is True and record["all_succeeded"] is True
@@ -132,6 +154,19 @@ def test_mainnet_one_block(cache_dir: Path, tmp_path: Path) -> None:
     assert record["identical"] is True
     assert record["header_ok"] is True
     assert record["txs"] == sum(b["txs"] for b in record["blocks"]) > 0
+    # Block 116525 (Frontier) wipes a storage: it cannot have an access list, so it is
+    # skipped and named; the other one is imported with its list, identically.
+    assert record["bal_skipped"] == [116525] and record["bal_blocks"] == 1
+    assert record["bal_identical"] is True
+    first, skipped = record["blocks"]
+    assert "no access list" in skipped["bal_skipped"] and "bal_speedup" not in skipped
+    assert first["bal_identical"] is True and first["bal_parallel_import"] is False
+    # The sums compare like with like: the same blocks on every side.
+    assert record["bal_sequential_s"] == pytest.approx(first["sequential_s"])
+    assert record["bal_execution_s"] == pytest.approx(first["bal_execution_s"])
+    assert record["bal_speedup"] == pytest.approx(
+        first["sequential_s"] / first["bal_execution_s"])
+    assert record["bal_bytes_per_tx"] == pytest.approx(first["bal_bytes"] / first["txs"])
 
 
 def test_plot(cache_dir: Path, tmp_path: Path) -> None:
@@ -154,6 +189,11 @@ def test_plot(cache_dir: Path, tmp_path: Path) -> None:
         (["--workers", "0"], "--workers: must be a positive integer"),
         (["--transfer-senders", "0"], "--transfer-senders: must be a positive integer"),
         (["--parallel", "quantum"], "invalid choice: 'quantum'"),
+        (["--sync-blocks", "0"], "--sync-blocks: must be a positive integer"),
+        (["--sync-txs", "5"], "--sync-txs needs --sync-blocks"),
+        (["--simulate-workers", "4,0"], "worker counts must be at least 1"),
+        (["--simulate-workers", "four"], "expected worker counts separated by commas"),
+        (["--simulate-workers", "4", "--parallel", "sequential"], "needs --parallel blockstm"),
     ],
 )
 def test_bad_flags_exit_2(cache_dir: Path, args: list[str], message: str) -> None:
@@ -225,3 +265,181 @@ def test_different_results_are_not_identical(cache_dir: Path, tmp_path: Path) ->
     assert record["identical"] is False
     assert record["identical_detail"]["receipts"] is False
     assert record["identical_detail"]["state_root"] is True
+
+
+def test_wrong_access_list_import_fails_the_bench(cache_dir: Path, tmp_path: Path) -> None:
+    """An import whose results differ from sequential's is reported, and fails the bench."""
+    from bench.cli import records_failed
+    from bench.runner import bench_synthetic, machine_info
+    from bench.workloads import build
+    from execution.bal.importer import BALImportExecutor
+    from execution.sequential import SequentialExecutor
+
+    class WrongRoot(BALImportExecutor):
+        def execute(self, block, pre_state):
+            result = super().execute(block, pre_state)
+            result.post_state_root = b"\x00" * 32
+            return result
+
+    workload = build("transfers", 6, seed=1, cache_dir=cache_dir)
+    honest = BALImportExecutor(1, force_parallel=True)
+    wrong = WrongRoot(1, force_parallel=True)
+    try:
+        record = bench_synthetic(
+            workload, SequentialExecutor(), SequentialExecutor(), workers=1, repeat=1,
+            scratch_root=tmp_path, machine=machine_info(), bal=wrong, bal_one_worker=honest,
+            warmup=0,
+        )
+    finally:
+        honest.close()
+        wrong.close()
+    assert record["identical"] is True
+    assert record["bal_identical"] is False
+    assert record["bal_identical_detail"]["state_root"] is False
+    assert record["bal_identical_detail"]["receipts"] is True
+    assert records_failed([record])
+    assert not records_failed([{**record, "bal_identical": True}])
+
+
+# ------------------------------------------------------------- executionless sync
+
+
+def test_sync_bench(cache_dir: Path, tmp_path: Path) -> None:
+    """--sync-blocks alone: one `sync` record, every root of both paths the executed one."""
+    proc, record = bench_record(cache_dir, tmp_path, "--sync-blocks", "3", "--sync-txs", "8")
+    assert record["workload"] == "sync"
+    assert record["sync_blocks"] == 3 and record["sync_txs"] == 8 and record["txs"] == 24
+    assert record["executor"] == PARALLEL
+    assert record["roots_match"] is True and record["root_mismatches"] == []
+    assert record["identical"] is True and record["all_succeeded"] is True
+    assert record["error"] is None
+    assert record["sync_speedup"] == pytest.approx(record["execute_s"] / record["apply_s"])
+    assert record["execute_s"] == pytest.approx(
+        record["execute_only_s"] + record["execute_commit_s"])
+    assert record["bal_bytes_per_tx"] > 20
+    assert "executionless sync" in proc.stdout and "roots" in proc.stdout
+    assert "seq blk s" not in proc.stdout  # no workloads without --workload
+
+
+def test_sync_chain_advances_nonces_and_reports_a_wrong_root(cache_dir: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from bench.runner import machine_info
+    from bench.sync import bench_sync, build_chain, first_pass
+    from execution.sequential import SequentialExecutor
+
+    chain = build_chain(3, 5, seed=3, hot_share=0.4, cache_dir=cache_dir)
+    blocks = [chain.block(k) for k in range(3)]
+    senders = [[tx.sender for tx in block.transactions] for block in blocks]
+    assert senders[0] == senders[1] == senders[2] and len(set(senders[0])) == 5
+    assert [{tx.nonce for tx in block.transactions} for block in blocks] == [{0}, {1}, {2}]
+    assert [env.number for env in chain.envs] == [1, 2, 3]
+    planned = first_pass(chain)
+    assert all(p.all_succeeded for p in planned)
+    assert len({p.post_state_root for p in planned}) == 3
+    # A wrong expected root for block 2: both paths are reported, the record fails.
+    planned[1] = dataclasses.replace(planned[1], post_state_root=b"\x11" * 32)
+    record = bench_sync(chain, SequentialExecutor(), scratch_root=tmp_path,
+                        machine=machine_info(), workers=1, planned=planned)
+    assert record["roots_match"] is False and record["identical"] is False
+    assert sorted(m["path"] for m in record["root_mismatches"]) == ["apply", "execute"]
+    assert {m["block"] for m in record["root_mismatches"]} == {2}
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_simulate_workers(cache_dir: Path, tmp_path: Path) -> None:
+    """--simulate-workers: predictions for each N, checked against the 1- and 2-worker runs."""
+    proc, record = bench_record(
+        cache_dir, tmp_path, "-w", "mixed", "--txs", "40", "--workers", "2",
+        "--simulate-workers", "4,8,16",
+    )
+    sim = record["simulated"]
+    assert "error" not in sim, sim.get("traceback")
+    assert sim["workers"] == [4, 8, 16]
+    for key in ("blockstm_s", "bal_s", "coordinator_utilisation", "bal_coordinator_utilisation"):
+        assert len(sim[key]) == 3 and all(v is not None for v in sim[key]), key
+    assert all(t > 0 for t in sim["blockstm_s"] + sim["bal_s"])
+    assert all(0 < u <= 1 for u in sim["coordinator_utilisation"] + sim["bal_coordinator_utilisation"])
+    for side, measured in (("blockstm", ("one_worker_s", "parallel_s")),
+                           ("bal", ("bal_1worker_execution_s", "bal_execution_s"))):
+        checks = sim["validation"][side]
+        assert set(checks) == {"1", "2"}
+        for label, key in zip(("1", "2"), measured):
+            check = checks[label]
+            assert check["predicted_s"] > 0 and check["measured_s"] > 0
+            assert check["measured_s"] <= record[key]  # the fastest run, the rounds' included
+            assert check["relative_error"] == pytest.approx(
+                check["predicted_s"] / check["measured_s"] - 1)
+    assert sim["validation"]["blockstm"]["1"]["in_sample"] is True
+    assert sim["validation"]["blockstm"]["2"]["in_sample"] is False
+    assert sim["validation"]["cores"] == record["machine"]["usable_cpus"]
+    assert len(sim["blockstm_narrowed_at"]) == 3
+    assert sim["parameters"]["blockstm_coordinator_per_result_us"] > 0
+    assert "model: predicted execution seconds" in proc.stdout
+
+
+def _model_costs(n: int, execute: float, chain: bool = False):
+    from bench.simulate import TxCosts
+
+    slot = b"\x01" * 52  # one storage slot every transaction reads and writes (a chain)
+    zero = [0.0] * n
+    return TxCosts(
+        n=n, recover=zero, execute=[execute] * n, own_update=zero, send=zero, recv=zero,
+        share=zero, update=zero, validate=zero,
+        reads=[(slot,) if chain and i else () for i in range(n)],
+        writes=[(slot,) if chain else () for _ in range(n)],
+        deltas=[() for _ in range(n)],
+    )
+
+
+def test_model_scales_until_the_coordinator_is_the_bottleneck() -> None:
+    """Without conflicts the workers share the block; a coordinator that costs more per
+    result than a worker's share caps the time at its own work and is ~100% busy."""
+    from bench.simulate import ModelParams, simulate_bal, simulate_blockstm
+
+    costs = _model_costs(400, execute=1e-3)
+    cheap = ModelParams(c0=1e-6, setup0=0.0, bal_c0=1e-6, bal_setup0=0.0, bal_root=[])
+    times = [simulate_blockstm(costs, cheap, n, n + 1)["seconds"] for n in (1, 2, 4, 8)]
+    assert times[0] == pytest.approx(0.4, rel=0.02)
+    for n, t in zip((2, 4, 8), times[1:]):
+        assert t == pytest.approx(0.4 / n, rel=0.1)
+    assert simulate_bal(costs, cheap, 4, 5)["seconds"] == pytest.approx(0.1, rel=0.05)
+    # A coordinator at 0.5 ms a result: 0.2 s for the block, whatever the worker count.
+    costly = dataclasses.replace(cheap, c0=5e-4)
+    run = simulate_blockstm(costs, costly, 16, 17)
+    assert run["seconds"] == pytest.approx(0.2, rel=0.1)
+    assert run["coordinator_utilisation"] > 0.9
+    assert simulate_blockstm(costs, costly, 1, 2)["coordinator_utilisation"] < 0.6
+    # Fewer cores than processes: they share them.
+    assert simulate_blockstm(costs, cheap, 4, 2)["seconds"] == pytest.approx(0.2, rel=0.1)
+
+
+def test_model_reexecutes_a_dependency_chain_and_the_import_does_not() -> None:
+    from bench.simulate import ModelParams, simulate_bal, simulate_blockstm
+
+    costs = _model_costs(200, execute=1e-3, chain=True)
+    params = ModelParams(c0=1e-5, setup0=0.0, bal_c0=1e-5, bal_setup0=0.0, bal_root=[])
+    one = simulate_blockstm(costs, params, 1, 2)
+    assert one["incarnations"] == 200 and one["aborts"] == 0
+    four = simulate_blockstm(costs, params, 4, 5)
+    assert four["incarnations"] > 200  # stale reads, aborts, re-executions
+    assert four["seconds"] >= 0.9 * one["seconds"]  # a chain: no gain from more workers
+    # The import knows every write set up front: the chain runs at once.
+    assert simulate_bal(costs, params, 4, 5)["seconds"] == pytest.approx(0.05, rel=0.1)
+
+
+def test_profiling_puts_the_coordinator_back(cache_dir: Path) -> None:
+    import execution.bal.importer as importer
+    import execution.blockstm.executor as executor
+    from bench.simulate import profile_coordinator
+    from bench.workloads import build
+    from execution.blockstm import BlockSTMExecutor
+
+    before = (executor.wait, executor._BlockRun.end_block, importer._ImportRun._root_steps)
+    workload = build("transfers", 8, seed=1, cache_dir=cache_dir)
+    with BlockSTMExecutor(1, force_parallel=True) as blockstm:
+        profile = profile_coordinator(blockstm, workload.block, workload.pre_state(), runs=1)
+    assert profile.results == 8 and profile.setup_s > 0 and profile.loop_s > 0
+    assert (executor.wait, executor._BlockRun.end_block, importer._ImportRun._root_steps) == before

@@ -314,8 +314,10 @@ def bench_sync(
         result = executor.execute(block, pre)
         return result.post_state_root, result.state_nodes
 
+    decoded_nodes: dict = {}  # kept across blocks, as a syncing node keeps it
+
     def apply(block: BlockInput, plan: PlannedBlock, pre: StateView) -> tuple[bytes, dict]:
-        applied = apply_access_list(plan.access_list, vm_class, pre)
+        applied = apply_access_list(plan.access_list, vm_class, pre, decoded_nodes)
         return applied.post_state_root, applied.state_nodes
 
     paths = [

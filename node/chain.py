@@ -132,6 +132,7 @@ class Chain:
         # Decoded access lists of blocks decoded lately, by block hash (decode_block
         # checks them; import_block runs from them).
         self._access_lists: OrderedDict[bytes, BlockAccessList] = OrderedDict()
+        self._decoded_nodes: dict[bytes, object] = {}  # executionless sync's node cache
         self._head: BlockHeaderAPI = self._open()
         self._recent_hashes: deque[bytes] = deque(maxlen=BLOCKHASH_WINDOW)
         self._load_recent_hashes()
@@ -511,7 +512,8 @@ class Chain:
             )
         try:
             applied = apply_access_list(
-                self.access_list(block), self.vm_class, self.state_view(parent)
+                self.access_list(block), self.vm_class, self.state_view(parent),
+                self._decoded_nodes,
             )
         except AccessListUnsupported as exc:
             raise InvalidProposalError(f"block {header.block_number}: {exc}") from None

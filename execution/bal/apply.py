@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import rlp
 from eth.abc import VirtualMachineAPI
@@ -51,9 +51,16 @@ class _AccountState:
         self._account_db.lock_changes()
 
 
+# Decoded trie nodes kept across calls (content-addressed: valid under any root); a
+# syncing node applies block after block over the same upper trie.
+DECODED_NODE_CACHE_LIMIT = 500_000
+
+
 def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
-                      pre_state: StateView) -> AppliedBlock:
-    """The post-state of a block from its access list alone."""
+                      pre_state: StateView,
+                      decoded: Optional[dict[bytes, Any]] = None) -> AppliedBlock:
+    """The post-state of a block from its access list alone. `decoded`: a cache of
+    decoded trie nodes by hash, kept by the caller across blocks."""
     if not issubclass(vm_class, ByzantiumVM):
         raise AccessListUnsupported(
             f"a {vm_class.fork} block cannot be applied from its access list "
@@ -61,7 +68,9 @@ def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachin
         )
     started = time.perf_counter()
     nodes = pre_state.nodes
-    decoded: dict[bytes, Any] = {}
+    if decoded is None or len(decoded) > DECODED_NODE_CACHE_LIMIT:
+        decoded = {} if decoded is None else decoded
+        decoded.clear()
 
     def node_of(key: bytes) -> Any:
         node = decoded.get(key)

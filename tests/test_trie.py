@@ -146,3 +146,33 @@ def test_node_codec_is_rlp(item) -> None:
 def test_node_codec_rejects_malformed_input(malformed: bytes) -> None:
     with pytest.raises(ValueError):
         decode_node(malformed)
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_keccak_backend_gives_pycryptodome_digests(data: bytes) -> None:
+    """The node hashes with safe-pysha3 (execution/__init__.py); every digest must be the
+    one eth-hash's default backend computes, or every root and hash would change."""
+    from eth_hash.auto import keccak
+    from eth_hash.backends.pycryptodome import backend as reference
+
+    assert keccak(data) == reference.keccak256(data)
+
+
+def test_node_and_worker_processes_hash_with_safe_pysha3() -> None:
+    """A fresh process that imports the node, or only a Block-STM worker, uses the fast
+    backend (the one that loses it would run every trie at a fifth of the speed)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import {module}\n"
+        "from eth_hash.auto import keccak\n"
+        "print(type(keccak.hasher.__self__).__name__)\n"
+    )
+    for module in ("node.service", "execution.blockstm.worker"):
+        out = subprocess.run(
+            [sys.executable, "-c", probe.format(module=module)],
+            check=True, capture_output=True, text=True, timeout=120,
+        ).stdout.strip()
+        assert out == "PySha3Backend", (module, out)

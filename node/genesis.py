@@ -34,6 +34,7 @@ DEV_VALIDATOR_PATH = "m/44'/60'/1'/0/{index}"
 DEV_BALANCE_WEI = 10_000 * 10**18
 DEV_CHAIN_ID = 31337
 DEFAULT_GAS_LIMIT = 30_000_000
+MIN_GAS_LIMIT = 21_000  # one plain transfer
 DEFAULT_BASE_FEE = 1_000_000_000  # 1 gwei, geth's genesis default
 MAX_EXTRA_DATA_BYTES = 32
 
@@ -172,8 +173,8 @@ def parse_genesis(data: Any) -> Genesis:
     if chain_id == 0:
         raise GenesisError("config.chainId: must be positive")
     gas_limit = _quantity(data.get("gasLimit", DEFAULT_GAS_LIMIT), "gasLimit")
-    if gas_limit < 21_000:
-        raise GenesisError("gasLimit: must be at least 21000 (one transfer)")
+    if gas_limit < MIN_GAS_LIMIT:
+        raise GenesisError(f"gasLimit: must be at least {MIN_GAS_LIMIT} (one transfer)")
     extra_data = _hex_bytes(data.get("extraData", "0x"), "extraData")
     if len(extra_data) > MAX_EXTRA_DATA_BYTES:
         raise GenesisError(f"extraData: at most {MAX_EXTRA_DATA_BYTES} bytes")

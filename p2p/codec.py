@@ -40,6 +40,7 @@ class Kind(enum.IntEnum):
     BLOCKS_REQUEST = 5
     BLOCKS_RESPONSE = 6
     ERROR = 7
+    TX_BATCH = 8  # RLP list of raw transactions, gossiped as one message
 
 
 class ErrorCode(enum.IntEnum):
@@ -80,6 +81,8 @@ def max_payload_size(kind: Kind, caps: Caps) -> int:
         return 32  # two small integers
     if kind == Kind.ERROR:
         return 1024
+    if kind == Kind.TX_BATCH:
+        return caps.max_tx_batch_size
     raise AssertionError(kind)
 
 
@@ -188,6 +191,50 @@ def decode_blocks_response(payload: bytes, caps: Caps, requested: int) -> list[b
             raise DecodeError("malformed", "block is a list")
         if len(item) > caps.max_block_size:
             raise DecodeError("oversized", f"block of {len(item)} bytes")
+    return items
+
+
+def encode_tx_batch(raw_txs: list[bytes], caps: Caps) -> bytes:
+    """One gossip message for several transactions (Kind.TX_BATCH)."""
+    if not 0 < len(raw_txs) <= caps.max_txs_per_batch:
+        raise ValueError(f"a transaction batch holds 1..{caps.max_txs_per_batch} transactions")
+    for raw in raw_txs:
+        if len(raw) > caps.max_tx_size:
+            raise ValueError(f"transaction of {len(raw)} bytes exceeds cap {caps.max_tx_size}")
+    return encode(Kind.TX_BATCH, rlp.encode([bytes(raw) for raw in raw_txs]), caps)
+
+
+def rlp_item_size(raw: bytes) -> int:
+    """Bytes a string takes inside an RLP list (an upper bound: one-byte strings may
+    encode as themselves)."""
+    return len(raw) + _rlp_length_prefix(len(raw))
+
+
+def rlp_list_size(body: int) -> int:
+    """Bytes of an RLP list whose items take `body` bytes."""
+    return body + _rlp_length_prefix(body)
+
+
+def _rlp_length_prefix(length: int) -> int:
+    return 1 if length < 56 else 1 + (length.bit_length() + 7) // 8
+
+
+def decode_tx_batch(payload: bytes, caps: Caps) -> list[bytes]:
+    """The transactions of a TX_BATCH payload: a non-empty list of byte strings within the
+    caps (what each transaction is, the node judges)."""
+    try:
+        items = rlp.decode(payload, strict=True)
+    except Exception as exc:  # noqa: BLE001 - any rlp failure is a decode error
+        raise DecodeError("undecodable", "transaction batch") from exc
+    if not isinstance(items, list) or not items:
+        raise DecodeError("malformed", "transaction batch is not a non-empty list")
+    if len(items) > caps.max_txs_per_batch:
+        raise DecodeError("oversized", f"{len(items)} transactions in one batch")
+    for item in items:
+        if not isinstance(item, bytes):
+            raise DecodeError("malformed", "batched transaction is a list")
+        if len(item) > caps.max_tx_size:
+            raise DecodeError("oversized", f"batched transaction of {len(item)} bytes")
     return items
 
 

@@ -42,6 +42,12 @@ class GossipTuning:
     publish_high_watermark: int = 16_384
     # Validation-result cache (py-libp2p: validation_cache_size, default 1000).
     validation_cache_size: int = 65_536
+    # Transactions to gossip wait up to this long (seconds) for others to share their
+    # message: one publish, signature and validation per batch instead of per transaction.
+    tx_batch_linger: float = 0.02
+    # Transactions accepted for gossip but not yet published; publish_transaction waits
+    # (back-pressure) when it is full.
+    tx_outbox_size: int = 8_192
 
     def __post_init__(self) -> None:
         if not (0 < self.degree_low <= self.degree <= self.degree_high):
@@ -52,6 +58,8 @@ class GossipTuning:
             raise ValueError("channel and queue sizes must be > 0")
         if not (0 < self.publish_high_watermark < self.outbound_queue_size):
             raise ValueError("publish_high_watermark must be in (0, outbound_queue_size)")
+        if self.tx_batch_linger < 0 or self.tx_outbox_size <= 0:
+            raise ValueError("tx_batch_linger must be >= 0 and tx_outbox_size > 0")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,10 @@ class Caps:
     """Size and count limits enforced on everything read from the network."""
 
     max_tx_size: int = 128 * KIB  # geth's txMaxSize
+    # One gossip message carries up to this many transactions (Kind.TX_BATCH), within
+    # py-libp2p's 1 MiB RPC frame once the pubsub envelope is around it.
+    max_txs_per_batch: int = 256
+    max_tx_batch_size: int = 960 * KIB
     max_consensus_size: int = 1 * MIB
     max_status_size: int = 4 * KIB
     max_block_size: int = 4 * MIB  # one block + certificate, opaque bytes
@@ -70,6 +82,8 @@ class Caps:
     def __post_init__(self) -> None:
         for name in (
             "max_tx_size",
+            "max_txs_per_batch",
+            "max_tx_batch_size",
             "max_consensus_size",
             "max_status_size",
             "max_block_size",
@@ -143,7 +157,7 @@ class P2PConfig:
 
     @property
     def tx_topic(self) -> str:
-        return f"/{self.network_name}/tx/1"
+        return f"/{self.network_name}/tx/2"  # 2: batches of transactions (Kind.TX_BATCH)
 
     @property
     def consensus_topic(self) -> str:

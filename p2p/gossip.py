@@ -395,7 +395,13 @@ class TopicStats:
 
 
 class TopicValidator:
-    """The pubsub validator of one topic: strict envelope decoding + the app callback."""
+    """The pubsub validator of one topic: strict envelope decoding + the app callback.
+
+    On the transaction topic a message is one transaction (Kind.TX) or a batch of them
+    (Kind.TX_BATCH); the callback judges each transaction and `stats` count transactions.
+    A batch is forwarded when none of its members is invalid. One invalid member marks the
+    forwarder and stops the batch; the members this node accepted go to `republish`, so
+    honest transactions still travel on under this node's name."""
 
     def __init__(
         self,
@@ -404,13 +410,18 @@ class TopicValidator:
         caps: Caps,
         penalties: PeerPenalties,
         self_id: ID,
+        batch_kind: codec.Kind | None = None,
     ) -> None:
         self.topic = topic
         self.kind = kind
+        self.batch_kind = batch_kind
+        self.kinds = (kind,) if batch_kind is None else (kind, batch_kind)
         self.caps = caps
         self.penalties = penalties
         self.self_id = self_id
         self.receiver: Receiver | None = None
+        # Called with the members of a rejected batch that this node accepted.
+        self.republish: Callable[[list[bytes]], None] | None = None
         # peer -> True to drop everything it forwards, without blame (P2PService.peer_filter)
         self.ignores: Callable[[ID], bool] | None = None
         self.stats = TopicStats()
@@ -419,7 +430,11 @@ class TopicValidator:
         if forwarder == self.self_id:
             return True  # our own publication: the node already handled it
         try:
-            envelope = codec.decode(msg.data, self.caps, expected=(self.kind,))
+            envelope = codec.decode(msg.data, self.caps, expected=self.kinds)
+            if envelope.kind == self.batch_kind:
+                items = codec.decode_tx_batch(envelope.payload, self.caps)
+            else:
+                items = [envelope.payload]
         except codec.DecodeError as exc:
             self.stats.malformed += 1
             log.info("dropping bad %s message from %s: %s", self.topic, forwarder, exc)
@@ -428,25 +443,36 @@ class TopicValidator:
         if self.penalties.is_banned(forwarder):
             return False
         if self.ignores is not None and self.ignores(forwarder):
-            self.stats.ignored += 1
+            self.stats.ignored += len(items)
             return False
         receiver = self.receiver
         if receiver is None:
             # Nobody to judge it yet: don't forward what we cannot vouch for.
-            self.stats.ignored += 1
+            self.stats.ignored += len(items)
             return False
+        accepted, rejected = [], 0
+        for item in items:
+            verdict = self._judge(receiver, item, forwarder)
+            if verdict is Verdict.ACCEPT:
+                accepted.append(item)
+            elif verdict is Verdict.REJECT:
+                rejected += 1
+        self.stats.accepted += len(accepted)
+        self.stats.rejected += rejected
+        self.stats.ignored += len(items) - len(accepted) - rejected
+        if rejected:
+            self.penalties.record(forwarder, "rejected_by_node")
+            if accepted and self.republish is not None:
+                self.republish(accepted)
+            return False
+        return bool(accepted)
+
+    def _judge(self, receiver: Receiver, item: bytes, forwarder: ID) -> Verdict:
         try:
-            result = receiver(envelope.payload, forwarder)
+            result = receiver(item, forwarder)
         except Exception:  # noqa: BLE001 - a node bug must not kill the pubsub task
             log.exception("%s receiver raised; message dropped", self.topic)
-            self.stats.ignored += 1
-            return False
-        if result is Verdict.IGNORE:
-            self.stats.ignored += 1
-            return False
-        if result is Verdict.ACCEPT or (not isinstance(result, Verdict) and result):
-            self.stats.accepted += 1
-            return True
-        self.stats.rejected += 1
-        self.penalties.record(forwarder, "rejected_by_node")
-        return False
+            return Verdict.IGNORE
+        if isinstance(result, Verdict):
+            return result
+        return Verdict.ACCEPT if result else Verdict.REJECT

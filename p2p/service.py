@@ -122,8 +122,9 @@ class P2PService:
         self._peer_id = peer_id_of(self.key_pair)
         self.penalties = PeerPenalties(config.bans, on_ban=self._on_ban)
         self.tx_validator = TopicValidator(
-            config.tx_topic, Kind.TX, config.caps, self.penalties, self._peer_id
+            config.tx_topic, Kind.TX, config.caps, self.penalties, self._peer_id, batch_kind=Kind.TX_BATCH
         )
+        self.tx_validator.republish = self._republish
         self.consensus_validator = TopicValidator(
             config.consensus_topic, Kind.CONSENSUS, config.caps, self.penalties, self._peer_id
         )
@@ -138,6 +139,9 @@ class P2PService:
         self._connect_events: dict[ID, trio.Event] = {}
         self._disconnect_events: dict[ID, trio.Event] = {}
         self._ignores: Callable[[ID], bool] | None = None
+        self._tx_outbox_in, self._tx_outbox = trio.open_memory_channel[bytes](config.gossip.tx_outbox_size)
+        # Transactions dropped at flush time because no peer subscribed to the topic.
+        self.txs_without_peers = 0
 
     # ------------------------------------------------------------------ identity
 
@@ -205,10 +209,54 @@ class P2PService:
     async def publish_transaction(self, raw: bytes) -> None:
         """Gossip a raw signed transaction the node has already accepted locally.
 
-        Never calls the node's own ``on_transaction`` callback. May wait briefly
-        (back-pressure) when a peer's outbound queue is very full.
+        It joins the outbox; `_flush_transactions` publishes the outbox in batches. Never
+        calls the node's own ``on_transaction`` callback. Waits (back-pressure) while the
+        outbox is full, which it is when peers' outbound queues are.
         """
-        await self._publish(self.config.tx_topic, Kind.TX, raw, self.tx_validator.stats)
+        self._require_running()
+        if len(raw) > self.config.caps.max_tx_size:
+            raise ValueError(f"transaction of {len(raw)} bytes exceeds cap {self.config.caps.max_tx_size}")
+        await self._tx_outbox_in.send(bytes(raw))
+
+    def _republish(self, raws: list[bytes]) -> None:
+        """Members this node accepted from a batch it would not forward (see TopicValidator)."""
+        for raw in raws:
+            try:
+                self._tx_outbox_in.send_nowait(raw)
+            except trio.WouldBlock:
+                return  # outbox full: they are in our pool and will reach peers in a block
+
+    async def _flush_transactions(self) -> None:
+        """Publishes the outbox: a batch once it is full or `tx_batch_linger` has passed
+        since its first transaction. With no subscribed peer the batch is dropped, as a
+        publish would reach nobody (the transactions stay in the pool)."""
+        caps, linger = self.config.caps, self.config.gossip.tx_batch_linger
+        carry: bytes | None = None  # the transaction that did not fit the last batch
+        while True:
+            first = carry if carry is not None else await self._tx_outbox.receive()
+            carry = None
+            batch, body = [first], codec.rlp_item_size(first)
+            # Only receiving happens under the timeout (cancel-safe); publishing, outside it.
+            with trio.move_on_after(linger):
+                while len(batch) < caps.max_txs_per_batch:
+                    raw = await self._tx_outbox.receive()
+                    item = codec.rlp_item_size(raw)
+                    if codec.rlp_list_size(body + item) > caps.max_tx_batch_size:
+                        carry = raw
+                        break
+                    batch.append(raw)
+                    body += item
+            await self._publish_batch(batch)
+
+    async def _publish_batch(self, batch: list[bytes]) -> None:
+        if not self.gossip_peers():
+            self.txs_without_peers += len(batch)
+            return
+        pubsub = self._require_running()
+        data = codec.encode_tx_batch(batch, self.config.caps)
+        await wait_for_outbound_room(pubsub, self.config.gossip.publish_high_watermark)
+        await pubsub.publish(self.config.tx_topic, data)
+        self.tx_validator.stats.published += len(batch)
 
     async def publish_consensus(self, payload: bytes) -> None:
         await self._publish(
@@ -432,6 +480,7 @@ class P2PService:
                         nursery.start_soon(self._drain, tx_sub, self.tx_validator)
                         nursery.start_soon(self._drain, cons_sub, self.consensus_validator)
                         nursery.start_soon(self._ban_expiry_loop)
+                        nursery.start_soon(self._flush_transactions)
                         for addr, peer_str in self._bootstrap:
                             nursery.start_soon(self._keep_connected, addr, peer_str)
                         log.info(

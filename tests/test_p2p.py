@@ -209,6 +209,32 @@ def test_penalties_decay_and_ban() -> None:
     assert p.expire() == ["peer"] and not p.is_banned("peer")
 
 
+def test_tx_batch_codec_is_strict() -> None:
+    caps = Caps(max_tx_size=100, max_txs_per_batch=3)
+    txs = [b"\x02a", b"\x02" + b"b" * 99, b"c"]
+    env = codec.decode(codec.encode_tx_batch(txs, caps), caps, expected=(Kind.TX, Kind.TX_BATCH))
+    assert env.kind == Kind.TX_BATCH and codec.decode_tx_batch(env.payload, caps) == txs
+    with pytest.raises(ValueError):
+        codec.encode_tx_batch([], caps)
+    with pytest.raises(ValueError):
+        codec.encode_tx_batch(txs + [b"d"], caps)
+
+    def reason(payload: bytes) -> str:
+        with pytest.raises(DecodeError) as info:
+            codec.decode_tx_batch(payload, caps)
+        return info.value.reason
+
+    assert reason(rlp.encode([])) == "malformed"
+    assert reason(rlp.encode(b"not a list")) == "malformed"
+    assert reason(rlp.encode([b"a", [b"nested"]])) == "malformed"
+    assert reason(rlp.encode([b"a"] * 4)) == "oversized"
+    assert reason(rlp.encode([b"x" * 101])) == "oversized"
+    assert reason(b"\xc3\x01\x01") == "undecodable"
+    # the size helpers bound the real encoding from above
+    body = sum(codec.rlp_item_size(t) for t in txs)
+    assert len(rlp.encode(txs)) <= codec.rlp_list_size(body)
+
+
 # ---------------------------------------------------------------------------- gossip
 
 
@@ -253,6 +279,38 @@ async def test_5000_messages_none_lost_no_duplicates(tmp_path: Path) -> None:
                 assert len(got) == n and set(got) == set(payloads)
                 assert nd.svc.tx_validator.stats.accepted == n
             print(f"\n5000 msgs: published in {t_pub:.2f}s, all delivered to 3 hosts in {elapsed:.2f}s")
+            nursery.cancel_scope.cancel()
+
+
+async def test_transactions_travel_in_batches(tmp_path: Path) -> None:
+    """1,000 transactions published back to back reach the peer in a few messages (one
+    signature and validation each), all of them, once each."""
+    n = 1000
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            b = await start(nursery, cfg(tmp_path, "b"))
+            a = await start(nursery, cfg(tmp_path, "a", bootstrap_peers=(b.addr,)))
+            await a.svc.wait_gossip_ready(b.svc.peer_id)
+            await b.svc.wait_gossip_ready(a.svc.peer_id)
+            payloads = [b"\x02" + i.to_bytes(4, "big") for i in range(n)]
+            for p in payloads:
+                await a.svc.publish_transaction(p)
+            await b.wait_txs(n)
+            assert sorted(raw for raw, _ in b.txs) == sorted(payloads)
+            assert b.svc.tx_validator.stats.accepted == n
+            messages = b.svc.tx_validator.stats.delivered
+            assert messages <= n // a.svc.config.caps.max_txs_per_batch * 4, messages
+            nursery.cancel_scope.cancel()
+
+
+async def test_transactions_without_peers_are_not_published(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            lonely = await start(nursery, cfg(tmp_path, "lonely"))
+            await lonely.svc.publish_transaction(b"\x02nobody-listens")
+            while lonely.svc.txs_without_peers < 1:
+                await trio.sleep(0.01)
+            assert lonely.svc.tx_validator.stats.published == 0
             nursery.cancel_scope.cancel()
 
 

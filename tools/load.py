@@ -71,12 +71,26 @@ def add_load_parser(subparsers) -> None:
         description=__doc__.split("\n\n")[2] if __doc__ else None,
     )
     load.add_argument(
-        "--rpc", default="http://127.0.0.1:8545", help="node JSON-RPC URL (default http://127.0.0.1:8545)"
+        "--rpc", default="http://127.0.0.1:8545",
+        help="node JSON-RPC URL (default http://127.0.0.1:8545); --presign: several, comma-separated, round robin",
     )
-    load.add_argument("--tps", type=float, required=True, help="transactions per second to send")
-    load.add_argument("--duration", type=float, required=True, help="seconds to send for")
+    load.add_argument(
+        "--tps", type=float, help="transactions per second to send (--presign: default as fast as admitted)"
+    )
+    load.add_argument("--duration", type=float, help="seconds to send for (not with --presign: use --count)")
+    load.add_argument(
+        "--presign", action="store_true",
+        help="measure the node, not the generator: fund --accounts fresh senders, sign --count transfers "
+        "before the clock starts, send them in JSON-RPC batches (tools/presign.py)",
+    )
+    load.add_argument("--count", type=int, help="--presign: transfers to sign and send")
+    load.add_argument("--batch", type=int, default=100, help="--presign: transactions per JSON-RPC batch (default 100)")
+    load.add_argument("--seed", default="laminar-load", help="--presign: derivation seed of the fresh senders")
     load.add_argument("--workload", choices=WORKLOADS, default="transfers", help="default transfers")
-    load.add_argument("--accounts", type=int, default=10, help="dev accounts to send from, 1..10 (default 10)")
+    load.add_argument(
+        "--accounts", type=int,
+        help="senders: dev accounts to send from, 1..10 (default 10); --presign: fresh funded senders (default 400)",
+    )
     load.add_argument(
         "--wait", type=float, default=60.0, help="seconds to wait for inclusion after the last send (default 60)"
     )
@@ -625,8 +639,57 @@ def print_report(report: dict) -> None:
         )
 
 
-def run_load_command(args: argparse.Namespace) -> int:
+def run_presign_command(args: argparse.Namespace) -> int:
+    from tools.presign import PresignPlan, check_plan, print_presign_report, run_presigned
+
     problems = []
+    if args.count is None:
+        problems.append("--presign needs --count: how many transfers to sign up front")
+    if args.duration is not None:
+        problems.append("--duration: not with --presign (it sends --count transactions; --tps paces them)")
+    if args.workload != "transfers":
+        problems.append("--workload: --presign signs transfers only")
+    plan = PresignPlan(
+        rpcs=tuple(url.strip() for url in args.rpc.split(",") if url.strip()),
+        count=args.count or 0,
+        accounts=400 if args.accounts is None else args.accounts,
+        batch=args.batch,
+        tps=args.tps,
+        wait=args.wait,
+        seed=args.seed,
+    )
+    problems += check_plan(plan)
+    if problems:
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2
+    try:
+        report = run_presigned(plan)
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RpcError, ValueError) as exc:
+        print(f"error: lost the node during the run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_presign_report(report)
+    return 0 if report["committed"] == report["submitted"] else 1
+
+
+def run_load_command(args: argparse.Namespace) -> int:
+    if args.presign:
+        return run_presign_command(args)
+    problems = []
+    if args.tps is None or args.duration is None:
+        print("error: --tps and --duration are required (or --presign with --count)", file=sys.stderr)
+        return 2
+    if args.accounts is None:
+        args.accounts = 10
     if not (0 < args.tps <= MAX_TPS):
         problems.append(f"--tps: must be > 0 and at most {MAX_TPS} (got {args.tps:g})")
     if not args.duration > 0:

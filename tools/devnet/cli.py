@@ -49,6 +49,7 @@ def add_devnet_parser(subparsers) -> None:
     init_parser.add_argument("--timeout-prevote", type=float, help="consensus.timeout_prevote (default 1)")
     init_parser.add_argument("--timeout-precommit", type=float, help="consensus.timeout_precommit (default 1)")
     init_parser.add_argument("--max-block-txs", type=int, help="consensus.max_block_txs")
+    init_parser.add_argument("--gas-limit", type=int, help="the genesis block gas limit (default 30,000,000)")
     init_parser.add_argument("--mempool-max-per-sender", type=int, help="mempool.max_per_sender")
     init_parser.add_argument("--mempool-max-pool-size", type=int, help="mempool.max_pool_size")
 
@@ -93,6 +94,7 @@ def run_devnet(args) -> int:
             hosts=args.hosts,
             listen_host=args.listen_host,
             same_ports=args.same_ports,
+            gas_limit=args.gas_limit,
         )
     except (DevnetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

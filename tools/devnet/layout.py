@@ -29,6 +29,7 @@ base ports; `--if-absent` makes a rerun on an existing devnet a no-op.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +191,7 @@ def init(
     base_p2p_port: int = 30303, host: str = "127.0.0.1", block_time: float = 1.0,
     timeouts: Optional[dict[str, float]] = None, max_block_txs: Optional[int] = None,
     mempool: Optional[dict[str, int]] = None, hosts: Optional[list[str]] = None,
-    listen_host: Optional[str] = None, same_ports: bool = False,
+    listen_host: Optional[str] = None, same_ports: bool = False, gas_limit: Optional[int] = None,
 ) -> list[DevnetNode]:
     out = Path(out).resolve()
     if (out / "genesis.json").exists():
@@ -200,6 +201,10 @@ def init(
         listen_host=listen_host, same_ports=same_ports,
     )
     genesis = genesis_module.dev_genesis(tuple(n.address for n in nodes))
+    if gas_limit is not None:
+        if gas_limit < genesis_module.MIN_GAS_LIMIT:
+            raise DevnetError(f"--gas-limit: at least {genesis_module.MIN_GAS_LIMIT} (one transfer)")
+        genesis = dataclasses.replace(genesis, gas_limit=gas_limit)
     out.mkdir(parents=True, exist_ok=True)
     for node in nodes:
         node_dir = out / f"node{node.index}"

@@ -52,6 +52,40 @@ def test_load_holds_back_instead_of_leaving_nonce_gaps(node_factory):
     assert report["committed"] == report["submitted"]
 
 
+@pytest.mark.slow
+def test_presigned_load_funds_senders_and_commits_everything(node_factory):
+    """--presign: fresh senders funded from the dev accounts, 600 transfers signed up
+    front and sent in batches of 50; every one committed, from the funded senders, and
+    the report's rates and percentiles come from what the chain shows."""
+    node = node_factory()
+    result = load("--rpc", node.url, "--presign", "--count", "600", "--accounts", "30", "--batch", "50",
+                  "--json")
+    assert result.returncode == 0, result.stdout + result.stderr + "\nnode:\n" + node.text()[-4000:]
+    report = json.loads(result.stdout)
+    assert report["mode"] == "presign"
+    assert report["senders"] == report["senders_funded"] == 30
+    assert report["submitted"] == report["admitted"] == report["committed"] == 600
+    assert report["refused"] == report["not_committed"] == 0
+    assert report["admitted_per_s"] > 0 and report["committed_per_s"] > 0
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert report["latency_blocks"]["p50"] >= 1
+    blocks = report["blocks"]
+    assert blocks["count"] >= 1 and 0 < blocks["mean_fill"] <= blocks["max_fill"] <= 1
+    # the chain agrees: 600 transfers of 1 wei, 20 from each sender, all in those blocks
+    from web3 import Web3
+    w3 = Web3(Web3.HTTPProvider(node.url))
+    mined = sum(
+        len(w3.eth.get_block(n)["transactions"]) for n in range(blocks["first"], blocks["last"] + 1)
+    )
+    assert mined >= 600
+    # a second run reuses the now-funded senders (same seed): nothing to fund
+    again = load("--rpc", node.url, "--presign", "--count", "60", "--accounts", "30", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    second = json.loads(again.stdout)
+    assert second["senders_funded"] == 0 and second["committed"] == 60
+
+
 def test_load_bad_flags_exit_2():
     for args, needle in (
         (["--tps", "0", "--duration", "1"], "--tps"),
@@ -61,6 +95,12 @@ def test_load_bad_flags_exit_2():
         (["--tps", "fast", "--duration", "1"], "--tps"),
         (["--duration", "1"], "--tps"),
         (["--tps", "5", "--duration", "1", "--rpc", "127.0.0.1:8545"], "--rpc"),
+        (["--presign"], "--count"),
+        (["--presign", "--count", "10", "--duration", "1"], "--duration"),
+        (["--presign", "--count", "10", "--batch", "0"], "--batch"),
+        (["--presign", "--count", "10", "--tps", "-1"], "--tps"),
+        (["--presign", "--count", "10", "--workload", "erc20"], "--workload"),
+        (["--presign", "--count", "10", "--rpc", "http://127.0.0.1:1,127.0.0.1:2"], "--rpc"),
     ):
         result = load(*args, timeout=120)
         assert result.returncode == 2, (args, result.stdout, result.stderr)

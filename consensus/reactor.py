@@ -390,6 +390,7 @@ class ConsensusReactor:
         ):
             return
         limit = self.settings.max_block_txs
+        building_started = trio.current_time()
         while True:
             txs = self.mempool.select_for_block(self.chain.next_base_fee(), parent.gas_limit, limit)
             senders = self.mempool.senders_of(txs)
@@ -404,6 +405,10 @@ class ConsensusReactor:
         for tx, reason in proposal.dropped:
             log.warning("dropped transaction 0x%s: %s", tx.hash.hex(), reason)
         block_hash = proposal.header.hash
+        log.info(
+            "built proposal for height %d round %d in %.2f s (%d txs, %d bytes)",
+            height, round_, trio.current_time() - building_started, len(proposal.block.transactions), len(data),
+        )
         self._executed[block_hash] = proposal
         await self._send.send(BlockBuilt(height, round_, block_hash, data))
 
@@ -411,17 +416,25 @@ class ConsensusReactor:
         parent = self.chain.head
         if parent.block_number != height - 1:
             return  # stale: the machine has moved on
+        received = trio.current_time()
         try:
             block = self._decode_block(data)
             senders = self.mempool.senders_of(block.transactions)
             async with self.execution_lock:
                 if self.chain.head.hash != parent.hash:
                     return
+                started = trio.current_time()
                 executed = await trio.to_thread.run_sync(
                     self.chain.import_block, block, parent, senders
                 )
             self._executed[block_hash] = executed
             valid = True
+            log.info(
+                "validated proposal for height %d round %d in %.2f s (waited %.2f s for the execution lock; "
+                "%d txs, %d senders known)",
+                height, round_, trio.current_time() - received, started - received, len(block.transactions),
+                sum(1 for s in senders if s is not None) if senders else 0,
+            )
         except BlockRejected as exc:
             log.warning("invalid proposal at height %d: %s", height, exc)
             self._log_invalid_proposal(height, round_, block_hash, exc)

@@ -24,7 +24,13 @@ Line numbers in comments refer to Algorithm 1 of the paper. Deviations, all live
 resource-motivated, none affecting safety: the proposer also schedules timeoutPropose
 (a stalled block builder cannot wedge it); a decision (line 49) accepts the block from any
 proposal of the height with the decided hash; stored messages per validator for rounds
-above the current one are capped (`MAX_FUTURE_ROUNDS`), the lowest evicted first.
+above the current one are capped (`MAX_FUTURE_ROUNDS`), the lowest evicted first;
+timeoutPropose does not prevote nil while a proposal of the round that arrived in time is
+still being validated (the paper's valid(v) is instantaneous; executing a full block is
+not, and a validator that gave up on every block slower than the timeout would never
+commit one), so the verdict decides the prevote. The block gas limit bounds the wait; a
+proposer with no valid value proposes the latest block of the height it found valid, if
+any, before building a new one (`_latest_valid_block`).
 """
 
 from __future__ import annotations
@@ -288,11 +294,25 @@ class StateMachine:
                 self._accept_proposal(signed, own=True)
             elif self.valid_value is not None and self.valid_value in self._blocks:
                 self._sign_proposal(self.valid_value, self._blocks[self.valid_value], self.valid_round)
+            elif (known := self._latest_valid_block()) is not None:
+                self._sign_proposal(known, self._blocks[known], -1)
             else:
                 self._out.append(BuildBlock(height, round_))
         # The paper schedules this for non-proposers only; scheduling it for the proposer
         # too means a stalled builder costs one timeout, not a wedged round.
         self._schedule(Step.PROPOSE)
+
+    def _latest_valid_block(self) -> Optional[bytes]:
+        """The block of the latest round's proposal this validator found valid: getValue()
+        may return any value, and this one everybody has executed and judged already, so
+        its round costs no build and no validation. Under load a fresh block can take
+        longer to build and check than a round lasts; proposing anew every round would
+        never catch up."""
+        for round_ in sorted(self._proposals, reverse=True):
+            for block_hash in self._proposals[round_]:
+                if self._validity.get(block_hash) is True and block_hash in self._blocks:
+                    return block_hash
+        return None
 
     def _schedule(self, step: Step) -> None:
         assert self.height is not None
@@ -512,6 +532,8 @@ class StateMachine:
         if event.height != self.height or event.round != self.round or self.decision is not None:
             return
         if event.step == Step.PROPOSE and self.step == Step.PROPOSE:
+            if self._validating_proposal():
+                return  # it came in time: its verdict decides the prevote (_rule_proposal)
             self._vote(Step.PREVOTE, None)
             self.step = Step.PREVOTE
         elif event.step == Step.PREVOTE and self.step == Step.PREVOTE:
@@ -519,6 +541,13 @@ class StateMachine:
             self.step = Step.PRECOMMIT
         elif event.step == Step.PRECOMMIT:
             self._start_round(self.round + 1)
+
+    def _validating_proposal(self) -> bool:
+        """A proposal of this round arrived and its validation is still running."""
+        return any(
+            self._validity.get(proposal.block_hash, False) is None
+            for proposal in self._proposals.get(self.round, {}).values()
+        )
 
     # ---- upon rules ---------------------------------------------------------------
 

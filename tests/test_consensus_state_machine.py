@@ -471,6 +471,50 @@ def test_invalid_proposal_prevotes_nil():
     assert [v.block_hash for v in one.own_votes(Step.PREVOTE)] == [None]
 
 
+@pytest.mark.parametrize("valid", [True, False])
+def test_timeout_propose_waits_for_the_verdict_on_a_proposal_that_came_in_time(valid):
+    """Executing a full block can outlast timeoutPropose: the proposal arrived in time, so
+    its validation decides the prevote, not the timeout (before, every validator prevoted
+    nil on every block slower than the timeout, and a loaded devnet never committed)."""
+    one = One()
+    data = make_block(1, 0, one.vs.proposer(1, 0), b"SLOW")
+    p = Proposal.sign(KEYS[one.vs.proposer(1, 0)], CHAIN_ID, 1, 0, keccak(data), -1, data)
+    actions = one.m.handle(ProposalReceived(p))  # not validated yet (no BlockValidated fed)
+    assert any(isinstance(a, ValidateBlock) for a in actions)
+    assert one.m.handle(TimeoutFired(1, 0, Step.PROPOSE)) == []
+    assert one.m.step == Step.PROPOSE
+    one.actions = one.m.handle(BlockValidated(1, keccak(data), valid))
+    assert [v.block_hash for v in one.own_votes(Step.PREVOTE)] == [keccak(data) if valid else None]
+    # with no proposal at all, the timeout still prevotes nil (round 1 here)
+    one.votes(Step.PRECOMMIT, 0, None, [1, 2, 3])
+    one.feed(TimeoutFired(1, 0, Step.PRECOMMIT))
+    assert one.m.round == 1
+    one.actions = one.m.handle(TimeoutFired(1, 1, Step.PROPOSE))
+    assert [v.block_hash for v in one.own_votes(Step.PREVOTE)] == [None]
+
+
+def test_proposer_reproposes_the_latest_block_it_found_valid_instead_of_building():
+    """Round 0's block was valid but the round failed (the others precommitted nil); when
+    validator 0's turn comes (round 3) it proposes that block again (validRound -1, no
+    polka) rather than building one, so nobody has to build or execute anything."""
+    one = One()
+    a = one.propose(0, b"A")
+    assert [v.block_hash for v in one.own_votes(Step.PREVOTE)] == [a]
+    for round_ in range(3):
+        one.votes(Step.PRECOMMIT, round_, None, [1, 2, 3])
+        one.feed(TimeoutFired(1, round_, Step.PRECOMMIT))
+    assert one.m.round == 3 and one.m.locked_value is None
+    assert not any(isinstance(x, BuildBlock) for x in one.actions)
+    proposals = [x.proposal for x in one.actions if isinstance(x, BroadcastProposal)]
+    assert [(p.round, p.block_hash, p.pol_round) for p in proposals] == [(3, a, -1)]
+    # with no valid block of the height known, the proposer builds
+    fresh = One()
+    for round_ in range(3):
+        fresh.votes(Step.PRECOMMIT, round_, None, [1, 2, 3])
+        fresh.feed(TimeoutFired(1, round_, Step.PRECOMMIT))
+    assert any(isinstance(x, BuildBlock) for x in fresh.actions)
+
+
 def test_round_skip_on_f_plus_one_higher_round_messages():
     one = One()
     one.votes(Step.PREVOTE, 5, None, [1])

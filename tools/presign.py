@@ -323,9 +323,18 @@ def fund_senders(rpc: Rpc, watcher: ChainWatcher, chain_id: int, keys: list[byte
     watcher.watch.wanted.update(hashes)
     for start in range(0, len(raws), FUNDING_BATCH):
         chunk = raws[start : start + FUNDING_BATCH]
-        replies = rpc.batch([("eth_sendRawTransaction", [raw]) for raw in chunk])
-        if any(reply is None for reply in replies):
-            raise LoadError("the node refused a funding transaction (are the dev accounts funded on this chain?)")
+        replies = rpc.session.post(
+            rpc.url,
+            json=[{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [raw]}
+                  for i, raw in enumerate(chunk)],
+            timeout=30,
+        ).json()
+        errors = [r["error"].get("message") for r in replies if isinstance(r, dict) and "error" in r]
+        if errors or not isinstance(replies, list):
+            raise LoadError(
+                f"the node refused a funding transaction: {errors[0] if errors else replies!r:.300} "
+                "(are the dev accounts funded on this chain?)"
+            )
     if not watcher.wait_for(hashes, max(wait, 30.0)):
         raise LoadError(f"funding transactions not committed within {max(wait, 30.0):g}s")
 

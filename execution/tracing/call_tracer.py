@@ -71,7 +71,8 @@ class CallTracer(Tracer):
             "gas": hex(message.gas),
             "gasUsed": "0x0",
             "to": _address(target),
-            "input": _hex(message.data),
+            # A creation's input is its init code (py-evm keeps it as the message's code).
+            "input": _hex(message.code if message.is_create else message.data),
             "type": kind,
         }
         if kind != "STATICCALL":

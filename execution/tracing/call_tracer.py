@@ -58,8 +58,9 @@ class CallTracer(Tracer):
         self.root: Optional[dict[str, Any]] = None
         self._stack: list[dict[str, Any]] = []
 
-    def _recording(self) -> bool:
-        return not self.config.only_top_call or len(self._stack) <= 1
+    def _in_recorded_frame(self) -> bool:
+        """onlyTopCall: what happens below the top frame is not recorded."""
+        return not self.config.only_top_call or len(self._stack) == 1
 
     def enter(self, message: MessageAPI, kind: str, parent: Optional[ComputationAPI]) -> None:
         # As geth: `from` is the account whose code made the call (for DELEGATECALL and
@@ -79,7 +80,7 @@ class CallTracer(Tracer):
             frame["value"] = hex(message.value)
         if self.root is None:
             self.root = frame
-        elif self._recording():
+        elif not self.config.only_top_call:
             self._stack[-1].setdefault("calls", []).append(frame)
         self._stack.append(frame)
 
@@ -104,7 +105,7 @@ class CallTracer(Tracer):
         _clear_logs(frame)
 
     def log(self, computation: ComputationAPI, address: bytes, topics: tuple, data: bytes) -> None:
-        if not self.config.with_log or not self._stack or not self._recording():
+        if not self.config.with_log or not self._stack or not self._in_recorded_frame():
             return
         frame = self._stack[-1]
         frame.setdefault("logs", []).append({

@@ -344,3 +344,46 @@ def test_bad_trace_requests_are_clear_errors(chain):
         assert response["error"]["code"] == code, (method, params, response)
         assert words in response["error"]["message"], (method, params, response)
     assert trace(w3, chain.receipts["run"], {"tracer": "callTracer"})["type"] == "CALL"
+
+
+# ---- prestateTracer -----------------------------------------------------------------------
+
+
+def test_prestate_agrees_with_the_parent_block_and_diff_with_the_block(chain):
+    w3 = chain.w3
+    receipt = chain.receipts["run"]
+    parent, number = receipt.blockNumber - 1, receipt.blockNumber
+    caller, callee = to_checksum_address(chain.caller), to_checksum_address(chain.callee)
+    sender = SENDER.address
+    assert w3.eth.get_block(number).transactions[0] == receipt.transactionHash  # first in block
+    pre = trace(w3, receipt, {"tracer": "prestateTracer"})
+    assert set(pre) >= {chain.caller, chain.callee, sender.lower()}
+    for address, account in pre.items():
+        checksum = to_checksum_address(address)
+        assert int(account["balance"], 16) == w3.eth.get_balance(checksum, parent)
+        assert account.get("nonce", 0) == w3.eth.get_transaction_count(checksum, parent)
+        assert account.get("code", "0x") == w3.eth.get_code(checksum, parent).to_0x_hex()
+        for slot, value in account.get("storage", {}).items():
+            assert w3.eth.get_storage_at(checksum, int(slot, 16), parent).to_0x_hex() == value
+    slot0 = "0x" + "00" * 32
+    assert slot0 in pre[chain.callee]["storage"] and slot0 in pre[chain.caller]["storage"]
+
+    diff = trace(w3, receipt, {"tracer": "prestateTracer", "tracerConfig": {"diffMode": True}})
+    post = diff["post"]
+    assert post[sender.lower()]["nonce"] == w3.eth.get_transaction_count(sender, number)
+    assert int(post[sender.lower()]["balance"], 16) == w3.eth.get_balance(sender, number)
+    for address in (callee, caller):  # run() stores 5 in the callee, 6 via DELEGATECALL
+        stored = w3.eth.get_storage_at(address, 0, number).to_0x_hex()
+        assert post[address.lower()]["storage"][slot0] == stored
+        assert diff["pre"][address.lower()]["storage"][slot0] == pre[address.lower()]["storage"][slot0]
+        assert "code" not in post[address.lower()]  # unchanged fields are left out of post
+    # Accounts the transaction only read are not in a diff.
+    assert set(diff["pre"]) <= set(pre) and set(post) <= set(pre) | set(post)
+
+    spawned = trace(w3, chain.receipts["spawn"], {"tracer": "callTracer"})["calls"]
+    created = trace(w3, chain.receipts["spawn"], {"tracer": "prestateTracer",
+                                                  "tracerConfig": {"diffMode": True}})
+    for frame in spawned:
+        assert frame["to"] not in created["pre"]
+        assert created["post"][frame["to"]]["code"] == chain.callee_runtime
+        assert created["post"][frame["to"]]["nonce"] == 1

@@ -93,7 +93,8 @@ def chain(node) -> Deployed:
     copy = to_checksum_address(
         trace(w3, receipts["spawn"], {"tracer": "callTracer"})["calls"][0]["to"]
     )
-    receipts["kill"] = send(w3, {"to": caller, "data": calldata(contract, "kill", copy, to_checksum_address(BENEFICIARY))})
+    kill = calldata(contract, "kill", copy, to_checksum_address(BENEFICIARY))
+    receipts["kill"] = send(w3, {"to": caller, "data": kill})
     assert [receipts[n].status for n in receipts] == [1, 0, 1, 1, 1]
     return Deployed(w3, callee.lower(), caller.lower(), w3.eth.get_code(callee).to_0x_hex(), receipts)
 

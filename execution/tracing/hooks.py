@@ -60,6 +60,10 @@ class Tracer:
     def wants_steps(self) -> bool:
         return False
 
+    def finish(self, state: StateAPI) -> None:
+        """The transaction is done and `state` is right after it (the next one has not
+        started: a block replay goes on with the same state object)."""
+
 
 _OPCODE_KINDS = {0xF1: "CALL", 0xF2: "CALLCODE", 0xF4: "DELEGATECALL", 0xFA: "STATICCALL",
                  0xF0: "CREATE", 0xF5: "CREATE2"}
@@ -84,7 +88,7 @@ def _frame_kind(message: MessageAPI, parent: Optional[ComputationAPI]) -> str:
 def traced_computation_class(base: Type[ComputationAPI], tracer: Tracer) -> Type[ComputationAPI]:
     """`base` (a fork's computation class) reporting to `tracer`."""
 
-    class TracedComputation(base):  # type: ignore[valid-type, misc]
+    class TracedComputation(base):
         _trace_opcode: Optional[int] = None  # the opcode running (names a child frame)
         _trace_parent: Optional[ComputationAPI] = None  # the frame that called this one
 
@@ -188,13 +192,13 @@ def traced_computation_class(base: Type[ComputationAPI], tracer: Tracer) -> Type
 
 def stack_ints(computation: ComputationAPI) -> list[int]:
     """The EVM stack, bottom first (py-evm keeps ints and bytes side by side)."""
-    values = computation._stack.values  # type: ignore[attr-defined]
+    values = computation._stack.values
     return [v if isinstance(v, int) else int.from_bytes(v, "big") for v in values]
 
 
 def _self_destruct_target(computation: ComputationAPI) -> Optional[tuple[bytes, int]]:
     """(beneficiary, value sent) of the SELFDESTRUCT about to run; None on underflow."""
-    values = computation._stack.values  # type: ignore[attr-defined]
+    values = computation._stack.values
     if not values:
         return None
     top = values[-1]

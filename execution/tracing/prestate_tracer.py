@@ -63,12 +63,13 @@ class PrestateTracer(Tracer):
     ) -> None:
         self.config = config
         self.touched: dict[bytes, set[int]] = {}
+        self.output: dict[str, Any] = {}
         # Persisting between transactions changes nothing of the block's execution (what
         # is per transaction is reset at every transaction anyway) and gives a root whose
         # nodes stay readable: the overlay never drops a node of an older root.
         state.persist()
         self.before: AccountReader = AccountDB(
-            state._db, state.state_root  # type: ignore[attr-defined]
+            state._db, state.state_root
         )
         self.touch(tx.sender)
         if tx.to:
@@ -124,7 +125,13 @@ class PrestateTracer(Tracer):
             and not reader.get_code(address)
         )
 
-    def result(self, after: AccountReader) -> dict[str, Any]:
+    def finish(self, state: StateAPI) -> None:
+        self.output = self._result(state)
+
+    def result(self) -> dict[str, Any]:
+        return self.output
+
+    def _result(self, after: AccountReader) -> dict[str, Any]:
         before = self.before
         pre = {
             "0x" + address.hex(): self._account(before, address, slots)

@@ -53,7 +53,6 @@ class TracedRun:
     computation: ComputationAPI
     gas_used: int  # as the receipt says (after refunds)
     gas_limit: int
-    state: StateAPI  # the state right after it (prestateTracer's diffMode reads it)
 
 
 class ReplayError(Exception):
@@ -72,7 +71,7 @@ def _run_traced(
 ) -> tuple[ComputationAPI, int]:
     """Apply `tx` with `tracer` in py-evm's computation; (computation, cumulative gas)."""
     base_class = type(state).computation_class
-    state.computation_class = traced_computation_class(base_class, tracer)  # type: ignore[misc]
+    state.computation_class = traced_computation_class(base_class, tracer)
     try:
         state.lock_changes()
         computation = state.apply_transaction(tx)
@@ -81,7 +80,7 @@ def _run_traced(
         budget[0] = tracer.steps_left
     # What the receipt's gas is made of (make_receipt adds it to the cumulative gas; a
     # call's spoofed transaction cannot make a receipt).
-    gas_used = env.vm_class.finalize_gas_used(tx, computation)  # type: ignore[attr-defined]
+    gas_used = env.vm_class.finalize_gas_used(tx, computation)
     return computation, cumulative_gas + gas_used
 
 
@@ -106,7 +105,7 @@ def replay_block(
     if first > 0:
         capped = Tracer()
         _arm(capped, caps, started, budget)
-        state.computation_class = traced_computation_class(  # type: ignore[misc]
+        state.computation_class = traced_computation_class(
             type(state).computation_class, capped
         )
         try:
@@ -128,7 +127,8 @@ def replay_block(
             computation, cumulative = _run_traced(state, tx, tracer, env, gas_used, budget)
         except ValidationError as exc:
             raise ReplayError(readable_error(exc)) from exc
-        runs.append(TracedRun(tracer, computation, cumulative - gas_used, tx.gas, state))
+        tracer.finish(state)
+        runs.append(TracedRun(tracer, computation, cumulative - gas_used, tx.gas))
         gas_used = cumulative
     return runs
 
@@ -148,4 +148,5 @@ def trace_call(
         computation, gas_used = _run_traced(state, spoofed, tracer, env, 0, budget)
     except ValidationError as exc:
         raise CallError(str(exc)) from None
-    return TracedRun(tracer, computation, gas_used, gas, state)
+    tracer.finish(state)
+    return TracedRun(tracer, computation, gas_used, gas)

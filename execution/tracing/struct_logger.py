@@ -53,10 +53,14 @@ def _word(value: int) -> str:
 
 
 class StructLogger(Tracer):
-    """Collects `structLogs`; `max_entries` is the node's cap when the client sets none."""
+    """Collects `structLogs`; `max_entries` is the node's cap when the client sets none,
+    `max_values` the node's cap on the stack items, memory words and storage entries the
+    logs hold (past it, recording stops and `over_size` says so)."""
 
-    def __init__(self, config: StructLogConfig, max_entries: int) -> None:
+    def __init__(self, config: StructLogConfig, max_entries: int, max_values: int) -> None:
         self.config = config
+        self.values_left = max_values
+        self.over_size = False
         self.limit = config.limit if config.limit > 0 else max_entries
         self.cap_is_the_nodes = config.limit <= 0
         self.logs: list[dict[str, Any]] = []
@@ -73,8 +77,8 @@ class StructLogger(Tracer):
         pass
 
     def step(self, computation: ComputationAPI, opcode: int, pc: int) -> Any:
-        if len(self.logs) >= self.limit:
-            self.over_cap = True
+        if len(self.logs) >= self.limit or self.over_size:
+            self.over_cap = len(self.logs) >= self.limit
             return None
         entry: dict[str, Any] = {
             "pc": pc,
@@ -88,7 +92,7 @@ class StructLogger(Tracer):
         if not self.config.disable_stack:
             entry["stack"] = [hex(v) for v in stack]
         if self.config.enable_memory:
-            memory = bytes(computation._memory._bytes)  # type: ignore[attr-defined]
+            memory = bytes(computation._memory._bytes)
             entry["memory"] = [
                 "0x" + memory[i:i + WORD].hex() for i in range(0, len(memory), WORD)
             ]
@@ -96,6 +100,13 @@ class StructLogger(Tracer):
             entry["returnData"] = "0x" + bytes(computation.return_data).hex()
         if opcode == SSTORE and not self.config.disable_storage and len(stack) >= 2:
             entry["storage"] = self._remember(computation, stack[-1], stack[-2])
+        self.values_left -= (
+            len(entry.get("stack", ())) + len(entry.get("memory", ()))
+            + len(entry.get("storage", ()))
+        )
+        if self.values_left < 0:
+            self.over_size = True
+            return None
         self.logs.append(entry)
         return (entry, opcode, stack[-1] if stack else None)
 

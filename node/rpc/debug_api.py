@@ -31,7 +31,7 @@ from execution.tracing.struct_logger import StructLogger
 from node.chain import Chain
 from node.config import RpcSettings
 from node.rpc import params
-from node.rpc.errors import RpcError, limit_exceeded, server_error
+from node.rpc.errors import limit_exceeded, server_error
 from node.rpc.eth_api import EthApi
 from node.rpc.server import Methods
 from node.rpc.trace_params import CALL_TRACER, PRESTATE_TRACER, TraceConfig, parse_trace_config
@@ -40,6 +40,9 @@ from node.rpc.trace_params import CALL_TRACER, PRESTATE_TRACER, TraceConfig, par
 # the most struct log entries it may return when the client sets no `limit`.
 MAX_TRACE_STEPS = 5_000_000
 MAX_STRUCT_LOGS = 100_000
+# The most stack items, memory words and storage entries all struct logs may hold
+# together (about 70 bytes of JSON each): enableMemory over a large memory adds up fast.
+MAX_CAPTURED_VALUES = 5_000_000
 CONCURRENT_TRACES = 1
 
 
@@ -151,7 +154,7 @@ def _tracer_factory(config: TraceConfig) -> MakeTracer:
             return CallTracer(config.call)
         if config.tracer == PRESTATE_TRACER:
             return PrestateTracer(config.prestate, state, tx)
-        return StructLogger(config.struct, MAX_STRUCT_LOGS)
+        return StructLogger(config.struct, MAX_STRUCT_LOGS, MAX_CAPTURED_VALUES)
 
     return make
 
@@ -164,11 +167,16 @@ def _format(run: TracedRun) -> Any:
         result["gasUsed"] = hex(run.gas_used)
         return result
     if isinstance(tracer, PrestateTracer):
-        return tracer.result(run.state)
+        return tracer.result()
     assert isinstance(tracer, StructLogger)
     if tracer.over_cap and tracer.cap_is_the_nodes:
-        raise TraceTooLarge(
+        raise limit_exceeded(
             f"trace has more than {MAX_STRUCT_LOGS} struct logs: set a smaller `limit`"
+        )
+    if tracer.over_size:
+        raise limit_exceeded(
+            f"trace captures more than {MAX_CAPTURED_VALUES} stack, memory and storage "
+            "values: disable some (disableStack, disableStorage) or set a `limit`"
         )
     computation = run.computation
     return {
@@ -177,12 +185,6 @@ def _format(run: TracedRun) -> Any:
         "returnValue": "0x" + bytes(computation.output).hex(),
         "structLogs": tracer.logs,
     }
-
-
-class TraceTooLarge(RpcError):
-    def __init__(self, message: str) -> None:
-        error = limit_exceeded(message)
-        super().__init__(error.code, error.message)
 
 
 def register_debug_api(methods: Methods, api: DebugApi) -> None:

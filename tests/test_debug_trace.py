@@ -34,6 +34,7 @@ GET_SELECTOR = "0x" + keccak(text="get()")[:4].hex()
 FAIL_SELECTOR = "0x" + keccak(text="fail(uint256)")[:4].hex()
 FRAME_OPS = ("CALL", "CALLCODE", "DELEGATECALL", "STATICCALL", "CREATE", "CREATE2")
 CALLER_TRIES_SLOT = 2  # TraceCaller's `tries` (vyper's layout, checked in the fixture)
+OUT_OF_GAS_LIMIT = 25_000  # intrinsic ~21.2k; run() needs a cold SLOAD and EXTCODESIZE first
 SENDER = Account.from_key(DEV_KEYS[0])
 BENEFICIARY = "0x" + "be" * 20
 INVALID_PARAMS = -32602
@@ -95,7 +96,11 @@ def chain(node) -> Deployed:
     )
     kill = calldata(contract, "kill", copy, to_checksum_address(BENEFICIARY))
     receipts["kill"] = send(w3, {"to": caller, "data": kill})
-    assert [receipts[n].status for n in receipts] == [1, 0, 1, 1, 1]
+    # run(5) with too little gas for the nested store's SSTORE: out of gas.
+    receipts["out_of_gas"] = send(
+        w3, {"to": caller, "data": calldata(contract, "run", 5), "gas": OUT_OF_GAS_LIMIT}
+    )
+    assert [receipts[n].status for n in receipts] == [1, 0, 1, 1, 1, 0]
     return Deployed(w3, callee.lower(), caller.lower(), w3.eth.get_code(callee).to_0x_hex(), receipts)
 
 
@@ -219,6 +224,22 @@ def test_call_tracer_create_create2_and_selfdestruct(chain):
     assert destruct["type"] == "SELFDESTRUCT"
     assert destruct["from"] == create["to"] and destruct["to"] == BENEFICIARY
     assert destruct["value"] == "0x0"
+
+
+def test_out_of_gas_in_both_tracers(chain):
+    receipt = chain.receipts["out_of_gas"]
+    assert receipt.gasUsed == OUT_OF_GAS_LIMIT  # all of it burnt
+    top = trace(chain.w3, receipt, {"tracer": "callTracer"})
+    assert top["error"] == "out of gas" and int(top["gasUsed"], 16) == receipt.gasUsed
+    assert "output" not in top
+    result = trace(chain.w3, receipt)
+    assert result["failed"] is True and result["gas"] == receipt.gasUsed
+    assert result["returnValue"] == "0x"
+    faulted = [s for s in result["structLogs"] if "error" in s]
+    assert faulted and all(s["error"] == "out of gas" for s in faulted)
+    (fault,) = faulted  # the step that could not be paid for ends the transaction
+    assert fault == result["structLogs"][-1]
+    assert fault["gasCost"] > fault["gas"]
 
 
 # ---- the struct logger --------------------------------------------------------------------

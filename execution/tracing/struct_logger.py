@@ -15,11 +15,12 @@ CREATE2 it does not include the endowment, as in geth.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from eth.abc import ComputationAPI, MessageAPI
-from eth.exceptions import Revert
+from eth.exceptions import OutOfGas, Revert
 
 from execution.tracing.errors import geth_error
 from execution.tracing.hooks import Tracer, stack_ints
@@ -27,7 +28,9 @@ from execution.tracing.hooks import Tracer, stack_ints
 SLOAD = 0x54
 SSTORE = 0x55
 CREATE_OPCODES = (0xF0, 0xF5)
+INVALID = 0xFE  # the designated invalid opcode: py-evm has no entry for it, geth names it
 WORD = 32
+NEEDED_GAS = re.compile(r"Needed (\d+)")  # py-evm's OutOfGas message: "Out of gas: Needed N - ..."
 GETH_NAMES = {"SHA3": "KECCAK256"}  # py-evm's older mnemonics where geth renamed them
 
 
@@ -43,7 +46,7 @@ class StructLogConfig:
 def opcode_name(computation: ComputationAPI, opcode: int) -> str:
     opcode_fn = computation.opcodes.get(opcode)
     if opcode_fn is None:
-        return f"opcode {opcode:#04x} not defined"
+        return "INVALID" if opcode == INVALID else f"opcode {opcode:#04x} not defined"
     mnemonic = getattr(opcode_fn, "mnemonic", None) or opcode_fn.__wrapped__.mnemonic
     return GETH_NAMES.get(mnemonic, mnemonic)
 
@@ -128,6 +131,12 @@ class StructLogger(Tracer):
             entry["gasCost"] = spawn_cost
         else:
             entry["gasCost"] = max(entry["gas"] - computation.get_gas_remaining(), 0)
+            if isinstance(error, OutOfGas):
+                # py-evm charged nothing for the piece it could not pay: add what that
+                # piece needed, so gasCost shows (as geth's) more than the gas left.
+                needed = NEEDED_GAS.search(str(error))
+                if needed is not None:
+                    entry["gasCost"] += int(needed.group(1))
         if error is not None and not isinstance(error, Revert):
             entry["error"] = geth_error(error)
         if opcode == SLOAD and error is None and not self.config.disable_storage:

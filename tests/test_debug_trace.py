@@ -9,6 +9,7 @@ eth_getStorageAt, eth_getBalance, eth_call, and the CREATE2 address formula.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
+from websockets.sync.client import connect as ws_connect
 
 CHAIN_ID = 31337
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
@@ -339,6 +341,17 @@ def test_trace_block_by_number_and_hash(chain):
     assert [e["txHash"] for e in by_number["result"]] == [t.to_0x_hex() for t in block.transactions]
     entry = by_number["result"][receipt.transactionIndex]
     assert entry["result"] == trace(w3, receipt, {"tracer": "callTracer"})
+
+
+def test_trace_over_websocket_is_the_same_as_over_http(node, chain):
+    receipt = chain.receipts["try_failing"]
+    config = {"tracer": "callTracer", "tracerConfig": {"withLog": True}}
+    request = {"jsonrpc": "2.0", "id": 1, "method": "debug_traceTransaction",
+               "params": [receipt.transactionHash.to_0x_hex(), config]}
+    with ws_connect(node.ws_url, max_size=None) as ws:
+        ws.send(json.dumps(request))
+        answer = json.loads(ws.recv(timeout=60))
+    assert answer["result"] == trace(chain.w3, receipt, config)
 
 
 def test_bad_trace_requests_are_clear_errors(chain):

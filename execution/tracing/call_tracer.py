@@ -104,6 +104,12 @@ class CallTracer(Tracer):
             frame.pop("to", None)  # geth leaves `to` out of a failed creation
         _clear_logs(frame)
 
+    def abandon(self, error: BaseException) -> None:
+        frame = self._stack.pop()
+        frame["gasUsed"] = frame["gas"]
+        frame["error"] = geth_error(error)
+        _clear_logs(frame)
+
     def log(self, computation: ComputationAPI, address: bytes, topics: tuple, data: bytes) -> None:
         if not self.config.with_log or not self._stack or not self._in_recorded_frame():
             return

@@ -41,6 +41,10 @@ class Tracer:
     def exit(self, computation: ComputationAPI) -> None:
         """The frame started by the matching `enter` is done."""
 
+    def abandon(self, error: BaseException) -> None:
+        """The frame started by the last `enter` raised instead of returning (py-evm's
+        depth and balance checks in apply_message; a cap): it ends with `error`."""
+
     def step(self, computation: ComputationAPI, opcode: int, pc: int) -> Any:
         """Before an opcode runs; what it returns is handed to `step_end`."""
         return None
@@ -103,9 +107,13 @@ def traced_computation_class(base: Type[ComputationAPI], tracer: Tracer) -> Type
                     state, message, transaction_context, parent_computation=parent_computation
                 )
             tracer.enter(message, _frame_kind(message, parent_computation), parent_computation)
-            computation = super().apply_message(
-                state, message, transaction_context, parent_computation=parent_computation
-            )
+            try:
+                computation = super().apply_message(
+                    state, message, transaction_context, parent_computation=parent_computation
+                )
+            except BaseException as exc:
+                tracer.abandon(exc)
+                raise
             tracer.exit(computation)
             return computation
 
@@ -116,9 +124,13 @@ def traced_computation_class(base: Type[ComputationAPI], tracer: Tracer) -> Type
             parent_computation: Optional[ComputationAPI] = None,
         ) -> ComputationAPI:
             tracer.enter(message, _frame_kind(message, parent_computation), parent_computation)
-            computation = super().apply_create_message(
-                state, message, transaction_context, parent_computation=parent_computation
-            )
+            try:
+                computation = super().apply_create_message(
+                    state, message, transaction_context, parent_computation=parent_computation
+                )
+            except BaseException as exc:
+                tracer.abandon(exc)
+                raise
             tracer.exit(computation)
             return computation
 

@@ -29,6 +29,7 @@ from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
 from node.rpc import encoding
+from node.rpc.debug_api import DebugApi, register_debug_api
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
@@ -298,6 +299,7 @@ async def run_node(
         hub = SubscriptionHub()
         methods = Methods()
         register_eth_api(methods, api)
+        register_debug_api(methods, DebugApi(chain, api, config.rpc))
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)

@@ -32,6 +32,7 @@ from node.rpc import encoding
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
+from node.rpc.state_api import register_state_api
 from node.rpc.subscriptions import SubscriptionHub
 from storage.chain_store import CHAIN_CONFIG_KEY
 from storage.files import hex_key_file_content, write_secret_file
@@ -298,6 +299,7 @@ async def run_node(
         hub = SubscriptionHub()
         methods = Methods()
         register_eth_api(methods, api)
+        register_state_api(methods, api)
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)

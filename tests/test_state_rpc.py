@@ -258,3 +258,137 @@ def test_bad_proof_params_are_invalid_params(node, keys, complaint):
 def test_proof_of_an_unknown_block_is_an_error(node):
     reply = rpc(node, "eth_getProof", DEPLOYER.address, [], hex(10**9))
     assert reply["error"]["message"] == "header not found"
+
+
+# ---- eth_createAccessList -------------------------------------------------------------
+
+# Reads two slots of another contract (the token), writes one of its own, calls the
+# SHA-256 precompile; `fail` reads a token slot, then reverts.
+READER_SOURCE = """
+# pragma version ~=0.4.3
+interface Token:
+    def balanceOf(owner: address) -> uint256: view
+    def totalSupply() -> uint256: view
+
+token: public(address)
+last: public(uint256)
+
+@deploy
+def __init__(token: address):
+    self.token = token
+
+@external
+def sync(owner: address) -> uint256:
+    digest: bytes32 = sha256(b"laminar")
+    self.last = staticcall Token(self.token).balanceOf(owner) + staticcall Token(self.token).totalSupply()
+    return self.last
+
+@external
+def fail(owner: address):
+    assert staticcall Token(self.token).balanceOf(owner) == 12345, "not that balance"
+"""
+
+
+@pytest.fixture(scope="module")
+def reader(w3, token):
+    import vyper
+    from eth_abi import encode as abi_encode
+
+    out = vyper.compile_code(READER_SOURCE, output_formats=["abi", "bytecode", "layout"])
+    contract, _ = token
+    init = out["bytecode"] + abi_encode(["address"], [contract.address]).hex()
+    address = deploy(w3, DEPLOYER, init)
+    layout = out["layout"].get("storage_layout", out["layout"])
+    return w3.eth.contract(address=address, abi=out["abi"]), layout
+
+
+def slot_keys(*slots: int) -> list[str]:
+    return ["0x" + slot.to_bytes(32, "big").hex() for slot in slots]
+
+
+def test_access_list_of_a_call_reading_another_contract_and_its_use(node, w3, token, reader):
+    contract, compiled = token
+    reader_contract, reader_layout = reader
+    call = {"from": CALLER.address, "to": reader_contract.address,
+            "data": reader_contract.encode_abi("sync", [DEPLOYER.address])}
+    result = result_of(node, "eth_createAccessList", call, "latest")
+    assert "error" not in result
+    listed = {entry["address"]: set(entry["storageKeys"]) for entry in result["accessList"]}
+    token_layout = compiled.storage_layout
+    # The recipient is not listed as an address, but its slots are (as geth does); the
+    # sender and the SHA-256 precompile (0x02) are not listed at all.
+    assert listed == {
+        contract.address.lower(): set(slot_keys(
+            token_layout["totalSupply"]["slot"],
+            vyper_hashmap_slot(token_layout["balanceOf"]["slot"], DEPLOYER.address),
+        )),
+        reader_contract.address.lower(): set(slot_keys(
+            reader_layout["token"]["slot"], reader_layout["last"]["slot"],
+        )),
+    }
+    # A type-2 transaction with that list succeeds and uses exactly the gas predicted;
+    # then a type-1 one, predicted anew (the first one set `last`, so writing it again
+    # costs less). The gas limit has headroom: gasUsed is what a call uses, not the least
+    # limit it succeeds with (an SSTORE needs more than 2,300 gas left, EIP-2200).
+    predictions = []
+    for tx_type in (2, 1):
+        result = result_of(node, "eth_createAccessList", call, "latest")
+        predicted = int(result["gasUsed"], 16)
+        fee_fields = fees(w3) if tx_type == 2 else {"gasPrice": fees(w3)["maxFeePerGas"]}
+        receipt = sign_and_wait(w3, CALLER, {
+            "to": reader_contract.address, "data": call["data"], "gas": 2 * predicted,
+            "accessList": result["accessList"], "type": tx_type, **fee_fields,
+        })
+        assert receipt.status == 1, receipt
+        assert receipt.gasUsed == predicted
+        predictions.append(predicted)
+    assert predictions[0] > predictions[1]  # a zero slot set vs the same value again
+
+
+def test_access_list_of_a_reverting_call_reports_the_error(node, reader, token):
+    reader_contract, _ = reader
+    contract, compiled = token
+    call = {"from": CALLER.address, "to": reader_contract.address, "gas": hex(200_000),
+            "data": reader_contract.encode_abi("fail", [DEPLOYER.address])}
+    result = result_of(node, "eth_createAccessList", call, "latest")
+    assert result["error"] == "execution reverted"
+    slot = vyper_hashmap_slot(compiled.storage_layout["balanceOf"]["slot"], DEPLOYER.address)
+    token_entry = [e for e in result["accessList"] if e["address"] == contract.address.lower()]
+    assert token_entry and slot_keys(slot)[0] in token_entry[0]["storageKeys"]
+
+
+def test_a_given_access_list_is_kept_and_extended(node, reader):
+    reader_contract, _ = reader
+    extra = "0x" + "ab" * 20
+    call = {"from": CALLER.address, "to": reader_contract.address,
+            "data": reader_contract.encode_abi("sync", [DEPLOYER.address]),
+            "accessList": [{"address": extra, "storageKeys": slot_keys(9)},
+                           {"address": CALLER.address.lower(), "storageKeys": []}]}
+    result = result_of(node, "eth_createAccessList", call)
+    listed = {entry["address"]: entry["storageKeys"] for entry in result["accessList"]}
+    assert listed[extra] == slot_keys(9)  # the caller's entry stays, first
+    assert result["accessList"][0]["address"] == extra
+    assert CALLER.address.lower() not in listed  # the sender is never listed
+    assert reader_contract.address.lower() in listed  # and what the call touches is added
+
+
+def test_access_list_of_a_plain_transfer_is_empty(node):
+    result = result_of(node, "eth_createAccessList",
+                       {"from": CALLER.address, "to": "0x" + "01" * 20, "value": "0xa"})
+    assert result == {"accessList": [], "gasUsed": hex(TRANSFER_GAS)}
+
+
+@pytest.mark.parametrize("tx, complaint", [
+    ({"to": "0x" + "01" * 20, "accessList": "nope"}, "accessList"),
+    ({"to": "0x" + "01" * 20, "accessList": [{"address": "0x12", "storageKeys": []}]},
+     "accessList[0].address"),
+    ({"to": "0x" + "01" * 20, "accessList": [{"address": "0x" + "01" * 20,
+                                               "storageKeys": ["0x01"]}]},
+     "accessList[0].storageKeys[0]"),
+    ({"to": "0x" + "01" * 20, "gasPrice": "12"}, "gasPrice"),
+    ("not an object", "transaction"),
+])
+def test_bad_access_list_params_are_invalid_params(node, tx, complaint):
+    reply = rpc(node, "eth_createAccessList", tx, "latest")
+    assert reply["error"]["code"] == INVALID_PARAMS, reply
+    assert complaint in reply["error"]["message"]

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import trio
 
+from execution.access_list_call import AccessList, create_access_list
+from execution.call import CallError
 from execution.proof import AccountProof, MissingTrieNode, account_proof
 from node.rpc import encoding, params
 from node.rpc.errors import invalid_params, server_error
@@ -23,6 +25,33 @@ from node.rpc.server import Methods
 #: a walk of up to 64 trie nodes, and 1,024 keys keep a reply near a few MB.
 MAX_PROOF_SLOTS = 1024
 SLOT_HEX_DIGITS = 64
+FEE_FIELDS = ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "nonce")
+
+
+def parse_access_list(value: Any, name: str = "accessList") -> AccessList:
+    """An EIP-2930 list: [{address, storageKeys: [32-byte hex]}]; duplicates merge."""
+    if not isinstance(value, list):
+        raise invalid_params(f"{name}: expected an array of {{address, storageKeys}}")
+    result: AccessList = {}
+    for index, entry in enumerate(value):
+        entry = params.obj(entry, f"{name}[{index}]")
+        address = params.address(entry.get("address"), f"{name}[{index}].address")
+        keys = entry.get("storageKeys", [])
+        if not isinstance(keys, list):
+            raise invalid_params(f"{name}[{index}].storageKeys: expected an array")
+        slots = result.setdefault(address, {})
+        for key_index, key in enumerate(keys):
+            slot = params.hash32(key, f"{name}[{index}].storageKeys[{key_index}]")
+            slots[int.from_bytes(slot, "big")] = None
+    return result
+
+
+def access_list_json(access_list: list[tuple[bytes, list[int]]]) -> list[dict]:
+    return [
+        {"address": encoding.data(address),
+         "storageKeys": ["0x" + slot.to_bytes(32, "big").hex() for slot in slots]}
+        for address, slots in access_list
+    ]
 
 
 def _storage_key(value: Any, name: str) -> tuple[int, str]:
@@ -77,10 +106,35 @@ class StateApi:
         return _proof_json(proof, [name for _, name in keys])
 
 
+    async def create_access_list(self, tx: Any, block: Any = None) -> dict:
+        request = self.eth._call_request(tx)
+        fields = params.obj(tx, "transaction")
+        for name in FEE_FIELDS:  # accepted and checked; calls run at gas price zero
+            params.optional(fields.get(name), params.quantity, name)
+        given = parse_access_list(fields["accessList"]) if fields.get("accessList") else None
+        header = self.eth._require_header(block)
+        env, view = self.eth.chain.env_of(header), self.eth.chain.state_view(header)
+        gas_cap = min(self.eth.settings.gas_cap, header.gas_limit)
+        try:
+            result = await trio.to_thread.run_sync(
+                create_access_list, env, view, request, gas_cap, given
+            )
+        except CallError as exc:
+            raise server_error(str(exc)) from None
+        reply: dict[str, Any] = {
+            "accessList": access_list_json(result.access_list),
+            "gasUsed": encoding.quantity(result.gas_used),
+        }
+        if result.error is not None:
+            reply["error"] = result.error
+        return reply
+
+
 def register_state_api(methods: Methods, eth: EthApi) -> StateApi:
     api = StateApi(eth)
     table: dict[str, Callable[..., Any]] = {
         "eth_getProof": api.get_proof,
+        "eth_createAccessList": api.create_access_list,
     }
     for name, handler in table.items():
         methods.register(name, handler)

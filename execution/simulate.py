@@ -12,7 +12,8 @@ with it, the checks a block applies (nonce, fee caps against the base fee, funds
 gas and value, sender without code) fail the whole request with the spec's codes. The
 intrinsic-gas, funds-for-value and block-gas checks apply in both modes, as in geth.
 With `trace_transfers`, every value transfer (the call's own and every inner CALL or
-CREATE with value) adds an ERC-20-style Transfer log from 0xeeee...eeee.
+CREATE with value, and what a SELFDESTRUCT sends) adds an ERC-20-style Transfer log from
+0xeeee...eeee.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ MAX_NONCE = 2**64 - 1  # EIP-2681
 ETH_TRANSFER_LOG_ADDRESS = b"\xee" * 20
 TRANSFER_TOPIC = int.from_bytes(keccak(b"Transfer(address,address,uint256)"), "big")
 DELEGATION_PREFIX = b"\xef\x01\x00"  # EIP-7702: such code is not a contract
+SELFDESTRUCT = 0xFF
+ADDRESS_SPACE = 2**160
 
 
 class SimulationError(Exception):
@@ -153,18 +156,19 @@ def _simulation_state_class(base: type[StateAPI], precompiles: Mapping[bytes, An
     computation_class = base.computation_class
     fork_precompiles = computation_class.get_precompiles()
 
+    opcodes = dict(computation_class.opcodes)
+    if trace_transfers:
+        opcodes[SELFDESTRUCT] = _logging_selfdestruct(opcodes[SELFDESTRUCT])
+
     class SimulationComputation(computation_class):  # type: ignore[misc,valid-type]
         _precompiles = dict(precompiles)
 
         def __init__(self, state: Any, message: Any, transaction_context: Any) -> None:
             super().__init__(state, message, transaction_context)
             if trace_transfers and message.value and message.should_transfer_value:
-                self.add_log_entry(
-                    ETH_TRANSFER_LOG_ADDRESS,
-                    (TRANSFER_TOPIC, int.from_bytes(message.sender, "big"),
-                     int.from_bytes(message.storage_address, "big")),
-                    message.value.to_bytes(32, "big"),
-                )
+                _transfer_log(self, message.sender, message.storage_address, message.value)
+
+    SimulationComputation.opcodes = opcodes
 
     class SimulationState(base):
         computation_class = SimulationComputation
@@ -180,6 +184,31 @@ def _simulation_state_class(base: type[StateAPI], precompiles: Mapping[bytes, An
             return max(0, super().get_tip(transaction))  # zero-fee calls under a base fee
 
     return SimulationState
+
+
+def _transfer_log(computation: Any, sender: bytes, recipient: bytes, value: int) -> None:
+    computation.add_log_entry(
+        ETH_TRANSFER_LOG_ADDRESS,
+        (TRANSFER_TOPIC, int.from_bytes(sender, "big"), int.from_bytes(recipient, "big")),
+        value.to_bytes(32, "big"),
+    )
+
+
+def _logging_selfdestruct(selfdestruct: Any) -> Any:
+    """SELFDESTRUCT that first logs the balance it sends (to another account) as a transfer;
+    a failing frame drops the log with its others."""
+    def run(computation: Any) -> Any:
+        stack = computation._stack.values
+        if stack:
+            top = stack[-1] if isinstance(stack[-1], int) else int.from_bytes(stack[-1], "big")
+            beneficiary = (top % ADDRESS_SPACE).to_bytes(20, "big")
+            contract = computation.msg.storage_address
+            balance = computation.state.get_balance(contract)
+            if balance and beneficiary != contract:
+                _transfer_log(computation, contract, beneficiary, balance)
+        return selfdestruct(computation=computation)
+
+    return run
 
 
 def _move_precompiles(precompiles: dict[bytes, Any], overrides: Mapping[bytes, AccountOverride],

@@ -382,6 +382,7 @@ def simulate(parent: BlockHeaderAPI, parent_env: BlockEnv, view: StateView,
     hashes[parent.block_number] = parent.hash
     results: list[SimulatedBlock] = []
     previous = parent
+    budget = options.gas_cap  # gas left for the request's calls, all blocks together
     for number, time, block in _plan(parent, blocks):
         overrides = block.overrides
         if overrides.base_fee_per_gas is not None:
@@ -414,7 +415,15 @@ def simulate(parent: BlockHeaderAPI, parent_env: BlockEnv, view: StateView,
         gas_used = 0
         for call in block.calls:
             gas_left = env.gas_limit - gas_used
-            gas = call.gas if call.gas is not None else min(gas_left, options.gas_cap)
+            if call.gas is not None and call.gas > gas_left:
+                raise SimulationError(BLOCK_GAS_LIMIT_REACHED,
+                                      f"block gas limit reached: {call.gas} > {gas_left} left")
+            # The gas cap is a budget for the whole request, not per call: a request of
+            # 256 blocks of calls does at most as much EVM work as one capped eth_call.
+            if budget <= 0:
+                raise SimulationError(CLIENT_LIMIT_EXCEEDED,
+                                      f"the request's gas budget ({options.gas_cap}) is used up")
+            gas = min(call.gas if call.gas is not None else gas_left, budget)
             # Without validation the given nonce is not checked, and not used (as geth).
             nonce = state.get_nonce(call.sender)
             if options.validation and call.nonce is not None:
@@ -427,6 +436,7 @@ def simulate(parent: BlockHeaderAPI, parent_env: BlockEnv, view: StateView,
             except ValidationError as exc:
                 raise SimulationError(SERVER_ERROR, f"err: {exc}") from None
             receipt = vm_class.make_receipt(GasHeader(gas_used), listed, computation, state)
+            budget -= receipt.gas_used - gas_used
             gas_used = receipt.gas_used
             receipts.append(receipt)
             transactions.append(listed)

@@ -349,6 +349,27 @@ def test_moved_precompile(node):
     assert block["calls"][1]["returnData"] == "0x"
 
 
+SMALL_GAS_CAP = 3_000_000  # burning it in py-evm takes seconds, not the 50M default's minute
+
+
+def test_the_gas_cap_is_a_budget_for_the_whole_request(node_factory, tmp_path):
+    """rpc.gas_cap bounds the EVM work of one request, across all its blocks."""
+    config = tmp_path / "laminar.toml"
+    config.write_text(f"[rpc]\ngas_cap = {SMALL_GAS_CAP}\n")
+    capped = node_factory("--config", str(config))
+    looper = "0x" + "cd" * 20
+    loop_code = "0x5b600056"  # JUMPDEST PUSH1 0 JUMP: burns whatever gas it gets
+    block_gas = 2_000_000
+    block = {"blockOverrides": {"gasLimit": hex(block_gas)},
+             "calls": [{"from": SENDER.address, "to": looper}]}
+    first = {**block, "stateOverrides": {looper: {"code": loop_code}}}
+    two = simulate(capped, {"blockStateCalls": [first, block]})
+    assert [c["error"]["code"] for b in two for c in b["calls"]] == [-32015, -32015]
+    assert [int(b["calls"][0]["gasUsed"], 16) for b in two] == [block_gas,
+                                                                 SMALL_GAS_CAP - block_gas]
+    assert simulate_error(capped, {"blockStateCalls": [first, block, block]})["code"] == -38026
+
+
 @pytest.mark.parametrize("payload, code", [
     ({}, INVALID_PARAMS),
     ({"blockStateCalls": "x"}, INVALID_PARAMS),

@@ -392,3 +392,52 @@ def test_bad_access_list_params_are_invalid_params(node, tx, complaint):
     reply = rpc(node, "eth_createAccessList", tx, "latest")
     assert reply["error"]["code"] == INVALID_PARAMS, reply
     assert complaint in reply["error"]["message"]
+
+
+def test_access_list_of_a_contract_creation(node, w3):
+    """The created address is excluded as an address, as geth excludes the recipient, but
+    the slot its init code reads is listed under it."""
+    init_code = "0x60015400"  # PUSH1 1, SLOAD, STOP
+    nonce = w3.eth.get_transaction_count(CALLER.address, "latest")
+    result = result_of(node, "eth_createAccessList", {"from": CALLER.address, "data": init_code})
+    created = "0x" + keccak(rlp.encode([bytes.fromhex(CALLER.address[2:]), nonce]))[12:].hex()
+    assert result["accessList"] == [{"address": created, "storageKeys": slot_keys(1)}]
+
+
+def test_web3_create_access_list_and_simulate(w3, reader):
+    reader_contract, _ = reader
+    call = {"from": CALLER.address, "to": reader_contract.address,
+            "data": reader_contract.encode_abi("sync", [DEPLOYER.address])}
+    created = w3.eth.create_access_list(call, "latest")
+    assert {entry["address"] for entry in created["accessList"]} >= {reader_contract.address}
+    assert created["gasUsed"] > TRANSFER_GAS
+    [block] = w3.eth.simulate_v1({"blockStateCalls": [{"calls": [call]}]}, "latest")
+    assert block["calls"][0]["status"] == 1
+    # The simulated sync returns what the token holds: the deployer's balance + supply.
+    assert int.from_bytes(block["calls"][0]["returnData"], "big") > 0
+
+
+def test_state_methods_over_websocket_match_http(node, w3, token):
+    import json
+
+    from websockets.sync.client import connect as ws_connect
+
+    contract, compiled = token
+    number = hex(w3.eth.block_number)
+    requests_ = [
+        ("eth_getProof", [contract.address, [hex(compiled.storage_layout["totalSupply"]["slot"])],
+                          number]),
+        ("eth_createAccessList", [{"from": CALLER.address, "to": contract.address,
+                                   "data": contract.encode_abi("totalSupply", [])}, number]),
+        ("eth_simulateV1", [{"blockStateCalls": [{"calls": [
+            {"from": CALLER.address, "to": contract.address,
+             "input": contract.encode_abi("totalSupply", [])}]}]}, number]),
+    ]
+    with ws_connect(node.ws_url) as ws:
+        for index, (method, params) in enumerate(requests_):
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": index, "method": method,
+                                "params": params}))
+            over_ws = json.loads(ws.recv(timeout=30))
+            assert over_ws["id"] == index and "result" in over_ws, over_ws
+            assert_matches_result_schema(method, over_ws["result"])
+            assert over_ws["result"] == rpc(node, method, *params)["result"]

@@ -125,7 +125,6 @@ class StateApi:
             raise server_error(f"missing trie node {exc}") from None
         return _proof_json(proof, [name for _, name in keys])
 
-
     async def create_access_list(self, tx: Any, block: Any = None) -> dict:
         request = self.eth._call_request(tx)
         fields = params.obj(tx, "transaction")

@@ -33,6 +33,7 @@ from node.rpc.debug_api import DebugApi, register_debug_api
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
+from node.rpc.state_api import register_state_api
 from node.rpc.subscriptions import SubscriptionHub
 from storage.chain_store import CHAIN_CONFIG_KEY
 from storage.files import hex_key_file_content, write_secret_file
@@ -300,6 +301,7 @@ async def run_node(
         methods = Methods()
         register_eth_api(methods, api)
         register_debug_api(methods, DebugApi(chain, api, config.rpc))
+        register_state_api(methods, api)
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)

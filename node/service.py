@@ -29,6 +29,7 @@ from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
 from node.rpc import encoding
+from node.rpc.dev_api import DevApi, register_dev_api
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
@@ -298,6 +299,8 @@ async def run_node(
         hub = SubscriptionHub()
         methods = Methods()
         register_eth_api(methods, api)
+        dev_engine = engine if is_dev and isinstance(engine, SingleValidatorEngine) else None
+        register_dev_api(methods, DevApi(chain, mempool, api, dev_engine))
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)

@@ -4,6 +4,7 @@ and SIGKILL) after each kind of edit, and their refusal on a two-validator BFT c
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -62,11 +63,11 @@ def wait_until(predicate, what: str, timeout: float = DEADLINE_S):
         time.sleep(POLL_S)
 
 
-def transfer(w3: Web3, value: int = 1, to: str = SINK) -> bytes:
+def transfer(w3: Web3, value: int = 1, to: str = SINK, gas: int = 21_000) -> bytes:
     nonce = w3.eth.get_transaction_count(DEV.address, "pending")
     base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
     signed = DEV.sign_transaction({
-        "chainId": w3.eth.chain_id, "nonce": nonce, "to": to, "value": value, "gas": 21_000,
+        "chainId": w3.eth.chain_id, "nonce": nonce, "to": to, "value": value, "gas": gas,
         "maxFeePerGas": 2 * base_fee + 10**9, "maxPriorityFeePerGas": 10**9,
     })
     return w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -199,7 +200,7 @@ def test_state_edits_are_new_blocks_and_survive_a_kill(dev_node, node_factory):
     roots = [w3.eth.get_block(n)["stateRoot"] for n in range(before, before + 5)]
     assert len(set(roots)) == 5
     # Transactions still run on top of the edited state.
-    tx_hash = transfer(w3, value=7, to=contract)
+    tx_hash = transfer(w3, value=7, to=contract, gas=100_000)
     assert w3.eth.wait_for_transaction_receipt(tx_hash, timeout=DEADLINE_S)["status"] == 1
 
     node = restart(node_factory, dev_node, kill=True)
@@ -222,17 +223,10 @@ def test_state_edits_are_new_blocks_and_survive_a_kill(dev_node, node_factory):
 # ---- impersonation -----------------------------------------------------------------------
 
 
-async def test_impersonated_transactions_over_websocket(dev_node, node_factory):
-    w3 = web3_of(dev_node)
-    call(w3, "anvil_setBalance", WHALE, hex(100 * ETHER))
-    # Not impersonated (and the node holds no keys): geth's answer.
-    err = error_of(w3, "eth_sendTransaction", {"from": WHALE, "to": SINK, "value": "0x1"})
-    assert err == {"code": -32000, "message": "unknown account"}
-    err = error_of(w3, "eth_sendTransaction", {"from": DEV.address, "to": SINK, "value": "0x1"})
-    assert err["message"] == "unknown account"
-
-    sink_before = w3.eth.get_balance(SINK)
-    async with AsyncWeb3(WebSocketProvider(dev_node.ws_url)) as ws:
+async def impersonated_sends(ws_url: str) -> tuple:
+    """Over WebSocket (web3.py's asyncio provider): impersonate WHALE, send two
+    transactions with nothing but from/to/value, stop impersonating."""
+    async with AsyncWeb3(WebSocketProvider(ws_url)) as ws:
         reply = await ws.provider.make_request("hardhat_impersonateAccount", [WHALE])
         assert reply["result"] is True
         tx_hash = await ws.eth.send_transaction({"from": WHALE, "to": SINK, "value": 3 * ETHER})
@@ -245,7 +239,24 @@ async def test_impersonated_transactions_over_websocket(dev_node, node_factory):
         receipt2 = await ws.eth.wait_for_transaction_receipt(second, timeout=DEADLINE_S)
         assert receipt2["status"] == 1
         assert (await ws.eth.get_transaction(second))["nonce"] == 1
-        await ws.provider.make_request("anvil_stopImpersonatingAccount", [WHALE])
+        reply = await ws.provider.make_request("anvil_stopImpersonatingAccount", [WHALE])
+        assert reply["result"] is True
+    return tx_hash, second, receipt, receipt2
+
+
+def test_impersonated_transactions_over_websocket(dev_node, node_factory):
+    w3 = web3_of(dev_node)
+    call(w3, "anvil_setBalance", WHALE, hex(100 * ETHER))
+    # Not impersonated (and the node holds no keys): geth's answer.
+    err = error_of(w3, "eth_sendTransaction", {"from": WHALE, "to": SINK, "value": "0x1"})
+    assert err == {"code": -32000, "message": "unknown account"}
+    err = error_of(w3, "eth_sendTransaction", {"from": DEV.address, "to": SINK, "value": "0x1"})
+    assert err["message"] == "unknown account"
+
+    sink_before = w3.eth.get_balance(SINK)
+    tx_hash, second, receipt, receipt2 = asyncio.run(
+        asyncio.wait_for(impersonated_sends(dev_node.ws_url), timeout=2 * DEADLINE_S)
+    )
     assert w3.eth.get_balance(SINK) == sink_before + 3 * ETHER + 1
     spent = 3 * ETHER + 1 + receipt["gasUsed"] * receipt["effectiveGasPrice"] \
         + receipt2["gasUsed"] * receipt2["effectiveGasPrice"]

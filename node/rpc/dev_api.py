@@ -243,9 +243,11 @@ class DevApi:
         unsigned = builder.new_unsigned_dynamic_fee_transaction(
             self.chain.chain_id, nonce, tip, fee_cap, gas, to, value, data, [],
         )
-        return await trio.to_thread.run_sync(
+        signed = await trio.to_thread.run_sync(
             unsigned.as_signed_transaction, impersonation_key(sender)
         )
+        # In this fork's own transaction class (what blocks decode to), not London's.
+        return builder.decode(signed.encode())
 
     # ---- snapshots ------------------------------------------------------------------
 

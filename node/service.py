@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -28,6 +29,7 @@ from node.chain import Chain
 from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
+from node.metrics import NodeMetrics, peer_counter
 from node.rpc import encoding
 from node.rpc.dev_api import DevApi, register_dev_api
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
@@ -301,6 +303,9 @@ async def run_node(
         register_eth_api(methods, api)
         dev_engine = engine if is_dev and isinstance(engine, SingleValidatorEngine) else None
         register_dev_api(methods, DevApi(chain, mempool, api, dev_engine))
+        metrics = NodeMetrics(chain, mempool, peer_counter(p2p), methods.__contains__)
+        methods.observers.append(metrics.on_rpc_call)
+        chain.on_commit(metrics.on_commit)
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)
@@ -310,7 +315,9 @@ async def run_node(
         async with trio.open_nursery() as nursery:
             if p2p is not None:
                 await nursery.start(p2p.run)
-            node.rpc_port = await nursery.start(serve_rpc, rpc_config, methods, hub)
+            node.rpc_port = await nursery.start(
+                partial(serve_rpc, rpc_config, methods, hub, metrics=metrics.render)
+            )
             await nursery.start(engine.run)
             print_banner(node, is_dev)
             task_status.started(node)

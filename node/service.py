@@ -156,15 +156,18 @@ def _consensus_port(p2p: P2PService):
 def make_engine(
     config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mempool,
     validator_key: Optional[bytes], p2p: Optional[P2PService], hooks: NodeHooks,
-) -> ConsensusEngine:
+    is_dev: bool = False,
+) -> tuple[ConsensusEngine, Optional[SingleValidatorEngine]]:
     """Single-validator engine for a one-validator genesis run by its validator; the BFT
-    engine otherwise (several validators, or an observer), which needs networking."""
+    engine otherwise (several validators, or an observer), which needs networking.
+    The second value is the dev chain's producer (the dev methods drive it), else None."""
     if len(genesis.validators) == 1 and validator_key is not None:
-        return SingleValidatorEngine(
+        single = SingleValidatorEngine(
             chain, mempool, validator_key, config.consensus.block_time,
             config.consensus.max_block_txs,
             network=_consensus_port(p2p) if p2p is not None else None,
         )
+        return single, (single if is_dev else None)
     if p2p is None:
         raise NodeSetupError(
             f"the genesis names {len(genesis.validators)} validators: BFT consensus needs "
@@ -176,7 +179,7 @@ def make_engine(
             f"consensus.timeout_propose ({c.timeout_propose}s) must exceed consensus.block_time "
             f"({c.block_time}s): the proposer waits up to block_time for transactions"
         )
-    return BFTEngine(
+    bft = BFTEngine(
         chain=chain, mempool=mempool, network=_consensus_port(p2p),
         validators=ValidatorSet.from_genesis(genesis), private_key=validator_key,
         datadir=config.datadir,
@@ -187,6 +190,7 @@ def make_engine(
         ),
         outbound=hooks.consensus_outbound,
     )
+    return bft, None
 
 
 @dataclass
@@ -284,7 +288,9 @@ async def run_node(
 
             p2p = P2PService(make_p2p_config(config))
             p2p.set_peer_filter(hooks.peer_filter)
-        engine = make_engine(config, genesis, chain, mempool, validator_key, p2p, hooks)
+        engine, dev_engine = make_engine(
+            config, genesis, chain, mempool, validator_key, p2p, hooks, is_dev
+        )
         node = Node(config, chain, mempool, engine, p2p=p2p)
         api = EthApi(
             chain, mempool, config.rpc, filters, genesis.validators,
@@ -301,7 +307,6 @@ async def run_node(
         hub = SubscriptionHub()
         methods = Methods()
         register_eth_api(methods, api)
-        dev_engine = engine if is_dev and isinstance(engine, SingleValidatorEngine) else None
         register_dev_api(methods, DevApi(chain, mempool, api, dev_engine))
         metrics = NodeMetrics(chain, mempool, peer_counter(p2p), methods.__contains__)
         methods.observers.append(metrics.on_rpc_call)

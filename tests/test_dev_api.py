@@ -27,6 +27,7 @@ STRANGER = Web3.to_checksum_address("0x" + "42" * 20)
 # A contract whose code returns the word at storage slot 0:
 # PUSH1 0 SLOAD PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
 RETURN_SLOT0 = bytes.fromhex("600054600052602060" "00f3")
+EMPTY_CODE_HASH = bytes.fromhex("c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 
@@ -91,6 +92,40 @@ def head_is_consistent(w3: Web3) -> dict:
     by_hash = w3.eth.get_balance(DEV.address, {"blockHash": head["hash"]})
     assert by_hash == w3.eth.get_balance(DEV.address, head["number"])
     return head
+
+
+def assert_state_complete(node: NodeProcess) -> None:
+    """With the node stopped: every account of the head's state root, and every storage
+    slot of each, can be read from its LevelDB through the tries (py-trie's own walk,
+    not the node's code), so no node of the head's state is missing."""
+    import rlp
+    from eth.rlp.accounts import Account as StateAccount
+    from trie import HexaryTrie
+    from trie.iter import NodeIterator
+
+    from storage.leveldb import LevelDB
+
+    db = LevelDB(node.datadir / "chaindata")
+    try:
+        head_hash = db.get(b"mhead")
+        header_rlp = db.get(b"h" + head_hash)
+        state_root = rlp.decode(header_rlp)[3]
+        accounts = 0
+
+        def keys_of(root: bytes):
+            walker, key = NodeIterator(HexaryTrie(db, root)), None
+            while (key := walker.next(key)) is not None:
+                yield key
+
+        for key in keys_of(state_root):
+            account = rlp.decode(HexaryTrie(db, state_root)[key], sedes=StateAccount)
+            accounts += 1
+            for slot_key in keys_of(account.storage_root):
+                assert HexaryTrie(db, account.storage_root)[slot_key]
+            assert account.code_hash == EMPTY_CODE_HASH or db.get(account.code_hash) is not None
+        assert accounts > 0
+    finally:
+        db.close()
 
 
 # ---- mining and time ---------------------------------------------------------------------
@@ -218,6 +253,8 @@ def test_state_edits_are_new_blocks_and_survive_a_kill(dev_node, node_factory):
     assert error_of(w3, "anvil_setCode", contract)["code"] == INVALID_PARAMS
     assert w3.eth.block_number == height
     assert_edited(w3)
+    node.kill()
+    assert_state_complete(node)
 
 
 # ---- impersonation -----------------------------------------------------------------------
@@ -317,6 +354,8 @@ def test_revert_rewinds_atomically_and_survives_sigkill(dev_node, node_factory):
     receipt = w3.eth.wait_for_transaction_receipt(again, timeout=DEADLINE_S)
     assert receipt["blockNumber"] == base["number"] + 1
     assert w3.eth.get_block(base["number"] + 1)["parentHash"] == base["hash"]
+    node.kill()
+    assert_state_complete(node)
 
 
 def test_revert_twice_and_stale_ids_are_refused(dev_node):

@@ -406,3 +406,24 @@ def test_bad_quantities_are_invalid_params(dev_node, method):
     w3 = web3_of(dev_node)
     for bad in ["0x", "0x01", 5, None, "0x" + "f" * 65]:
         assert error_of(w3, method, STRANGER, bad)["code"] == INVALID_PARAMS
+
+
+DEV_METHODS = [
+    "evm_mine", "anvil_mine", "hardhat_mine", "evm_setAutomine", "anvil_setAutomine",
+    "evm_setIntervalMining", "evm_increaseTime", "anvil_increaseTime",
+    "evm_setNextBlockTimestamp", "anvil_setNextBlockTimestamp", "evm_snapshot", "evm_revert",
+    "anvil_setBalance", "hardhat_setBalance", "anvil_setNonce", "anvil_setCode",
+    "anvil_setStorageAt", "hardhat_setStorageAt", "anvil_impersonateAccount",
+    "hardhat_stopImpersonatingAccount", "eth_sendTransaction",
+]
+
+
+def test_garbage_params_are_refused_and_change_nothing(dev_node):
+    w3 = web3_of(dev_node)
+    height, head = w3.eth.block_number, w3.eth.get_block("latest")
+    for method in DEV_METHODS:
+        for params in ([{"bad": 1}], ["0xzz"], [-1], [[1, 2]], [1, 2, 3, 4, 5, 6]):
+            err = error_of(w3, method, *params)
+            assert err["code"] == INVALID_PARAMS, (method, params, err)
+    assert w3.eth.block_number == height and w3.eth.get_block("latest") == head
+    assert call(w3, "evm_mine") == "0x0"  # and the node still serves them

@@ -11,6 +11,7 @@ import pytest
 from conftest import DEV_KEYS, NodeProcess, start_node_with_config
 from eth_account import Account
 from test_bft_network import devnet_init
+from test_metrics import scrape, value
 from web3 import AsyncWeb3, Web3
 from web3.providers.persistent import WebSocketProvider
 
@@ -396,6 +397,19 @@ def test_bft_chain_refuses_dev_methods(tmp_path):
         err = error_of(w3, "eth_sendTransaction", {"from": WHALE, "to": SINK})
         assert err == {"code": -32000, "message": "unknown account"}
         assert w3.eth.get_balance(STRANGER) == 0
+
+        # The same node's /metrics on a BFT chain: its peer, and heights that BFT commits.
+        peers = wait_until(lambda: int(call(w3, "net_peerCount"), 16), "a peer", 60)
+        wait_until(lambda: w3.eth.block_number >= 2, "two BFT blocks", 60)
+        low = w3.eth.block_number
+        families = scrape(nodes[0].url)
+        high = w3.eth.block_number
+        assert value(families, "laminar_peers", "laminar_peers") == peers
+        assert low <= value(families, "laminar_head_height", "laminar_head_height") <= high
+        name = "laminar_consensus_rounds_per_height"
+        committed = value(families, name, name + "_count")
+        assert low <= committed <= high  # every height above genesis, one round or more
+        assert value(families, name, name + "_sum") >= committed
     finally:
         for node in nodes:
             node.kill()

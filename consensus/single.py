@@ -117,10 +117,12 @@ class SingleValidatorEngine:
                 await _wait_any(pool_changed, controls_changed)
 
     def next_timestamp(self) -> int:
-        """The next block's timestamp: the one set by evm_setNextBlockTimestamp, else the
-        wall clock plus evm_increaseTime's offset (the chain keeps it above the parent's)."""
+        """The next mined block's timestamp: the one set by evm_setNextBlockTimestamp (then
+        the clock goes on from it), else the wall clock plus evm_increaseTime's offset (the
+        chain keeps it above the parent's)."""
         if self.dev.next_timestamp is not None:
             timestamp, self.dev.next_timestamp = self.dev.next_timestamp, None
+            self.dev.time_offset_s = timestamp - int(time.time())  # later blocks go on from it
             return timestamp
         return int(time.time()) + self.dev.time_offset_s
 
@@ -141,7 +143,12 @@ class SingleValidatorEngine:
         transactions = self.mempool.select_for_block(
             self.chain.next_base_fee(), head.gas_limit, self.max_block_txs
         ) if with_transactions else []
-        block_time = timestamp if timestamp is not None else self.next_timestamp()
+        if timestamp is not None:
+            block_time = timestamp
+        elif state_patch is not None:  # an edit is not "the next mined block": keep its time
+            block_time = int(time.time()) + self.dev.time_offset_s
+        else:
+            block_time = self.next_timestamp()
         impersonated = self.mempool.impersonated_senders(transactions)
         proposal = await trio.to_thread.run_sync(
             functools.partial(

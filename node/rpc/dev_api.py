@@ -143,8 +143,7 @@ class DevApi:
     def set_next_block_timestamp(self, timestamp: Any) -> None:
         engine = self._dev("evm_setNextBlockTimestamp")
         forced = self._later_than_head(timestamp, "timestamp")
-        engine.dev.next_timestamp = forced
-        engine.dev.time_offset_s = forced - int(time.time())
+        engine.dev.next_timestamp = forced  # the offset follows when that block is mined
         return None
 
     # ---- state edits ----------------------------------------------------------------

@@ -76,9 +76,11 @@ class BlockChain(Protocol[ExecutedT]):
         self, transactions: Sequence[SignedTransactionAPI], timestamp: Optional[int] = None,
         coinbase: bytes = ..., parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
+        state_patch: Any = None, impersonated: Optional[dict[bytes, bytes]] = None,
     ) -> ExecutedT:
         """Build and execute a block on `parent` (default: the head); invalid
-        transactions are dropped (`ExecutedBlock.dropped`), never fatal."""
+        transactions are dropped (`ExecutedBlock.dropped`), never fatal. The dev chain
+        alone gives `state_patch` and `impersonated` (see node.chain.Chain.propose)."""
 
     def decode_block(self, data: bytes) -> BlockAPI:
         """A block from a peer's bytes; BlockRejected when they are not one."""
@@ -121,6 +123,21 @@ class TransactionSource(Protocol):
     ) -> list[Optional[bytes]]:
         """The senders the pool already recovered for these transactions (same hash),
         None where it holds none: execution need not recover them again."""
+
+
+class DevTransactionSource(TransactionSource, Protocol):
+    """The mempool as the dev chain's producer sees it (automine, interval mining,
+    impersonated transactions)."""
+
+    @property
+    def new_tx_event(self) -> trio.Event: ...
+
+    def has_executable(self) -> bool: ...
+
+    def impersonated_senders(
+        self, transactions: Sequence[SignedTransactionAPI]
+    ) -> dict[bytes, bytes]:
+        """tx hash -> sender for those of `transactions` sent unsigned (impersonated)."""
 
 
 MessageHandler = Callable[[bytes, Any], Verdict]

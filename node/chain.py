@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 BLOCKHASH_WINDOW = 256  # BLOCKHASH reaches this many blocks back
 RECENT_STATS_BLOCKS = 64  # laminar_executionStats reports this many recent blocks
 EIP7702_DELEGATION_PREFIX = b"\xef\x01\x00"
+HASH_BYTES = 32
 ACCESS_LIST_CACHE = 64  # decoded access lists kept (blocks of the heights in flight)
 # What the data dir's blocks look like; a data dir of another format is refused.
 CHAIN_FORMAT = b"laminar/2: blocks carry EIP-7928 access lists"
@@ -80,10 +81,62 @@ class Proposal:
     block: BlockAPI
     result: ExecutionResult
     dropped: list[tuple[SignedTransactionAPI, str]] = field(default_factory=list)
+    # Dev chain: tx hash -> sender of the block's impersonated transactions.
+    impersonated: dict[bytes, bytes] = field(default_factory=dict)
 
     @property
     def header(self) -> BlockHeaderAPI:
         return self.block.header
+
+
+@dataclass
+class AccountPatch:
+    """Dev chain (anvil_set*): what to overwrite in one account; None keeps the value."""
+
+    balance: Optional[int] = None
+    nonce: Optional[int] = None
+    code: Optional[bytes] = None
+    storage: dict[int, int] = field(default_factory=dict)
+
+
+StatePatch = dict[bytes, AccountPatch]  # address -> edits
+
+
+class _LayeredNodes:
+    """New state nodes over the database's (a patched pre-state not yet written)."""
+
+    def __init__(self, nodes: dict[bytes, bytes], base: LevelDB) -> None:
+        self._nodes, self._base = nodes, base
+
+    def __getitem__(self, key: bytes) -> bytes:
+        found = self._nodes.get(key)
+        return found if found is not None else self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._nodes or key in self._base
+
+
+def apply_state_patch(
+    db: LevelDB, state_root: bytes, patch: StatePatch
+) -> tuple[dict[bytes, bytes], bytes]:
+    """The state `patch` makes of the state at `state_root`: (new nodes, new root).
+    Nothing is written: the nodes are committed with the block whose header names the
+    root, so no stored header ever disagrees with the state it points at."""
+    overlay = OverlayDB(db)
+    accounts = AccountDB(overlay, state_root)
+    for address, edit in patch.items():
+        if edit.balance is not None:
+            accounts.set_balance(address, edit.balance)
+        if edit.nonce is not None:
+            accounts.set_nonce(address, edit.nonce)
+        if edit.code is not None:
+            accounts.set_code(address, edit.code)
+        for slot, value in edit.storage.items():
+            accounts.set_storage(address, slot, value)
+    accounts.persist()
+    root = accounts.state_root
+    nodes = {key: value for key, value in overlay.pending().items() if len(key) == HASH_BYTES}
+    return nodes, root
 
 
 @dataclass(frozen=True)
@@ -139,6 +192,10 @@ class Chain:
         # (height, ExecutionStats) of the last blocks this node executed itself.
         self.recent_stats: deque = deque(maxlen=RECENT_STATS_BLOCKS)
         self._commit_listeners: list[Callable[[BlockAPI, Sequence[ReceiptAPI]], None]] = []
+        # Dev chain: senders of committed impersonated transactions (their signatures are
+        # placeholders, so `tx.sender` must be given, not recovered).
+        self._impersonated: dict[bytes, bytes] = self.store.impersonated_senders()
+        self._sequential: Optional[Executor] = None
 
     # ---- opening --------------------------------------------------------------------
 
@@ -244,7 +301,13 @@ class Chain:
         return location
 
     def block_by_hash(self, block_hash: bytes) -> Optional[BlockAPI]:
-        return self.store.get_block(block_hash)
+        block = self.store.get_block(block_hash)
+        if block is not None and self._impersonated:
+            for tx in block.transactions:
+                sender = self._impersonated.get(bytes(tx.hash))
+                if sender is not None:
+                    tx.__dict__["sender"] = sender  # py-evm caches tx.sender there
+        return block
 
     def receipts(self, block_hash: bytes) -> tuple[ReceiptAPI, ...]:
         return self.store.get_receipts(block_hash) or ()
@@ -309,12 +372,19 @@ class Chain:
         coinbase: bytes = b"\x00" * 20,
         parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
+        state_patch: Optional[StatePatch] = None,
+        impersonated: Optional[dict[bytes, bytes]] = None,
     ) -> Proposal:
         """Build and execute the next block; invalid transactions are dropped, not fatal.
 
         `parent` defaults to the head; give it when building from a worker thread while
         the head may move (the caller discards a block built on a stale parent).
-        `senders`: the ones the mempool recovered, by index (see `BlockInput.senders`)."""
+        `senders`: the ones the mempool recovered, by index (see `BlockInput.senders`).
+        Dev chain only: `state_patch` edits the parent's state before the block runs
+        (the header's root includes the edits); `impersonated` (tx hash -> sender) names
+        transactions whose signatures are placeholders: such a block runs on the
+        sequential executor, in this process, where the given senders hold (Block-STM's
+        workers would recover them from the placeholder signatures)."""
         parent = parent if parent is not None else self._head
         env = self.env_for_child_of(
             parent, int(timestamp if timestamp is not None else time.time()), coinbase
@@ -322,11 +392,23 @@ class Chain:
         txs = list(transactions)
         known = list(senders) if senders is not None else [None] * len(txs)
         dropped: list[tuple[SignedTransactionAPI, str]] = []
+        pre_state = self.state_view(parent)
+        patch_nodes: dict[bytes, bytes] = {}
+        if state_patch:
+            patch_nodes, patched_root = apply_state_patch(self.db, parent.state_root, state_patch)
+            pre_state = StateView(_LayeredNodes(patch_nodes, self.db), patched_root)
+        executor = self.executor
+        if impersonated:
+            if self._sequential is None:
+                from execution.sequential import SequentialExecutor
+
+                self._sequential = SequentialExecutor()
+            executor = self._sequential
         while True:
             try:
-                result = self.executor.execute(
+                result = executor.execute(
                     BlockInput(env=env, transactions=txs, senders=known, build_access_list=True),
-                    self.state_view(parent),
+                    pre_state,
                 )
                 break
             except InvalidBlockError as exc:
@@ -340,7 +422,13 @@ class Chain:
         )
         block = self.block_class(header, txs, [], [], access_list=access_list.encode())
         self._remember_access_list(header.hash, access_list)
-        return Proposal(block=block, result=result, dropped=dropped)
+        if patch_nodes:
+            result.state_nodes = {**patch_nodes, **result.state_nodes}
+        kept = {bytes(tx.hash) for tx in txs}
+        return Proposal(
+            block=block, result=result, dropped=dropped,
+            impersonated={h: s for h, s in (impersonated or {}).items() if h in kept},
+        )
 
     def _access_list_of(self, result: ExecutionResult) -> BlockAccessList:
         if result.access_list is None:
@@ -558,11 +646,32 @@ class Chain:
         if proposal.header.parent_hash != self._head.hash:
             raise RuntimeError("proposal does not extend the current head")
         self.store.commit_block(
-            proposal.block, proposal.result.receipts, proposal.result.state_nodes, certificate
+            proposal.block, proposal.result.receipts, proposal.result.state_nodes, certificate,
+            impersonated=proposal.impersonated,
         )
+
+    def rewind_to(self, number: int) -> list[bytes]:
+        """Dev chain (evm_revert): make canonical block `number` the head again, on disk
+        in one synced batch, then in memory. The caller keeps block production out
+        meanwhile. Returns the hashes of the transactions of the removed blocks."""
+        if not 0 <= number <= self._head.block_number:
+            raise ValueError(f"no block {number} at or below the head")
+        removed = self.store.rewind_to(number, self._head.block_number)
+        for tx_hash in removed:
+            self._impersonated.pop(tx_hash, None)
+        head_hash = self.store.canonical_hash(number)
+        assert head_hash is not None  # rewind_to checked it
+        header = self.store.get_header(head_hash)
+        assert header is not None
+        self._head = header
+        self._recent_hashes.clear()
+        self._load_recent_hashes()
+        self.recent_stats.clear()
+        return removed
 
     def advance_head(self, proposal: Proposal) -> None:
         """Make a written block the head in memory and tell listeners (trio thread)."""
+        self._impersonated.update(proposal.impersonated)
         self._head = proposal.header
         self._recent_hashes.append(proposal.header.hash)
         self.recent_stats.append((proposal.header.block_number, proposal.result.stats))

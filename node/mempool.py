@@ -118,6 +118,9 @@ class PooledTx:
     raw: bytes
     received_at: float = field(default_factory=time.time)
     seq: int = 0  # insertion order, tie-breaker for equal prices
+    # Dev chain: sent by eth_sendTransaction from an impersonated account; the signature
+    # is a placeholder and `sender` is the account. Never gossiped.
+    impersonated: bool = False
 
     @property
     def nonce(self) -> int:
@@ -379,13 +382,38 @@ class Mempool:
         Raises :class:`MempoolError` on rejection; the pool is then unchanged.
         """
         raw = bytes(raw)
-        cfg = self.config
         tx = self._decode(raw)
         tx_hash = bytes(tx.hash)
         if tx_hash in self._by_hash:
             raise MempoolError(f"already known: 0x{tx_hash.hex()}")
         sender = self._validate_stateless(tx)
+        return self._admit(tx, tx_hash, sender, raw, base_fee, impersonated=False)
 
+    def add_impersonated(self, tx: SignedTransactionAPI, sender: bytes, base_fee: int) -> PooledTx:
+        """Dev chain: add an unsigned transaction from an impersonated `sender` (its
+        signature fields are placeholders; `tx.sender` is set to `sender`). The same
+        checks as `add_raw` but the signature's. Raises MempoolError."""
+        tx.__dict__["sender"] = sender  # py-evm's cached tx.sender
+        tx_hash = bytes(tx.hash)
+        if tx_hash in self._by_hash:
+            raise MempoolError(f"already known: 0x{tx_hash.hex()}")
+        self._validate_stateless(tx)
+        return self._admit(tx, tx_hash, sender, encode_transaction(tx), base_fee, impersonated=True)
+
+    def impersonated_senders(self, transactions: Sequence[SignedTransactionAPI]) -> dict[bytes, bytes]:
+        """tx hash -> sender for those of `transactions` that came in impersonated."""
+        found = {}
+        for tx in transactions:
+            pooled = self._by_hash.get(bytes(tx.hash))
+            if pooled is not None and pooled.impersonated:
+                found[pooled.hash] = pooled.sender
+        return found
+
+    def _admit(
+        self, tx: SignedTransactionAPI, tx_hash: bytes, sender: bytes, raw: bytes,
+        base_fee: int, impersonated: bool,
+    ) -> PooledTx:
+        cfg = self.config
         if tx.max_fee_per_gas < base_fee:
             raise MempoolError(
                 "max fee per gas less than block base fee: "
@@ -445,7 +473,10 @@ class Mempool:
                     raise MempoolError("txpool is full")
 
         # --- all checks passed: mutate
-        pooled = PooledTx(tx=tx, hash=tx_hash, sender=sender, raw=raw, seq=next(self._seq))
+        pooled = PooledTx(
+            tx=tx, hash=tx_hash, sender=sender, raw=raw, seq=next(self._seq),
+            impersonated=impersonated,
+        )
         if old is not None:
             self._remove(old)
         if victim is not None:

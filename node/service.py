@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -28,8 +29,10 @@ from node.chain import Chain
 from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
+from node.metrics import NodeMetrics, peer_counter
 from node.rpc import encoding
 from node.rpc.debug_api import DebugApi, register_debug_api
+from node.rpc.dev_api import DevApi, register_dev_api
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
@@ -155,15 +158,18 @@ def _consensus_port(p2p: P2PService):
 def make_engine(
     config: NodeConfig, genesis: Genesis, chain: Chain, mempool: Mempool,
     validator_key: Optional[bytes], p2p: Optional[P2PService], hooks: NodeHooks,
-) -> ConsensusEngine:
+    is_dev: bool = False,
+) -> tuple[ConsensusEngine, Optional[SingleValidatorEngine]]:
     """Single-validator engine for a one-validator genesis run by its validator; the BFT
-    engine otherwise (several validators, or an observer), which needs networking."""
+    engine otherwise (several validators, or an observer), which needs networking.
+    The second value is the dev chain's producer (the dev methods drive it), else None."""
     if len(genesis.validators) == 1 and validator_key is not None:
-        return SingleValidatorEngine(
+        single = SingleValidatorEngine(
             chain, mempool, validator_key, config.consensus.block_time,
             config.consensus.max_block_txs,
             network=_consensus_port(p2p) if p2p is not None else None,
         )
+        return single, (single if is_dev else None)
     if p2p is None:
         raise NodeSetupError(
             f"the genesis names {len(genesis.validators)} validators: BFT consensus needs "
@@ -175,7 +181,7 @@ def make_engine(
             f"consensus.timeout_propose ({c.timeout_propose}s) must exceed consensus.block_time "
             f"({c.block_time}s): the proposer waits up to block_time for transactions"
         )
-    return BFTEngine(
+    bft = BFTEngine(
         chain=chain, mempool=mempool, network=_consensus_port(p2p),
         validators=ValidatorSet.from_genesis(genesis), private_key=validator_key,
         datadir=config.datadir,
@@ -186,6 +192,7 @@ def make_engine(
         ),
         outbound=hooks.consensus_outbound,
     )
+    return bft, None
 
 
 @dataclass
@@ -283,7 +290,9 @@ async def run_node(
 
             p2p = P2PService(make_p2p_config(config))
             p2p.set_peer_filter(hooks.peer_filter)
-        engine = make_engine(config, genesis, chain, mempool, validator_key, p2p, hooks)
+        engine, dev_engine = make_engine(
+            config, genesis, chain, mempool, validator_key, p2p, hooks, is_dev
+        )
         node = Node(config, chain, mempool, engine, p2p=p2p)
         api = EthApi(
             chain, mempool, config.rpc, filters, genesis.validators,
@@ -302,6 +311,10 @@ async def run_node(
         register_eth_api(methods, api)
         register_debug_api(methods, DebugApi(chain, api, config.rpc))
         register_state_api(methods, api)
+        register_dev_api(methods, DevApi(chain, mempool, api, dev_engine))
+        metrics = NodeMetrics(chain, mempool, peer_counter(p2p), methods.__contains__)
+        methods.observers.append(metrics.on_rpc_call)
+        chain.on_commit(metrics.on_commit)
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)
@@ -311,7 +324,9 @@ async def run_node(
         async with trio.open_nursery() as nursery:
             if p2p is not None:
                 await nursery.start(p2p.run)
-            node.rpc_port = await nursery.start(serve_rpc, rpc_config, methods, hub)
+            node.rpc_port = await nursery.start(
+                partial(serve_rpc, rpc_config, methods, hub, metrics=metrics.render)
+            )
             await nursery.start(engine.run)
             print_banner(node, is_dev)
             task_status.started(node)

@@ -10,11 +10,15 @@ collide with a state node, which is keyed by its bare 32-byte hash):
     c + block_hash            -> commit certificate (opaque bytes from consensus)
     n + number (8 bytes BE)   -> canonical block hash
     t + tx_hash               -> RLP [block_hash, tx_index]
+    i + tx_hash               -> sender of a dev-chain transaction sent from an
+                                 impersonated account (its signature is a placeholder)
     m + name                  -> chain metadata (head hash, chain config JSON, format)
 
 `commit_block` writes a block, its receipts, index entries, the state nodes it produced
 and the new head pointer in one synced batch: after a crash the node is either at the
 old head or at the new one, with every state node of that head present.
+`rewind_to` (dev chain: evm_revert) removes the blocks above a height and moves the
+head back in one synced batch too.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ RECEIPTS_PREFIX = b"r"
 CERTIFICATE_PREFIX = b"c"
 CANONICAL_PREFIX = b"n"
 TX_INDEX_PREFIX = b"t"
+IMPERSONATED_PREFIX = b"i"
 META_PREFIX = b"m"
 
 HEAD_KEY = META_PREFIX + b"head"
@@ -137,8 +142,10 @@ class ChainStore:
         certificate: bytes,
         chain_config: Optional[bytes] = None,
         chain_format: Optional[bytes] = None,
+        impersonated: Optional[Mapping[bytes, bytes]] = None,
     ) -> None:
-        """Persist a block as the new head, with its state, atomically and durably."""
+        """Persist a block as the new head, with its state, atomically and durably.
+        `impersonated`: tx hash -> sender of the block's impersonated transactions."""
         header = block.header
         block_hash = header.hash
         puts: dict[bytes, bytes] = {}
@@ -155,9 +162,48 @@ class ChainStore:
         puts[_number_key(header.block_number)] = block_hash
         for index, tx in enumerate(block.transactions):
             puts[TX_INDEX_PREFIX + tx.hash] = rlp.encode([block_hash, index])
+        for tx_hash, sender in (impersonated or {}).items():
+            puts[IMPERSONATED_PREFIX + tx_hash] = sender
         if chain_config is not None:
             puts[CHAIN_CONFIG_KEY] = chain_config
         if chain_format is not None:
             puts[FORMAT_KEY] = chain_format
         puts[HEAD_KEY] = block_hash
         self.db.write_atomically(puts)
+
+    def impersonated_senders(self) -> dict[bytes, bytes]:
+        """Every stored impersonated transaction's sender, by tx hash (dev chains only
+        have any, and few: loaded once when the chain opens)."""
+        return {
+            key[len(IMPERSONATED_PREFIX):]: value
+            for key, value in self.db.iterate_prefix(IMPERSONATED_PREFIX)
+        }
+
+    def rewind_to(self, number: int, head_number: int) -> list[bytes]:
+        """Make canonical height `number` the head again: the blocks above it (up to
+        `head_number`) go with their headers, bodies, receipts, certificates, canonical
+        entries, transaction index and impersonation entries, in one synced batch with
+        the head pointer, so a crash leaves the old chain or the rewound one. State nodes
+        stay (content-addressed: the kept blocks' nodes may be shared). Returns the
+        hashes of the transactions removed."""
+        target = self.canonical_hash(number)
+        if target is None:
+            raise CorruptDatabaseError(f"no canonical block at height {number}")
+        deletes: list[bytes] = []
+        removed_txs: list[bytes] = []
+        for height in range(number + 1, head_number + 1):
+            block_hash = self.canonical_hash(height)
+            if block_hash is None:
+                raise CorruptDatabaseError(f"no canonical block at height {height}")
+            block = self.get_block(block_hash)
+            if block is None:
+                raise CorruptDatabaseError(f"block {block_hash.hex()} has no body")
+            for tx in block.transactions:
+                removed_txs.append(bytes(tx.hash))
+                deletes.append(TX_INDEX_PREFIX + tx.hash)
+                deletes.append(IMPERSONATED_PREFIX + tx.hash)
+            for prefix in (HEADER_PREFIX, BLOCK_PREFIX, RECEIPTS_PREFIX, CERTIFICATE_PREFIX):
+                deletes.append(prefix + block_hash)
+            deletes.append(_number_key(height))
+        self.db.write_atomically({HEAD_KEY: target}, deletes)
+        return removed_txs

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
 
+METRICS_PATH = "/metrics"
+METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format
 ACCEPTED_CONTENT_TYPES = ("application/json", "application/json-rpc", "application/jsonrequest")
 SUBSCRIBE = "eth_subscribe"
 UNSUBSCRIBE = "eth_unsubscribe"
@@ -114,6 +116,8 @@ class Methods:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
+        # Told of every call: (method, failed) (the node's metrics).
+        self.observers: list[Callable[[str, bool], None]] = []
 
     def register(self, name: str, handler: Callable[..., Any] | None = None):
         """Register ``handler`` for ``name``; usable as ``@methods.register("x")`` too.
@@ -144,6 +148,22 @@ class Methods:
     async def call(self, name: str, params: Any) -> Any:
         """Invoke ``name``; raises RpcError for every failure (never anything else
         except trio cancellation)."""
+        try:
+            result = await self._call(name, params)
+        except RpcError:
+            self._observe(name, failed=True)
+            raise
+        self._observe(name, failed=False)
+        return result
+
+    def _observe(self, name: str, failed: bool) -> None:
+        for observer in self.observers:
+            try:
+                observer(name, failed)
+            except Exception:  # an observer's bug must not fail the call
+                log.exception("RPC call observer failed")
+
+    async def _call(self, name: str, params: Any) -> Any:
         entry = self._entries.get(name)
         if entry is None:
             raise method_not_found(name)
@@ -468,9 +488,13 @@ class _WsConnection:
 class RpcApp:
     """Hand-written ASGI app: POST/GET/OPTIONS on ``config.path`` plus WebSocket."""
 
-    def __init__(self, config: RpcServerConfig, methods: Methods, hub: SubscriptionHub | None):
+    def __init__(
+        self, config: RpcServerConfig, methods: Methods, hub: SubscriptionHub | None,
+        metrics: Callable[[], bytes] | None = None,
+    ):
         self.config = config
         self.hub = hub
+        self.metrics = metrics  # GET METRICS_PATH: Prometheus text (None: 404)
         self.dispatcher = Dispatcher(config, methods, hub)
         self.ws_connections = 0
         origins = config.cors_origins
@@ -523,6 +547,16 @@ class RpcApp:
         method = scope["method"]
         text = b"text/plain; charset=utf-8"
         jtype = b"application/json"
+        if scope["path"] == METRICS_PATH and self.metrics is not None \
+                and scope["path"] != self.config.path:
+            if method not in ("GET", "HEAD"):
+                await self._respond(send, 405, b"method not allowed\n", text,
+                                    cors + [(b"allow", b"GET")])
+                return
+            body = self.metrics()
+            await self._respond(send, 200, b"" if method == "HEAD" else body,
+                                METRICS_CONTENT_TYPE, cors)
+            return
         if scope["path"] != self.config.path:
             await self._respond(send, 404, b"not found\n", text, cors)
             return
@@ -639,6 +673,7 @@ async def serve_rpc(
     subscriptions: SubscriptionHub | None = None,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    metrics: Callable[[], bytes] | None = None,
     task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve JSON-RPC over HTTP and WebSocket until cancelled (or until
@@ -647,7 +682,7 @@ async def serve_rpc(
     Use ``port = await nursery.start(serve_rpc, cfg, methods, hub)``; the
     reported port is the real bound one (useful with ``cfg.port = 0``).
     """
-    app = RpcApp(config, methods, subscriptions)
+    app = RpcApp(config, methods, subscriptions, metrics)
     hc = _hypercorn_config(config)
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(

@@ -49,6 +49,7 @@ from eth.vm.interrupt import EVMMissingData
 from eth.vm.message import Message
 
 from execution.executor import BlockEnv, BlockInput, BlockRuleError
+from execution.senders import recover_sender
 
 MAX_PREV_HASHES = 256
 _DELEGATED_CODE_LENGTH = len(DELEGATION_DESIGNATION_PREFIX) + 20
@@ -173,9 +174,12 @@ def check_transaction(
     if tx_chain_id is not None and tx_chain_id != env.chain_id:
         return f"signed for chain id {tx_chain_id}, but this chain's id is {env.chain_id}"
     try:
-        sender = tx.sender
-    except Exception as exc:  # eth_keys BadSignature, ValidationError...
-        return f"invalid signature: cannot recover the sender ({exc})"
+        sender = recover_sender(tx)
+    except Exception:  # noqa: BLE001 - py-evm's own recovery gives the reason (and the verdict)
+        try:
+            sender = tx.sender
+        except Exception as exc:  # eth_keys BadSignature, ValidationError...
+            return f"invalid signature: cannot recover the sender ({exc})"
     intrinsic = tx.intrinsic_gas
     if tx.gas < intrinsic:
         return f"intrinsic gas too low: gas limit {tx.gas} is below the intrinsic cost {intrinsic}"

@@ -52,6 +52,7 @@ from eth.vm.forks.shanghai.computation import ShanghaiComputation
 from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZE
 
 from execution.rules import signature_values_in_range
+from execution.senders import recover_sender
 from node.config import MempoolSettings
 
 ACCESS_LIST_TX_TYPE = 0x01
@@ -342,7 +343,7 @@ class Mempool:
         if not signature_values_in_range(tx):
             raise InvalidTransactionError("invalid transaction: invalid signature values (r, s, y parity)")
         try:
-            sender = bytes(tx.sender)
+            sender = bytes(recover_sender(tx))
         except Exception as exc:
             raise InvalidTransactionError(f"invalid sender: {exc}") from None
         if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:

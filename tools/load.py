@@ -43,9 +43,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from tools.rpc_client import HTTP_TIMEOUT_S, LoadError, Rpc, RpcError, percentile
+
 WORKLOADS = ("transfers", "erc20", "mixed")
 POLL_INTERVAL_S = 0.2
-HTTP_TIMEOUT_S = 10.0
 SENDER_THREADS = 8
 TRANSFER_GAS = 21_000
 ERC20_TRANSFER_GAS = 80_000
@@ -58,10 +59,6 @@ MAX_TPS = 10_000
 # so an overloaded node shows up as held-back slots, not as refusals that would leave
 # gaps in the sender's nonces (and everything after a gap would never be mined).
 SENDER_WINDOW = 48
-
-
-class LoadError(Exception):
-    """Unusable input or an unreachable node: exit 2 with this message."""
 
 
 def add_load_parser(subparsers) -> None:
@@ -95,46 +92,6 @@ def add_load_parser(subparsers) -> None:
         "--wait", type=float, default=60.0, help="seconds to wait for inclusion after the last send (default 60)"
     )
     load.add_argument("--json", action="store_true", help="print the report as JSON (and no progress bar)")
-
-
-# ---- JSON-RPC ------------------------------------------------------------------------------
-
-
-class Rpc:
-    """A JSON-RPC client over one keep-alive HTTP session (one per thread)."""
-
-    def __init__(self, url: str) -> None:
-        import requests
-
-        self.url = url
-        self.session = requests.Session()
-
-    def call(self, method: str, *params):
-        reply = self.session.post(
-            self.url,
-            json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
-            timeout=HTTP_TIMEOUT_S,
-        ).json()
-        if "error" in reply:
-            raise RpcError(reply["error"].get("message", str(reply["error"])))
-        return reply["result"]
-
-    def batch(self, calls: list[tuple[str, list]]) -> list:
-        out = []
-        for start in range(0, len(calls), 100):
-            chunk = calls[start : start + 100]
-            replies = self.session.post(
-                self.url,
-                json=[{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(chunk)],
-                timeout=HTTP_TIMEOUT_S,
-            ).json()
-            by_id = {r.get("id"): r for r in replies}
-            out.extend(by_id.get(i, {}).get("result") for i in range(len(chunk)))
-        return out
-
-
-class RpcError(Exception):
-    pass
 
 
 # ---- the ERC20 contract --------------------------------------------------------------------
@@ -405,14 +362,6 @@ class Load:
             self._jobs.put(None)
         for t in self._threads:
             t.join(timeout=HTTP_TIMEOUT_S + 5)
-
-
-def percentile(values: list[float], q: float) -> Optional[float]:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[rank]
 
 
 def run_load(

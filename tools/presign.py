@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
-from tools.load import LoadError, Rpc, RpcError, percentile
+from tools.rpc_client import LoadError, Rpc, RpcError, percentile
 
 TRANSFER_GAS = 21_000
 GWEI = 10**9

@@ -30,6 +30,7 @@ from execution.blockstm.mvmemory import EstimateHit, MVMemory
 from execution.blockstm.state import make_tx_state, outcome_of
 from execution.blockstm.triereader import BLANK_ROOT, NodeMissing, decode_node, lookup
 from execution.rules import check_transaction, make_execution_context, readable_error
+from execution.senders import recover_sender
 
 _NODE_CACHE_LIMIT = 2_000_000
 _FIELD_INDEX = {m.EXI: 0, m.NON: 1, m.BAL: 2, m.COD: 3}
@@ -142,7 +143,7 @@ class BlockContext:
             self.prefetched.add(tx_index)
             try:
                 tx = self.decoded(tx_index, raw)
-                addresses = (tx.sender, tx.to)
+                addresses = (recover_sender(tx), tx.to)
             except Exception:
                 continue  # the execution reports it
             for address in addresses:

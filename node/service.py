@@ -30,6 +30,7 @@ from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
 from node.mempool import InvalidTransactionError, Mempool, MempoolConfig, MempoolError, PooledTx
 from node.rpc import encoding
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
+from node.rpc.extras import register_rpc_eth_extras
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
 from node.rpc.subscriptions import SubscriptionHub
@@ -298,6 +299,7 @@ async def run_node(
         hub = SubscriptionHub()
         methods = Methods()
         register_eth_api(methods, api)
+        register_rpc_eth_extras(methods, api)  # rpc-eth: txpool_, debug_getRaw*, fill, config
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)

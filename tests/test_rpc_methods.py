@@ -338,7 +338,7 @@ def test_raw_getters_refuse_bad_and_missing_blocks(rpc):
         missing = rpc.error(method, "0xffffff")
         assert missing["code"] == SERVER_ERROR and "not found" in missing["message"]
     assert rpc.error("debug_getRawTransaction", UNKNOWN_HASH[2:])["code"] == INVALID_PARAMS
-    assert rpc.call("debug_getRawTransaction", UNKNOWN_HASH) is None
+    assert rpc.call("debug_getRawTransaction", UNKNOWN_HASH) == "0x"  # geth's empty bytes
     assert rpc.call("debug_getBadBlocks") == []
 
 

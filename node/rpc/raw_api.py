@@ -9,7 +9,7 @@ and transactions are their EIP-2718 encodings (the items of the header's tries).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import rlp
 from eth.abc import BlockHeaderAPI
@@ -44,9 +44,10 @@ def get_raw_receipts(api: EthApi, block: Any) -> list[str]:
     return [encoding.data(receipt.encode()) for receipt in api.chain.receipts(header.hash)]
 
 
-def get_raw_transaction(api: EthApi, tx_hash: Any) -> Optional[str]:
+def get_raw_transaction(api: EthApi, tx_hash: Any) -> str:
     """A committed transaction's bytes, or a pooled one's (as geth looks in its pool too);
-    null for a hash the node has never seen."""
+    "0x" for a hash the node has never seen (geth's empty bytes: the spec's result is
+    bytes, never null)."""
     raw_hash = params.hash32(tx_hash, "transactionHash")
     location = api.chain.tx_location(raw_hash)
     if location is not None:
@@ -54,7 +55,7 @@ def get_raw_transaction(api: EthApi, tx_hash: Any) -> Optional[str]:
         assert block is not None  # tx_location answers only for a visible committed block
         return encoding.data(block.transactions[location.index].encode())
     pooled = api.mempool.get(raw_hash)
-    return encoding.data(pooled.raw) if pooled is not None else None
+    return encoding.data(pooled.raw) if pooled is not None else encoding.data(b"")
 
 
 def get_bad_blocks() -> list[dict]:

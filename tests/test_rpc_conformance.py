@@ -185,7 +185,9 @@ def set_code_transaction(rpc: Rpc, delegate_to: str) -> tuple[str, str]:
 
 def refused_blob_transaction() -> str:
     """A type-3 envelope: the pool refuses the type before it decodes the rest."""
-    return "0x03" + rlp.encode([CHAIN_ID, 0, GWEI, GWEI, 21_000, b"\x11" * 20, 0, b"", [], GWEI, [b"\x01" + b"\x00" * 31]]).hex()
+    versioned_hash = b"\x01" + b"\x00" * 31
+    body = [CHAIN_ID, 0, GWEI, GWEI, TRANSFER_GAS, b"\x11" * 20, 0, b"", [], GWEI, [versioned_hash]]
+    return "0x03" + rlp.encode(body).hex()
 
 
 @pytest.fixture(scope="module")
@@ -326,16 +328,19 @@ def conformance_calls(chain: Chain) -> list[tuple[str, list]]:
         ]
     calls += [
         ("eth_getTransactionByHash", ["0x" + "ab" * 32]), ("eth_getTransactionReceipt", ["0x" + "ab" * 32]),
-        ("eth_sendRawTransaction", [signed_transfer(OTHER)]),
+        ("eth_sendRawTransaction", [FreshTransfer(OTHER)]),
         ("eth_sendTransaction", [{"from": deployer, "to": other, "value": "0x1"}]),
         ("eth_uninstallFilter", [chain.block_filter]),
     ]
     return calls
 
 
-def signed_transfer(account) -> str:
-    """A transfer for eth_sendRawTransaction, with a nonce after everything else of `account`."""
-    return "SIGN:" + account.key.hex()  # signed at call time: the nonce must be current
+@dataclass(frozen=True)
+class FreshTransfer:
+    """A param signed when the call is made: a transfer from `account` with its current
+    pending nonce (for eth_sendRawTransaction)."""
+
+    account: Any
 
 
 # ---- checking ---------------------------------------------------------------------------
@@ -376,8 +381,8 @@ def served(rpc: Rpc, method: str) -> bool:
 def resolve(rpc: Rpc, params: list) -> list:
     resolved = []
     for param in params:
-        if isinstance(param, str) and param.startswith("SIGN:"):
-            account = Account.from_key(param[len("SIGN:"):])
+        if isinstance(param, FreshTransfer):
+            account = param.account
             nonce = int(rpc.call("eth_getTransactionCount", account.address, "pending"), 16)
             signed = Account.sign_transaction({
                 "chainId": CHAIN_ID, "nonce": nonce, "to": SENDER.address, "value": 1,

@@ -287,6 +287,8 @@ def test_fill_refuses_what_cannot_be_filled(rpc, token):
         {**base, "type": "0x7"},
         {**base, "input": "0x01", "data": "0x02"},
         {**base, "type": "0x4"},  # a set-code transaction without authorizations
+        {**base, "type": "0x2", "authorizationList": []},
+        {**base, "type": "0x0", "accessList": []},
         {**base, "value": "-1"},
         {**base, "to": "0x1234"},
         "0x00",
@@ -404,3 +406,39 @@ def test_txpool_status_counts_the_pool(idle_rpc):
     assert int(after["pending"], 16) == int(before["pending"], 16) + 1 + int(before["queued"], 16)
     assert after["queued"] == "0x0"
     assert rpc.error("txpool_status", 1)["code"] == INVALID_PARAMS
+
+
+# ---- hostile params -------------------------------------------------------------------
+
+ADDED_METHODS = {  # method -> how many params it takes
+    "eth_getBlockReceipts": 1, "eth_getTransactionByBlockHashAndIndex": 2, "eth_baseFee": 0,
+    "eth_blobBaseFee": 0, "eth_coinbase": 0, "eth_getStorageValues": 2, "eth_config": 0,
+    "eth_capabilities": 0, "eth_fillTransaction": 1, "eth_sign": 2, "eth_signTransaction": 1,
+    "debug_getRawHeader": 1, "debug_getRawBlock": 1, "debug_getRawReceipts": 1,
+    "debug_getRawTransaction": 1, "debug_getBadBlocks": 0, "txpool_status": 0,
+    "txpool_content": 0, "txpool_contentFrom": 1, "txpool_inspect": 0,
+}
+HOSTILE_VALUES = [
+    None, True, 0, -1, 1.5, 10**80, "", "0x", "0x" + "f" * 200, "zz", "latest", [], {}, [[[[]]]],
+    {"a": {"b": []}}, "0x" + "00" * 20, "0x" + "00" * 32, {"from": 5}, {"to": []},
+    {"0x" + "11" * 20: [None]}, {"0x" + "11" * 20: [[]]}, {"blockHash": 7}, "\u0000" * 50,
+]
+
+
+def test_hostile_params_get_errors_never_crashes(rpc, token):
+    """Every added method, every param position, values of every wrong kind: the answer is
+    a result or a client error (never -32603, never a non-200), and the chain does not
+    move (nothing was sent)."""
+    head = rpc.call("eth_getBlockByNumber", "latest", False)["hash"]
+    crashes = []
+    for method, arity in ADDED_METHODS.items():
+        for position in range(max(arity, 1)):
+            for value in HOSTILE_VALUES:
+                params = ["latest"] * max(arity, 1)
+                params[position] = value
+                reply = rpc.request(method, params)
+                if reply.get("error", {}).get("code") == -32603:
+                    crashes.append((method, params, reply["error"]))
+        assert rpc.error(method, *([None] * (arity + 1)))["code"] == INVALID_PARAMS  # too many
+    assert not crashes, crashes
+    assert rpc.call("eth_getBlockByNumber", "latest", False)["hash"] == head

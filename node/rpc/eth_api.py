@@ -178,7 +178,7 @@ class EthApi:
             account = params.address(key, "address")
             if not isinstance(slots, list):
                 raise invalid_params(f"{key}: expected an array of storage keys")
-            total += len(slots)
+            total += max(1, len(slots))  # an address without slots still costs a lookup
             if total > MAX_STORAGE_VALUES_SLOTS:
                 raise invalid_params(
                     f"too many slots: at most {MAX_STORAGE_VALUES_SLOTS} per request"

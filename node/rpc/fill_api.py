@@ -149,6 +149,10 @@ def transaction_type(tx: TxFields) -> int:
         raise invalid_params(f"gasPrice is not a field of a type {kind:#x} transaction")
     if kind not in FEE_MARKET_TYPES and has_fee_market:
         raise invalid_params(f"maxFeePerGas is not a field of a type {kind:#x} transaction")
+    if kind != SET_CODE_TYPE and tx.authorization_list is not None:
+        raise invalid_params(f"authorizationList is not a field of a type {kind:#x} transaction")
+    if kind == LEGACY_TYPE and tx.access_list is not None:
+        raise invalid_params("accessList is not a field of a legacy (type 0x0) transaction")
     if kind == SET_CODE_TYPE:
         if tx.to is None:
             raise invalid_params("a set-code transaction (type 0x4) needs a recipient (to)")

@@ -191,9 +191,7 @@ async def fill_transaction(api: EthApi, value: Any) -> dict[str, Any]:
         "chainId": encoding.quantity(chain_id),
     }
     if kind in FEE_MARKET_TYPES:
-        tip = tx.max_priority_fee
-        if tip is None:
-            tip = int(api.max_priority_fee(), 16)
+        tip = tx.max_priority_fee if tx.max_priority_fee is not None else api._suggested_tip()
         fee_cap = tx.max_fee if tx.max_fee is not None else BASE_FEE_HEADROOM * base_fee + tip
         if fee_cap < tip:
             raise invalid_params(
@@ -203,7 +201,7 @@ async def fill_transaction(api: EthApi, value: Any) -> dict[str, Any]:
         filled["maxPriorityFeePerGas"] = encoding.quantity(tip)
         filled["gasPrice"] = encoding.quantity(fee_cap)  # not in a block yet: the cap
     else:
-        price = tx.gas_price if tx.gas_price is not None else int(api.gas_price(), 16)
+        price = tx.gas_price if tx.gas_price is not None else base_fee + api._suggested_tip()
         filled["gasPrice"] = encoding.quantity(price)
     if kind != LEGACY_TYPE:
         filled["accessList"] = tx.access_list or []

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-import rlp
 from conftest import DEV_KEYS, start_node
 from eth_abi import encode as abi_encode
 from eth_account import Account
@@ -183,11 +182,14 @@ def set_code_transaction(rpc: Rpc, delegate_to: str) -> tuple[str, str]:
     }), authority.address
 
 
-def refused_blob_transaction() -> str:
-    """A type-3 envelope: the pool refuses the type before it decodes the rest."""
-    versioned_hash = b"\x01" + b"\x00" * 31
-    body = [CHAIN_ID, 0, GWEI, GWEI, TRANSFER_GAS, b"\x11" * 20, 0, b"", [], GWEI, [versioned_hash]]
-    return "0x03" + rlp.encode(body).hex()
+def signed_blob_transaction(account) -> str:
+    """A signed EIP-4844 transaction (no sidecar: the pool refuses the type before that)."""
+    signed = Account.sign_transaction({
+        "type": 3, "chainId": CHAIN_ID, "nonce": 0, "to": SENDER.address, "value": 0,
+        "gas": TRANSFER_GAS, "maxFeePerGas": GWEI, "maxPriorityFeePerGas": GWEI,
+        "maxFeePerBlobGas": GWEI, "blobVersionedHashes": [b"\x01" + b"\x00" * 31], "data": b"",
+    }, account.key)
+    return "0x" + signed.raw_transaction.hex()
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +405,7 @@ def test_every_spec_method_is_served_but_the_named_ones(rpc, spec):
 
 
 def test_blob_transactions_are_refused_clearly(rpc):
-    error = rpc.error("eth_sendRawTransaction", refused_blob_transaction())
+    error = rpc.error("eth_sendRawTransaction", signed_blob_transaction(Account.create()))
     assert error["code"] == SERVER_ERROR
     assert "blob transactions are not supported" in error["message"]
 

@@ -50,7 +50,7 @@ DEFAULT_PRIORITY_FEE = 1 * GWEI  # suggested tip when recent blocks carry no tra
 FEE_HISTORY_MAX_BLOCKS = 1024
 TIP_SAMPLE_BLOCKS = 20
 PERCENT = 100
-# eth_getStorageValues: slots per request over all addresses (geth's cap on the batch).
+# eth_getStorageValues: slots per request over all addresses (our cap: the spec names none).
 MAX_STORAGE_VALUES_SLOTS = 1024
 
 
@@ -192,7 +192,7 @@ class EthApi:
 
     def coinbase(self) -> str:
         """The fee recipient of the blocks this node proposes: Laminar's validators propose
-        with the zero address (fees are burned there), as every block's `miner` shows."""
+        with the zero address (tips accrue to it), as every block's `miner` shows."""
         return encoding.data(self.chain.head.coinbase)
 
     # ---- blocks and transactions ----------------------------------------------------

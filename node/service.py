@@ -298,8 +298,8 @@ async def run_node(
             )
         hub = SubscriptionHub()
         methods = Methods()
+        register_rpc_eth_extras(methods, api)  # txpool_, debug_getRaw*, fill, config (rpc-eth)
         register_eth_api(methods, api)
-        register_rpc_eth_extras(methods, api)  # rpc-eth: txpool_, debug_getRaw*, fill, config
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():
                 methods.register(name, handler)

@@ -282,8 +282,6 @@ def test_fill_refuses_what_cannot_be_filled(rpc, token):
         {**base, "gasPrice": "0x1", "maxFeePerGas": "0x2"},
         {**base, "chainId": "0x1"},
         {**base, "maxFeePerGas": "0x1", "maxPriorityFeePerGas": "0x2"},
-        {**base, "blobVersionedHashes": ["0x01" + "00" * 31]},
-        {**base, "type": "0x3"},
         {**base, "type": "0x7"},
         {**base, "input": "0x01", "data": "0x02"},
         {**base, "type": "0x4"},  # a set-code transaction without authorizations
@@ -295,6 +293,10 @@ def test_fill_refuses_what_cannot_be_filled(rpc, token):
     ]
     for case in cases:
         assert rpc.error("eth_fillTransaction", case)["code"] == INVALID_PARAMS, case
+    # Blobs are well-formed but refused by the chain's policy, as eth_sendRawTransaction does.
+    for case in ({**base, "blobVersionedHashes": ["0x01" + "00" * 31]}, {**base, "type": "0x3"}):
+        error = rpc.error("eth_fillTransaction", case)
+        assert error["code"] == SERVER_ERROR and "blob transactions are not supported" in error["message"]
     # A call that reverts cannot be estimated: the revert comes back as eth_estimateGas's.
     overdraw = {"from": FILLER.address, "to": address, "input": transfer_call(SENDER.address, 1)}
     assert rpc.error("eth_fillTransaction", overdraw) == rpc.error("eth_estimateGas", overdraw)

@@ -18,7 +18,7 @@ import trio
 
 from execution.call import CallError, CallRequest, EstimateFailed, estimate_gas
 from node.rpc import encoding, params
-from node.rpc.errors import invalid_params, server_error
+from node.rpc.errors import RpcError, invalid_params, server_error
 from node.rpc.eth_api import EthApi
 from node.rpc.server import Methods
 
@@ -51,6 +51,14 @@ class TxFields:
     chain_id: Optional[int]
     access_list: Optional[list[dict]]
     authorization_list: Optional[list[dict]]
+
+
+def blobs_refused() -> RpcError:
+    """The chain's policy, not a malformed request: -32000 with the pool's words, as
+    eth_sendRawTransaction refuses a blob transaction."""
+    return server_error(
+        "blob transactions are not supported: this chain has no data availability layer"
+    )
 
 
 def _optional_quantity(fields: dict, name: str) -> Optional[int]:
@@ -95,9 +103,7 @@ def _authorization_list(value: Any) -> list[dict]:
 def parse_transaction(value: Any) -> TxFields:
     fields = params.obj(value, "transaction")
     if any(fields.get(name) is not None for name in BLOB_FIELDS):
-        raise invalid_params(
-            "blob transactions are not supported: this chain has no data availability layer"
-        )
+        raise blobs_refused()
     data, legacy_data = fields.get("input"), fields.get("data")
     if data is not None and legacy_data is not None and data != legacy_data:
         raise invalid_params(
@@ -134,9 +140,7 @@ def transaction_type(tx: TxFields) -> int:
     if tx.type is not None:
         kind = tx.type
         if kind == BLOB_TYPE:
-            raise invalid_params(
-                "blob transactions are not supported: this chain has no data availability layer"
-            )
+            raise blobs_refused()
         if kind not in (LEGACY_TYPE, ACCESS_LIST_TYPE, DYNAMIC_FEE_TYPE, SET_CODE_TYPE):
             raise invalid_params(f"transaction type not supported: {kind:#x}")
     elif tx.authorization_list is not None:

@@ -4,16 +4,25 @@ refusals, eth_config and eth_capabilities."""
 
 from __future__ import annotations
 
+from typing import Callable, Optional, Sequence
+
+from eth.abc import BlockAPI
+
 from node.rpc.eth_api import EthApi
 from node.rpc.fill_api import register_fill_api
 from node.rpc.node_info_api import register_node_info_api
-from node.rpc.raw_api import register_raw_api
+from node.rpc.raw_api import no_bad_blocks, register_raw_api
 from node.rpc.server import Methods
 from node.rpc.txpool_api import register_txpool_api
 
 
-def register_rpc_eth_extras(methods: Methods, api: EthApi) -> None:
+def register_rpc_eth_extras(
+    methods: Methods, api: EthApi,
+    bad_blocks: Optional[Callable[[], Sequence[BlockAPI]]] = None,
+) -> None:
+    """`bad_blocks`: the proposals the consensus engine refused (BFTEngine.bad_blocks);
+    None for an engine that validates no one else's proposals."""
     register_txpool_api(methods, api.mempool)
-    register_raw_api(methods, api)
+    register_raw_api(methods, api, bad_blocks or no_bad_blocks)
     register_fill_api(methods, api)
     register_node_info_api(methods, api.chain)

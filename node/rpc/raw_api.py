@@ -9,10 +9,10 @@ and transactions are their EIP-2718 encodings (the items of the header's tries).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import rlp
-from eth.abc import BlockHeaderAPI
+from eth.abc import BlockAPI, BlockHeaderAPI
 
 from node.rpc import encoding, params
 from node.rpc.errors import server_error
@@ -58,16 +58,37 @@ def get_raw_transaction(api: EthApi, tx_hash: Any) -> str:
     return encoding.data(pooled.raw) if pooled is not None else encoding.data(b"")
 
 
-def get_bad_blocks() -> list[dict]:
-    """Blocks this node refused. Laminar commits only blocks with a commit certificate
-    and drops a refused proposal after logging why (consensus/reactor.py): none are kept,
-    so the list is always empty."""
-    return []
+def bad_block_json(block: BlockAPI) -> dict:
+    """execution-apis BadBlock: the block as eth_getBlockByHash shows it (with its
+    transactions), its hash and RLP. A transaction whose sender cannot be recovered (a
+    bad block may hold one) leaves the block with transaction hashes only."""
+    try:
+        shown = encoding.encode_block(block, full_transactions=True)
+    except Exception:  # noqa: BLE001 - any failure to recover a sender of a refused block
+        shown = encoding.encode_block(block, full_transactions=False)
+    return {
+        "block": shown,
+        "hash": encoding.data(block.header.hash),
+        "rlp": encoding.data(rlp.encode(block)),
+    }
 
 
-def register_raw_api(methods: Methods, api: EthApi) -> None:
+def get_bad_blocks(bad_blocks: Callable[[], Sequence[BlockAPI]]) -> list[dict]:
+    """Proposals this node refused after executing them (a wrong state root, access list,
+    ...), the most recent BAD_BLOCKS_KEPT of the BFT reactor; a single-validator dev
+    chain proposes every block itself and has none."""
+    return [bad_block_json(block) for block in bad_blocks()]
+
+
+def no_bad_blocks() -> Sequence[BlockAPI]:
+    return ()
+
+
+def register_raw_api(
+    methods: Methods, api: EthApi, bad_blocks: Callable[[], Sequence[BlockAPI]] = no_bad_blocks
+) -> None:
     methods.register("debug_getRawHeader", lambda block: get_raw_header(api, block))
     methods.register("debug_getRawBlock", lambda block: get_raw_block(api, block))
     methods.register("debug_getRawReceipts", lambda block: get_raw_receipts(api, block))
     methods.register("debug_getRawTransaction", lambda tx_hash: get_raw_transaction(api, tx_hash))
-    methods.register("debug_getBadBlocks", get_bad_blocks)
+    methods.register("debug_getBadBlocks", lambda: get_bad_blocks(bad_blocks))

@@ -298,9 +298,7 @@ async def run_node(
             )
         hub = SubscriptionHub()
         methods = Methods()
-        register_rpc_eth_extras(  # txpool_, debug_getRaw*, fill, config (rpc-eth)
-            methods, api, engine.bad_blocks if isinstance(engine, BFTEngine) else None
-        )
+        register_rpc_eth_extras(methods, api, engine.bad_blocks)  # txpool_, debug_getRaw*, ...
         register_eth_api(methods, api)
         if hooks.rpc_methods is not None:
             for name, handler in hooks.rpc_methods(node).items():

@@ -4,7 +4,7 @@ refusals, eth_config and eth_capabilities."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 from eth.abc import BlockAPI
 
@@ -17,12 +17,10 @@ from node.rpc.txpool_api import register_txpool_api
 
 
 def register_rpc_eth_extras(
-    methods: Methods, api: EthApi,
-    bad_blocks: Optional[Callable[[], Sequence[BlockAPI]]] = None,
+    methods: Methods, api: EthApi, bad_blocks: Callable[[], Sequence[BlockAPI]] = no_bad_blocks
 ) -> None:
-    """`bad_blocks`: the proposals the consensus engine refused (BFTEngine.bad_blocks);
-    None for an engine that validates no one else's proposals."""
+    """`bad_blocks`: the proposals the consensus engine refused (ConsensusEngine.bad_blocks)."""
     register_txpool_api(methods, api.mempool)
-    register_raw_api(methods, api, bad_blocks or no_bad_blocks)
+    register_raw_api(methods, api, bad_blocks)
     register_fill_api(methods, api)
     register_node_info_api(methods, api.chain)

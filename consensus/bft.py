@@ -77,6 +77,10 @@ class BFTEngine:
             f"(0x{reactor.address.hex()}), quorum {reactor.validators.quorum}"
         )
 
+    def bad_blocks(self) -> list:
+        """The latest proposals this validator refused after executing them, oldest first."""
+        return list(self.reactor.bad_blocks)
+
     def status(self) -> dict:
         state = self.reactor.status()
         state["synced_blocks"] = self.sync.synced_blocks

@@ -201,5 +201,9 @@ class ConsensusEngine(Protocol):
     def describe(self) -> str:
         """One line for the start-up banner."""
 
+    def bad_blocks(self) -> list:
+        """Proposals from other validators this node refused after executing them, oldest
+        first (debug_getBadBlocks)."""
+
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Order and commit blocks until cancelled."""

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -104,6 +104,7 @@ FRAME_VERSION = 1
 MAX_TAG = 2**63 - 1
 INBOX_SIZE = 16_384
 DECODED_CACHE = 64
+BAD_BLOCKS_KEPT = 16  # debug_getBadBlocks: the most recent invalid proposals
 
 
 # ---- the gossip frame ---------------------------------------------------------------------
@@ -208,6 +209,9 @@ class ConsensusReactor:
             ))
         self.sync: Optional[BlockSync] = None  # for "we are behind" hints
         self.evidence: list[str] = []
+        # The last proposals this node decoded and proved invalid by executing them, for
+        # debug_getBadBlocks (bytes that do not even decode are only logged).
+        self.bad_blocks: deque[Any] = deque(maxlen=BAD_BLOCKS_KEPT)
         self.commits = 0
         self.dropped_inbound = 0
         self.height_event = trio.Event()  # set (and replaced) whenever a height commits
@@ -417,6 +421,7 @@ class ConsensusReactor:
         if parent.block_number != height - 1:
             return  # stale: the machine has moved on
         received = trio.current_time()
+        block = None
         try:
             block = self._decode_block(data)
             senders = self.mempool.senders_of(block.transactions)
@@ -438,6 +443,8 @@ class ConsensusReactor:
         except BlockRejected as exc:
             log.warning("invalid proposal at height %d: %s", height, exc)
             self._log_invalid_proposal(height, round_, block_hash, exc)
+            if block is not None and all(b.header.hash != block.header.hash for b in self.bad_blocks):
+                self.bad_blocks.append(block)
             valid = False
         except Exception:  # noqa: BLE001 - a bad block must not kill the node
             log.exception("validating the proposal at height %d failed", height)

@@ -79,6 +79,10 @@ class SingleValidatorEngine:
     def describe(self) -> str:
         return f"single validator 0x{self.address.hex()}"
 
+    def bad_blocks(self) -> list:
+        """None: the single validator proposes every block itself."""
+        return []
+
     def status(self) -> dict:
         head = self.chain.head
         return {

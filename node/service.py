@@ -34,6 +34,7 @@ from node.rpc import encoding
 from node.rpc.debug_api import DebugApi, register_debug_api
 from node.rpc.dev_api import DevApi, register_dev_api
 from node.rpc.eth_api import EthApi, register_eth_api, register_subscriptions
+from node.rpc.extras import register_rpc_eth_extras
 from node.rpc.filters import FilterManager
 from node.rpc.server import Methods, serve_rpc
 from node.rpc.state_api import register_state_api
@@ -308,6 +309,7 @@ async def run_node(
             )
         hub = SubscriptionHub()
         methods = Methods()
+        register_rpc_eth_extras(methods, api, engine.bad_blocks)  # txpool_, debug_getRaw*, ...
         register_eth_api(methods, api)
         register_debug_api(methods, DebugApi(chain, api, config.rpc))
         register_state_api(methods, api)

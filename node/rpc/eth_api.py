@@ -14,7 +14,12 @@ from typing import Any, Awaitable, Callable, Optional
 
 import trio
 from eth.abc import BlockAPI, BlockHeaderAPI
+from eth.vm.forks.cancun.state import MIN_BLOB_BASE_FEE, fake_exponential
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
+from eth.vm.forks.prague.constants import (
+    BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE,
+    TARGET_BLOB_GAS_PER_BLOCK,
+)
 from eth_abi import decode as abi_decode
 from eth_bloom import BloomFilter
 
@@ -45,6 +50,15 @@ DEFAULT_PRIORITY_FEE = 1 * GWEI  # suggested tip when recent blocks carry no tra
 FEE_HISTORY_MAX_BLOCKS = 1024
 TIP_SAMPLE_BLOCKS = 20
 PERCENT = 100
+# eth_getStorageValues: slots per request over all addresses (our cap: the spec names none).
+MAX_STORAGE_VALUES_SLOTS = 1024
+
+
+def next_blob_base_fee(head: BlockHeaderAPI) -> int:
+    """EIP-4844's fee from the excess blob gas the child of `head` will carry; Laminar
+    refuses blob transactions, so the excess stays 0 and the fee at its minimum."""
+    excess = max(0, head.excess_blob_gas + head.blob_gas_used - TARGET_BLOB_GAS_PER_BLOCK)
+    return fake_exponential(MIN_BLOB_BASE_FEE, excess, BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE)
 
 
 def decode_revert_reason(output: bytes) -> Optional[str]:
@@ -151,6 +165,36 @@ class EthApi:
         )
         return "0x" + value.to_bytes(32, "big").hex()
 
+    def get_storage_values(self, requests: Any, block: Any = None) -> dict[str, list[str]]:
+        """Many slots of many accounts at one block; keys come back as the client spelled
+        them (the spec's vectors echo lower-case input), values as 32-byte words."""
+        if not isinstance(requests, dict):
+            raise invalid_params("requests: expected an object of address to storage keys")
+        if not requests:
+            raise invalid_params("empty request")
+        parsed: list[tuple[str, bytes, list[int]]] = []
+        total = 0
+        for key, slots in requests.items():
+            account = params.address(key, "address")
+            if not isinstance(slots, list):
+                raise invalid_params(f"{key}: expected an array of storage keys")
+            total += max(1, len(slots))  # an address without slots still costs a lookup
+            if total > MAX_STORAGE_VALUES_SLOTS:
+                raise invalid_params(
+                    f"too many slots: at most {MAX_STORAGE_VALUES_SLOTS} per request"
+                )
+            parsed.append((key, account, [params.storage_slot(s, "slot") for s in slots]))
+        state = self.chain.state_at(self._require_header(block))
+        return {
+            key: ["0x" + state.get_storage(account, slot).to_bytes(32, "big").hex() for slot in slots]
+            for key, account, slots in parsed
+        }
+
+    def coinbase(self) -> str:
+        """The fee recipient of the blocks this node proposes: Laminar's validators propose
+        with the zero address (tips accrue to it), as every block's `miner` shows."""
+        return encoding.data(self.chain.head.coinbase)
+
     # ---- blocks and transactions ----------------------------------------------------
 
     def get_block_by_number(self, block: Any, full: Any) -> Optional[dict]:
@@ -212,6 +256,27 @@ class EthApi:
         if position >= len(txs):
             return None
         return encoding.encode_transaction(txs[position], header, position)
+
+    def get_transaction_by_block_hash_and_index(
+        self, block_hash: Any, index: Any
+    ) -> Optional[dict]:
+        header = self.chain.header_by_hash(params.hash32(block_hash, "blockHash"))
+        position = params.quantity(index, "index")
+        if header is None:
+            return None
+        txs = self._block(header).transactions
+        if position >= len(txs):
+            return None
+        return encoding.encode_transaction(txs[position], header, position)
+
+    def get_block_receipts(self, block: Any) -> Optional[list[dict]]:
+        """Every receipt of a block, in order; null for a block this node does not have."""
+        header = self._header(params.block_ref(block))
+        if header is None:
+            return None
+        full = self._block(header)
+        receipts = self.chain.receipts(header.hash)
+        return [encoding.encode_receipt(full, receipts, i) for i in range(len(receipts))]
 
     def get_transaction_receipt(self, tx_hash: Any) -> Optional[dict]:
         location = self.chain.tx_location(params.hash32(tx_hash, "transactionHash"))
@@ -301,6 +366,14 @@ class EthApi:
             return DEFAULT_PRIORITY_FEE
         tips.sort()
         return max(tips[len(tips) * 60 // PERCENT], 0)
+
+    def base_fee(self) -> str:
+        """The base fee per gas of the next block (execution-apis eth_baseFee)."""
+        return encoding.quantity(self.chain.next_base_fee())
+
+    def blob_base_fee(self) -> str:
+        """The blob base fee of the next block under Prague's rules (EIP-4844/7691)."""
+        return encoding.quantity(next_blob_base_fee(self.chain.head))
 
     def max_priority_fee(self) -> str:
         return encoding.quantity(self._suggested_tip())
@@ -522,6 +595,12 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
         "eth_getTransactionByHash": api.get_transaction_by_hash,
         "eth_getTransactionByBlockNumberAndIndex": api.get_transaction_by_block_number_and_index,
         "eth_getTransactionReceipt": api.get_transaction_receipt,
+        "eth_getTransactionByBlockHashAndIndex": api.get_transaction_by_block_hash_and_index,
+        "eth_getBlockReceipts": api.get_block_receipts,
+        "eth_getStorageValues": api.get_storage_values,
+        "eth_coinbase": api.coinbase,
+        "eth_baseFee": api.base_fee,
+        "eth_blobBaseFee": api.blob_base_fee,
         "eth_getUncleCountByBlockNumber": api.get_uncle_count,
         "eth_sendRawTransaction": api.send_raw_transaction,
         "eth_call": api.eth_call,

@@ -52,13 +52,6 @@ if not (SPEC_DIR / "src" / "schemas").is_dir():
 # Methods of the spec this node does not serve yet, each with why. Other branches add
 # most of them: remove a name when its method is served (the test says which).
 NOT_YET_SERVED: dict[str, str] = {
-    "eth_getProof": "Merkle proofs come with the rpc-state branch",
-    "eth_createAccessList": "comes with the rpc-state branch",
-    "eth_simulateV1": "comes with the rpc-state branch",
-    "eth_sendTransaction": "the node holds no keys; dev accounts come with the rpc-dev branch",
-    "debug_traceTransaction": "tracing comes with the rpc-trace branch",
-    "debug_traceBlockByNumber": "tracing comes with the rpc-trace branch",
-    "debug_traceBlockByHash": "tracing comes with the rpc-trace branch",
     "testing_buildBlockV1": "builds a block outside consensus: Laminar's blocks come only "
     "from its engine (and it takes Engine API payload attributes this node has no use for)",
 }
@@ -86,6 +79,11 @@ CHAIN_DEPENDENT_VECTORS: dict[str, str] = {
         "eth_getLogs/topic-null-wildcard.io", "eth_getLogs/topic-wildcard.io",
     )
 }
+# Spec vectors the chain's policy refuses on purpose, each with why.
+CHAIN_DEPENDENT_VECTORS["eth_simulateV1/ethSimulate-blobs.io"] = (
+    "simulates blob transactions: this chain refuses blobs (-32602 in simulate, as for any "
+    "field it does not take; eth_sendRawTransaction answers -32000, a transaction it refuses)"
+)
 
 DEPLOYER = Account.from_key(DEV_KEYS[0])
 SENDER = Account.from_key(DEV_KEYS[1])

@@ -79,11 +79,16 @@ def test_presigned_load_funds_senders_and_commits_everything(node_factory):
         len(w3.eth.get_block(n)["transactions"]) for n in range(blocks["first"], blocks["last"] + 1)
     )
     assert mined >= 600
-    # a second run reuses the now-funded senders (same seed): nothing to fund
-    again = load("--rpc", node.url, "--presign", "--count", "60", "--accounts", "30", "--json")
+    # a second run reuses the now-funded senders (same seed): nothing to fund; with
+    # --node-pid it reports the node's CPU (node process and its workers) per transaction
+    again = load("--rpc", node.url, "--presign", "--count", "60", "--accounts", "30",
+                 "--node-pid", str(node.process.pid), "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     second = json.loads(again.stdout)
     assert second["senders_funded"] == 0 and second["committed"] == 60
+    cpu = second["node_cpu"]
+    assert cpu["cpu_seconds"] > 0 and cpu["cpu_seconds_by_node"] == {str(node.process.pid): cpu["cpu_seconds"]}
+    assert cpu["cpu_us_per_committed_tx"] == pytest.approx(cpu["cpu_seconds"] / 60 * 1e6, rel=0.01)
 
 
 def test_load_bad_flags_exit_2():
@@ -101,6 +106,8 @@ def test_load_bad_flags_exit_2():
         (["--presign", "--count", "10", "--tps", "-1"], "--tps"),
         (["--presign", "--count", "10", "--workload", "erc20"], "--workload"),
         (["--presign", "--count", "10", "--rpc", "http://127.0.0.1:1,127.0.0.1:2"], "--rpc"),
+        (["--presign", "--count", "10", "--node-pid", "one"], "--node-pid"),
+        (["--presign", "--count", "10", "--py-spy", "out.raw"], "--py-spy"),
     ):
         result = load(*args, timeout=120)
         assert result.returncode == 2, (args, result.stdout, result.stderr)

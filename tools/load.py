@@ -83,6 +83,11 @@ def add_load_parser(subparsers) -> None:
     load.add_argument("--count", type=int, help="--presign: transfers to sign and send")
     load.add_argument("--batch", type=int, default=100, help="--presign: transactions per JSON-RPC batch (default 100)")
     load.add_argument("--seed", default="laminar-load", help="--presign: derivation seed of the fresh senders")
+    load.add_argument(
+        "--node-pid", help="--presign: PID[,PID...] of local node processes: report their CPU per transaction "
+        "(with their Block-STM workers) over the send window",
+    )
+    load.add_argument("--py-spy", metavar="FILE", help="--presign with --node-pid: also record a py-spy raw profile")
     load.add_argument("--workload", choices=WORKLOADS, default="transfers", help="default transfers")
     load.add_argument(
         "--accounts", type=int,
@@ -589,7 +594,7 @@ def print_report(report: dict) -> None:
 
 
 def run_presign_command(args: argparse.Namespace) -> int:
-    from tools.presign import PresignPlan, check_plan, print_presign_report, run_presigned
+    from tools.presign import NodeCpuMeter, PresignPlan, check_plan, print_presign_report, run_presigned
 
     problems = []
     if args.count is None:
@@ -608,12 +613,23 @@ def run_presign_command(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     problems += check_plan(plan)
+    pids: list[int] = []
+    if args.node_pid:
+        try:
+            pids = [int(p) for p in args.node_pid.split(",")]
+        except ValueError:
+            problems.append(f"--node-pid: process ids, comma-separated (got {args.node_pid!r})")
+    if args.py_spy and not args.node_pid:
+        problems.append("--py-spy needs --node-pid: which processes to profile")
     if problems:
         for p in problems:
             print(f"error: {p}", file=sys.stderr)
         return 2
     try:
-        report = run_presigned(plan)
+        meter = NodeCpuMeter(pids, args.py_spy) if pids else None
+        report = run_presigned(plan, around_send=meter)
+        if meter is not None:
+            report["node_cpu"] = meter.report(report["committed"])
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,8 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
 from tools.rpc_client import LoadError, Rpc, RpcError, percentile
 
@@ -339,8 +340,11 @@ def fund_senders(rpc: Rpc, watcher: ChainWatcher, chain_id: int, keys: list[byte
         raise LoadError(f"funding transactions not committed within {max(wait, 30.0):g}s")
 
 
-def run_presigned(plan: PresignPlan) -> dict:
-    """Fund, sign, send, then report (see the module docstring)."""
+def run_presigned(plan: PresignPlan, around_send: Optional[Callable[[str], None]] = None) -> dict:
+    """Fund, sign, send, then report (see the module docstring). `around_send("start")` is
+    called just before the first batch goes out and `around_send("end")` once every
+    admitted transaction is in a block (or --wait ran out): what a profiler of the node
+    measures between them is the node's own work for these transactions."""
     rpc = Rpc(plan.rpcs[0])
     try:
         chain_id = int(rpc.call("eth_chainId"), 16)
@@ -369,19 +373,21 @@ def run_presigned(plan: PresignPlan) -> dict:
         signing_started = time.monotonic()
         transfers = sign_transfers(keys, counts, nonces, chain_id, fee_cap)
         signing_s = time.monotonic() - signing_started
-        return _send_and_report(plan, transfers, watcher, watch, len(short), funding_s, signing_s)
+        return _send_and_report(plan, transfers, watcher, watch, len(short), funding_s, signing_s, around_send)
     finally:
         watcher.stopping.set()
         watcher.join()
 
 
-def _send_and_report(plan, transfers, watcher, watch, funded, funding_s, signing_s) -> dict:
+def _send_and_report(plan, transfers, watcher, watch, funded, funding_s, signing_s, around_send) -> dict:
     log = SendLog()
     hashes = [tx.tx_hash for tx in transfers]
     with watch.new_block:
         watch.wanted.update(hashes)
     sender = BatchSender(plan.rpcs, watch, log)
     sender.start()
+    if around_send is not None:
+        around_send("start")
     began = time.monotonic()
     for k, start in enumerate(range(0, len(transfers), plan.batch)):
         if plan.tps is not None:
@@ -394,6 +400,8 @@ def _send_and_report(plan, transfers, watcher, watch, funded, funding_s, signing
         admitted = [h for h in hashes if h in log.admitted_at]
     send_window = (max(log.admitted_at.values()) - began) if admitted else None
     watcher.wait_for(admitted, plan.wait)
+    if around_send is not None:
+        around_send("end")
     commit_rounds = _commit_rounds(watcher.rpc, watch, admitted)
     return presign_report(plan, watch, log, hashes, began, send_window, funded, funding_s, signing_s, commit_rounds)
 
@@ -500,6 +508,10 @@ def print_presign_report(report: dict) -> None:
         ("block fill (gas used / limit)", f"mean {blocks['mean_fill']:.1%}, max {blocks['max_fill']:.1%}"),
         ("highest commit round", fmt(blocks["max_commit_round"])),
     ]
+    cpu = report.get("node_cpu")
+    if cpu:
+        rows.append(("node CPU (all processes)", f"{cpu['cpu_seconds']:g} s, {fmt(cpu['cpu_us_per_committed_tx'])} us "
+                     "per committed transaction"))
     for name, value in rows:
         table.add_row(name, str(value))
     console = Console()
@@ -507,3 +519,94 @@ def print_presign_report(report: dict) -> None:
     console.print(report["definitions"], style="dim")
     for example in report["refused_examples"]:
         console.print(f"refused: {example}", style="yellow", markup=False)
+
+
+class NodeCpuMeter:
+    """CPU seconds (user + system, from the kernel) of node processes and their children
+    (Block-STM workers) between `around_send("start")` and `("end")`; optionally a py-spy
+    profile of the same window (`py-spy record --subprocesses -f raw`)."""
+
+    def __init__(self, pids: list[int], py_spy_out: Optional[str] = None) -> None:
+        import psutil
+
+        self.roots = []
+        for pid in pids:
+            try:
+                self.roots.append(psutil.Process(pid))
+            except psutil.Error as exc:
+                raise LoadError(f"--node-pid {pid}: no such process ({exc})") from None
+        self.py_spy_out = py_spy_out
+        self.started: dict[int, float] = {}
+        self.seconds: dict[str, float] = {}
+        self._spies: list = []
+
+    def _tree(self):
+        import psutil
+
+        for root in self.roots:
+            try:
+                yield root, [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+
+    @staticmethod
+    def _cpu(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def __call__(self, moment: str) -> None:
+        import psutil
+
+        if moment == "start":
+            self._start_spies()
+            for _, processes in self._tree():
+                for process in processes:
+                    try:
+                        self.started[process.pid] = self._cpu(process)
+                    except psutil.Error:
+                        continue
+            return
+        for root, processes in self._tree():
+            total = 0.0
+            for process in processes:
+                try:
+                    total += self._cpu(process) - self.started.get(process.pid, 0.0)
+                except psutil.Error:
+                    continue
+            self.seconds[str(root.pid)] = total
+        self._stop_spies()
+
+    def _start_spies(self) -> None:
+        import shutil
+        import subprocess
+        import sys
+
+        if self.py_spy_out is None:
+            return
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise LoadError("--py-spy: py-spy is not installed (pip install py-spy==0.4.3)")
+        for index, root in enumerate(self.roots):
+            out = self.py_spy_out if len(self.roots) == 1 else f"{self.py_spy_out}.{index}"
+            self._spies.append(subprocess.Popen(
+                [spy, "record", "--pid", str(root.pid), "--subprocesses", "--rate", "100", "--format", "raw",
+                 "--output", out, "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+
+    def _stop_spies(self) -> None:
+        import signal
+
+        for spy in self._spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in self._spies:
+            spy.wait(timeout=60)
+
+    def report(self, committed: int) -> dict:
+        total = sum(self.seconds.values())
+        return {
+            "cpu_seconds": round(total, 3),
+            "cpu_seconds_by_node": {pid: round(s, 3) for pid, s in self.seconds.items()},
+            "cpu_us_per_committed_tx": round(total / committed * 1e6, 1) if committed else None,
+            "py_spy": self.py_spy_out,
+        }

@@ -196,18 +196,32 @@ class _TrieUpdater:
     changed keys; nodes off those paths keep their references (hashes) as they are."""
 
     def __init__(self, read_node: NodeReader, keys: Sequence[Nibbles],
-                 values: Sequence[Optional[bytes]]) -> None:
+                 values: Sequence[Optional[bytes]], decoded: Optional[dict[bytes, Any]] = None) -> None:
         self.read_node = read_node
         self.keys = keys
         self.values = values  # None: delete the key
         self.nodes: dict[bytes, bytes] = {}
+        # Stored nodes already decoded, by hash (shared with the caller; the updater only
+        # reads them: every changed node is a new list).
+        self.decoded = decoded
 
     def resolve(self, reference: Any) -> Any:
         """The node a parent's reference points to (blank, embedded, or by hash)."""
         if isinstance(reference, list) or reference == BLANK_NODE:
             return reference
         encoded = self.nodes.get(reference)  # made by this update (an extension's split)
-        return decode_node(encoded if encoded is not None else self.read_node(reference))
+        if encoded is not None:
+            return decode_node(encoded)
+        return self.stored(reference)
+
+    def stored(self, node_hash: bytes) -> Any:
+        decoded = self.decoded
+        if decoded is None:
+            return decode_node(self.read_node(node_hash))
+        node = decoded.get(node_hash)
+        if node is None:
+            node = decoded[node_hash] = decode_node(self.read_node(node_hash))
+        return node
 
     def build(self, low: int, high: int, depth: int, extra: Optional[tuple] = None) -> Any:
         """A fresh subtree from the sets among changes[low:high] (deletes drop out), plus
@@ -302,16 +316,18 @@ class _TrieUpdater:
 
 
 def update_trie(
-    root_hash: bytes, read_node: NodeReader, changes: Mapping[bytes, Optional[bytes]]
+    root_hash: bytes, read_node: NodeReader, changes: Mapping[bytes, Optional[bytes]],
+    decoded: Optional[dict[bytes, Any]] = None,
 ) -> tuple[bytes, dict[bytes, bytes]]:
     """Apply `changes` (key -> new value; None or b"" deletes the key) to the trie with
     root `root_hash` whose nodes `read_node` returns. Returns the new root hash and the
     new hashed nodes (the old ones are left where they are: nodes are content-addressed).
+    `decoded`: stored nodes already decoded, by hash; read and filled, never changed.
     """
     if not changes:
         return root_hash, {}
     ordered = sorted((to_nibbles(key), value or None) for key, value in changes.items())
     updater = _TrieUpdater(read_node, [key for key, _ in ordered],
-                           [value for _, value in ordered])
-    root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else decode_node(read_node(root_hash))
+                           [value for _, value in ordered], decoded)
+    root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else updater.stored(root_hash)
     return _root_of(updater.update(root, 0, len(ordered), 0), updater.nodes), updater.nodes

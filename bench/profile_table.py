@@ -1,15 +1,18 @@
 """Where a node's CPU goes per transaction: py-spy samples sorted into the stages of the
 path a transaction takes (HTTP body to committed receipt), as a table.
 
-    python -m bench.profile_table PROFILE.raw --transactions N --cpu-seconds S
+    python -m bench.profile_table PROFILE.raw --transactions N --node-cpu-seconds S --workers-cpu-seconds W
 
 PROFILE.raw is `py-spy record --subprocesses -f raw` output (one line per distinct stack:
 frames root to leaf separated by ';', then the sample count), as `laminar load --presign
---node-pid PID --py-spy FILE` writes it. Each sample goes to the innermost frame that
-names a stage (`STAGES`, first match from the leaf up); a stage's share of the samples
-times the node's measured CPU seconds over N transactions is its microseconds per
-transaction. Samples are wall-clock-on-CPU by py-spy's judgement, so the shares are
-estimates; the CPU seconds come from the kernel's process accounting.
+--node-pid PID --py-spy FILE` writes it, with the CPU seconds it reports for the node
+process and for its Block-STM workers (kernel accounting). Each sample goes to the
+innermost frame that names a stage (`STAGES`, first match from the leaf up). A stage's
+microseconds per transaction are its share of its process group's samples (node process,
+or workers) times that group's CPU seconds over N. Samples whose innermost frame is a
+wait (`IDLE_LEAVES`: a worker blocked on its pipe, the event loop in epoll) are dropped:
+py-spy counts some of them as active. py-spy samples wall-clock time of running or
+runnable threads, so on a busy machine the shares are estimates.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("workers: messages to and from the coordinator", ("Worker.next_message", "Worker.flush", "Worker.handle")),
 )
 OTHER = "other (event loop, timers, start-up)"
+IDLE_LEAVES = ("Worker.run (execution/blockstm/worker.py)", "get_events (trio/", "select (selectors.py)",
+               "wait (threading.py)", "_recv_bytes (multiprocessing/connection.py)")
+WORKERS = "workers"
+NODE = "node"
 
 
 @dataclass(frozen=True)
@@ -68,27 +75,34 @@ def stage_of(frames: list[str]) -> str:
     return OTHER
 
 
-def read_raw(path: Path) -> Counter:
-    """Samples per stage from a py-spy raw (collapsed stacks) file."""
-    counts: Counter = Counter()
+def read_raw(path: Path) -> dict[str, Counter]:
+    """Samples per stage, by process group (NODE, WORKERS), from a py-spy raw file."""
+    counts: dict[str, Counter] = {NODE: Counter(), WORKERS: Counter()}
     for line in path.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
         if not stack or not number.isdigit():
             continue
         frames = [re.sub(r":\d+\)", ")", frame) for frame in stack.split(";")]
-        counts[stage_of(frames)] += int(number)
+        if any(idle in frames[-1] for idle in IDLE_LEAVES):
+            continue
+        group = WORKERS if any(WORKER_MARKER in frame for frame in frames) else NODE
+        counts[group][stage_of(frames)] += int(number)
     return counts
 
 
-def table(counts: Counter, transactions: Optional[int], cpu_seconds: Optional[float]) -> list[StageRow]:
-    total = sum(counts.values()) or 1
+def table(counts: dict[str, Counter], transactions: Optional[int],
+          cpu_seconds: Optional[dict[str, float]]) -> list[StageRow]:
+    """One row per stage; `cpu_seconds` by process group (NODE, WORKERS)."""
+    everything = sum(sum(c.values()) for c in counts.values()) or 1
     rows = []
-    for stage, samples in counts.most_common():
-        share = samples / total
-        per_tx = None
-        if transactions and cpu_seconds is not None:
-            per_tx = share * cpu_seconds / transactions * MICROSECONDS
-        rows.append(StageRow(stage, samples, share, per_tx))
+    for group, group_counts in counts.items():
+        group_total = sum(group_counts.values()) or 1
+        for stage, samples in group_counts.items():
+            per_tx = None
+            if transactions and cpu_seconds is not None:
+                per_tx = samples / group_total * cpu_seconds[group] / transactions * MICROSECONDS
+            rows.append(StageRow(stage, samples, samples / everything, per_tx))
+    rows.sort(key=lambda row: -(row.microseconds_per_tx if row.microseconds_per_tx is not None else row.samples))
     return rows
 
 
@@ -107,9 +121,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("raw", type=Path, help="py-spy raw profile")
     parser.add_argument("--transactions", type=int, help="transactions the profiled window committed")
-    parser.add_argument("--cpu-seconds", type=float, help="the node's CPU seconds in that window (all processes)")
+    parser.add_argument("--node-cpu-seconds", type=float, help="the node process's CPU seconds in that window")
+    parser.add_argument("--workers-cpu-seconds", type=float, help="its workers' CPU seconds in that window")
     args = parser.parse_args(argv)
-    print(markdown(table(read_raw(args.raw), args.transactions, args.cpu_seconds)))
+    seconds = None
+    if args.node_cpu_seconds is not None and args.workers_cpu_seconds is not None:
+        seconds = {NODE: args.node_cpu_seconds, WORKERS: args.workers_cpu_seconds}
+    print(markdown(table(read_raw(args.raw), args.transactions, seconds)))
     return 0
 
 

@@ -89,6 +89,9 @@ def test_presigned_load_funds_senders_and_commits_everything(node_factory):
     cpu = second["node_cpu"]
     assert cpu["cpu_seconds"] > 0 and cpu["cpu_seconds_by_node"] == {str(node.process.pid): cpu["cpu_seconds"]}
     assert cpu["cpu_us_per_committed_tx"] == pytest.approx(cpu["cpu_seconds"] / 60 * 1e6, rel=0.01)
+    assert cpu["cpu_seconds_node_processes"] > 0 and cpu["cpu_seconds_workers"] >= 0
+    parts = cpu["cpu_seconds_node_processes"] + cpu["cpu_seconds_workers"]
+    assert parts == pytest.approx(cpu["cpu_seconds"], abs=0.002)
 
 
 def test_load_bad_flags_exit_2():

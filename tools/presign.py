@@ -538,6 +538,7 @@ class NodeCpuMeter:
         self.py_spy_out = py_spy_out
         self.started: dict[int, float] = {}
         self.seconds: dict[str, float] = {}
+        self.main_seconds = 0.0  # the node processes themselves, without their workers
         self._spies: list = []
 
     def _tree(self):
@@ -570,9 +571,12 @@ class NodeCpuMeter:
             total = 0.0
             for process in processes:
                 try:
-                    total += self._cpu(process) - self.started.get(process.pid, 0.0)
+                    used = self._cpu(process) - self.started.get(process.pid, 0.0)
                 except psutil.Error:
                     continue
+                total += used
+                if process.pid == root.pid:
+                    self.main_seconds += used
             self.seconds[str(root.pid)] = total
         self._stop_spies()
 
@@ -607,6 +611,8 @@ class NodeCpuMeter:
         return {
             "cpu_seconds": round(total, 3),
             "cpu_seconds_by_node": {pid: round(s, 3) for pid, s in self.seconds.items()},
+            "cpu_seconds_node_processes": round(self.main_seconds, 3),
+            "cpu_seconds_workers": round(total - self.main_seconds, 3),
             "cpu_us_per_committed_tx": round(total / committed * 1e6, 1) if committed else None,
             "py_spy": self.py_spy_out,
         }

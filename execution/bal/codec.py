@@ -22,6 +22,7 @@ a changed one; integers minimal. `decode` refuses anything else with the reason.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
@@ -93,10 +94,19 @@ class BlockAccessList:
     accounts: tuple[AccountChanges, ...] = ()
 
     def encode(self) -> bytes:
+        return self.encoded
+
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """The RLP, made once (the block body and the header's hash both need it)."""
         return _rlp_list([_encode_account(account) for account in self.accounts])
 
     def hash(self) -> bytes:
-        return keccak(self.encode())
+        return self.hashed
+
+    @functools.cached_property
+    def hashed(self) -> bytes:
+        return keccak(self.encoded)
 
     @classmethod
     def decode(cls, data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> BlockAccessList:

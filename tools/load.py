@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from tools.rpc_client import HTTP_TIMEOUT_S, LoadError, Rpc, RpcError, percentile
 
@@ -625,24 +625,33 @@ def run_presign_command(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"error: {p}", file=sys.stderr)
         return 2
-    try:
+    def presigned() -> dict:
         meter = NodeCpuMeter(pids, args.py_spy) if pids else None
         report = run_presigned(plan, around_send=meter)
         if meter is not None:
             report["node_cpu"] = meter.report(report["committed"])
+        return report
+
+    return _run_and_report(presigned, print_presign_report, args.json, args.rpc)
+
+
+def _run_and_report(run: Callable[[], dict], print_table: Callable[[dict], None], as_json: bool, rpc: str) -> int:
+    """Runs a load, prints its report; the exit code says whether all committed."""
+    try:
+        report = run()
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, RpcError, ValueError) as exc:
-        print(f"error: lost the node during the run: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (OSError, RpcError, ValueError) as exc:  # requests' errors are OSErrors
+        print(f"error: lost the node at {rpc} during the run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    if as_json:
         print(json.dumps(report, indent=2))
     else:
-        print_presign_report(report)
+        print_table(report)
     return 0 if report["committed"] == report["submitted"] else 1
 
 
@@ -669,27 +678,10 @@ def run_load_command(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"error: {p}", file=sys.stderr)
         return 2
-    try:
-        report = run_load(
-            args.rpc,
-            args.tps,
-            args.duration,
-            args.workload,
-            args.accounts,
-            args.wait,
+    return _run_and_report(
+        lambda: run_load(
+            args.rpc, args.tps, args.duration, args.workload, args.accounts, args.wait,
             progress=not args.json and sys.stdout.isatty(),
-        )
-    except LoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, RpcError, ValueError) as exc:  # requests' errors are OSErrors
-        print(f"error: lost the node at {args.rpc} during the run: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report)
-    return 0 if report["committed"] == report["submitted"] else 1
+        ),
+        print_report, args.json, args.rpc,
+    )

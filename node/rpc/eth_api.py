@@ -20,12 +20,12 @@ from eth.vm.forks.prague.constants import (
     BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE,
     TARGET_BLOB_GAS_PER_BLOCK,
 )
-from eth_abi import decode as abi_decode
 from eth_bloom import BloomFilter
 
 from consensus.certificate import CommitCertificate, InvalidCertificateError
 from execution.bal.codec import access_list_json
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
+from execution.tracing.call_tracer import decode_revert_reason
 from node.chain import Chain
 from node.config import RpcSettings
 from node.mempool import Mempool, MempoolError, PooledTx
@@ -44,7 +44,6 @@ from node.rpc.subscriptions import SubscriptionHub
 log = logging.getLogger(__name__)
 
 CLIENT_VERSION = f"Laminar/v0.1.0/{platform.system().lower()}/python{platform.python_version()}"
-ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 GWEI = 10**9
 DEFAULT_PRIORITY_FEE = 1 * GWEI  # suggested tip when recent blocks carry no transactions
 FEE_HISTORY_MAX_BLOCKS = 1024
@@ -59,16 +58,6 @@ def next_blob_base_fee(head: BlockHeaderAPI) -> int:
     refuses blob transactions, so the excess stays 0 and the fee at its minimum."""
     excess = max(0, head.excess_blob_gas + head.blob_gas_used - TARGET_BLOB_GAS_PER_BLOCK)
     return fake_exponential(MIN_BLOB_BASE_FEE, excess, BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE)
-
-
-def decode_revert_reason(output: bytes) -> Optional[str]:
-    if output[:4] != ERROR_STRING_SELECTOR:
-        return None
-    try:
-        (reason,) = abi_decode(["string"], output[4:])
-    except Exception:
-        return None
-    return reason
 
 
 @dataclass

@@ -104,6 +104,9 @@ FRAME_VERSION = 1
 MAX_TAG = 2**63 - 1
 INBOX_SIZE = 16_384
 DECODED_CACHE = 64
+# Building or validating a block slower than this is logged at INFO (it eats into the
+# round's timeouts); faster ones at DEBUG.
+SLOW_BLOCK_S = 1.0
 BAD_BLOCKS_KEPT = 16  # debug_getBadBlocks: the most recent invalid proposals
 
 
@@ -409,9 +412,11 @@ class ConsensusReactor:
         for tx, reason in proposal.dropped:
             log.warning("dropped transaction 0x%s: %s", tx.hash.hex(), reason)
         block_hash = proposal.header.hash
-        log.info(
+        took = trio.current_time() - building_started
+        log.log(
+            logging.INFO if took >= SLOW_BLOCK_S else logging.DEBUG,
             "built proposal for height %d round %d in %.2f s (%d txs, %d bytes)",
-            height, round_, trio.current_time() - building_started, len(proposal.block.transactions), len(data),
+            height, round_, took, len(proposal.block.transactions), len(data),
         )
         self._executed[block_hash] = proposal
         await self._send.send(BlockBuilt(height, round_, block_hash, data))
@@ -434,10 +439,12 @@ class ConsensusReactor:
                 )
             self._executed[block_hash] = executed
             valid = True
-            log.info(
+            took = trio.current_time() - received
+            log.log(
+                logging.INFO if took >= SLOW_BLOCK_S else logging.DEBUG,
                 "validated proposal for height %d round %d in %.2f s (waited %.2f s for the execution lock; "
                 "%d txs, %d senders known)",
-                height, round_, trio.current_time() - received, started - received, len(block.transactions),
+                height, round_, took, started - received, len(block.transactions),
                 sum(1 for s in senders if s is not None) if senders else 0,
             )
         except BlockRejected as exc:

@@ -186,12 +186,7 @@ def decode_blocks_response(payload: bytes, caps: Caps, requested: int) -> list[b
         raise DecodeError("malformed", "blocks response is not a list")
     if len(items) > min(requested, caps.max_blocks_per_request):
         raise DecodeError("malformed", f"{len(items)} blocks for a request of {requested}")
-    for item in items:
-        if not isinstance(item, bytes):
-            raise DecodeError("malformed", "block is a list")
-        if len(item) > caps.max_block_size:
-            raise DecodeError("oversized", f"block of {len(item)} bytes")
-    return items
+    return _byte_strings(items, caps.max_block_size, "block")
 
 
 def encode_tx_batch(raw_txs: list[bytes], caps: Caps) -> bytes:
@@ -230,11 +225,17 @@ def decode_tx_batch(payload: bytes, caps: Caps) -> list[bytes]:
         raise DecodeError("malformed", "transaction batch is not a non-empty list")
     if len(items) > caps.max_txs_per_batch:
         raise DecodeError("oversized", f"{len(items)} transactions in one batch")
+    return _byte_strings(items, caps.max_tx_size, "batched transaction")
+
+
+def _byte_strings(items: list, max_size: int, what: str) -> list[bytes]:
+    """`items` when each is a byte string of at most `max_size` bytes (a decoded list's
+    members: blocks of a response, transactions of a batch)."""
     for item in items:
         if not isinstance(item, bytes):
-            raise DecodeError("malformed", "batched transaction is a list")
-        if len(item) > caps.max_tx_size:
-            raise DecodeError("oversized", f"batched transaction of {len(item)} bytes")
+            raise DecodeError("malformed", f"{what} is a list")
+        if len(item) > max_size:
+            raise DecodeError("oversized", f"{what} of {len(item)} bytes")
     return items
 
 

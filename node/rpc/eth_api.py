@@ -238,19 +238,16 @@ class EthApi:
 
     def get_transaction_by_block_number_and_index(self, block: Any, index: Any) -> Optional[dict]:
         header = self._header(params.block_ref(block))
-        position = params.quantity(index, "index")
-        if header is None:
-            return None
-        txs = self._block(header).transactions
-        if position >= len(txs):
-            return None
-        return encoding.encode_transaction(txs[position], header, position)
+        return self._transaction_at(header, params.quantity(index, "index"))
 
     def get_transaction_by_block_hash_and_index(
         self, block_hash: Any, index: Any
     ) -> Optional[dict]:
         header = self.chain.header_by_hash(params.hash32(block_hash, "blockHash"))
-        position = params.quantity(index, "index")
+        return self._transaction_at(header, params.quantity(index, "index"))
+
+    def _transaction_at(self, header: Optional[BlockHeaderAPI], position: int) -> Optional[dict]:
+        """The block's transaction at `position`; null for no block or no such position."""
         if header is None:
             return None
         txs = self._block(header).transactions

@@ -233,6 +233,9 @@ def run_bench(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """Run `laminar bench`; `args` is a parsed namespace or an argv list. Exit status."""
     if args is None or not isinstance(args, argparse.Namespace):
         args = build_parser().parse_args(None if args is None else list(args))
+    from execution.gc_policy import tune_collector
+
+    tune_collector()  # the executors measured as a node runs them
 
     from rich.console import Console
     from rich.progress import (

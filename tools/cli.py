@@ -156,6 +156,10 @@ def run_node_command(args: argparse.Namespace, hooks=None) -> int:
     )
     for noisy in ("eth", "hypercorn", "trie"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from execution.gc_policy import freeze_startup_objects, tune_collector
+
+    tune_collector()
+    freeze_startup_objects()
     try:
         trio.run(_run_until_signalled, config, hooks)
     except Exception as exc:

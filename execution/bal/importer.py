@@ -389,6 +389,9 @@ class _ImportRun:
         )
         self.state = state
         recorder = state._account_db
+        # A plain dict (py-evm's is a 2048-entry LRU): a block's fold touches more
+        # accounts than that, and every eviction is a trie walk through py-evm's reader.
+        recorder._account_cache = {}
         recorder.open_record()
         prelude = prelude_writes(state, env)
         for key, value in prelude.items():

@@ -29,6 +29,7 @@ from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import EstimateHit, MVMemory
 from execution.blockstm.state import make_tx_state, outcome_of
 from execution.blockstm.triereader import BLANK_ROOT, NodeMissing, decode_node, lookup
+from execution.gc_policy import freeze_startup_objects, tune_collector
 from execution.rules import check_transaction, make_execution_context, readable_error
 from execution.senders import recover_sender
 
@@ -367,6 +368,8 @@ class Worker:
 
 def worker_main(conn: Any, worker_id: int) -> None:
     logging.getLogger("eth").setLevel(logging.WARNING)
+    tune_collector()
+    freeze_startup_objects()
     profile_dir = os.environ.get("LAMINAR_BLOCKSTM_PROFILE")
     if not profile_dir:
         Worker(conn, worker_id).run()

@@ -7,7 +7,8 @@ objects (RLP lists, accounts, write sets, messages) that reference counting free
 own; the collector still runs over them and, every few hundred transactions, over the
 node's whole heap (caches of decoded trie nodes, recent blocks, the pool). Measured on a
 2,000-transfer block (2 vCPUs, 2026-12-02): the Block-STM coordinator spent 0.18-0.33 s
-of its 1.0-1.3 s in collections with the default thresholds, 0.02-0.04 s with these.
+of its 1.0-1.3 s in collections with the default thresholds, 0.02-0.04 s with these
+(0.16 s in the one block of four that ran a middle-generation collection).
 
 Cyclic garbage is still collected, only in larger batches: the youngest generation every
 `YOUNG_THRESHOLD` allocations. What a process built before it starts serving (imported

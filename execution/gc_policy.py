@@ -11,9 +11,9 @@ of its 1.0-1.3 s in collections with the default thresholds, 0.02-0.04 s with th
 (0.16 s in the one block of four that ran a middle-generation collection).
 
 Cyclic garbage is still collected, only in larger batches: the youngest generation every
-`YOUNG_THRESHOLD` allocations. What a process built before it starts serving (imported
-modules, configuration, the executor) is frozen out of every collection: it lives as
-long as the process.
+`YOUNG_THRESHOLD` allocations. What a process holds when it starts serving (imported
+modules, its configuration) is frozen out of every collection: it lives as long as the
+process.
 """
 
 from __future__ import annotations

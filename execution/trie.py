@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import rlp
+import rusty_rlp
 from eth_hash.auto import keccak
 
 #: A node shorter than this (RLP-encoded) is embedded in its parent instead of hashed.
@@ -62,9 +63,21 @@ def _length_prefix(length: int, offset: int) -> bytes:
 
 
 def encode_node(item: Any) -> bytes:
-    """RLP of a byte string or a (nested) list of them."""
+    """RLP of a byte string or a (nested) list of them: rusty-rlp's encoder (Rust, about
+    ten times faster than this module's), this module's for what it refuses (a
+    bytearray, say)."""
+    try:
+        return _rust_encode(item)
+    except rusty_rlp.EncodingError:
+        return _encode_node_python(item)
+
+
+_rust_encode = rusty_rlp.encode_raw
+
+
+def _encode_node_python(item: Any) -> bytes:
     if type(item) is list:
-        payload = b"".join([encode_node(child) for child in item])
+        payload = b"".join([_encode_node_python(child) for child in item])
         return _length_prefix(len(payload), SHORT_LIST) + payload
     item = bytes(item)
     if len(item) == 1 and item[0] < SHORT_STRING:
@@ -116,30 +129,35 @@ def _payload_bounds(data: bytes, position: int, first: int, short: int,
 NodeReader = Callable[[bytes], bytes]  # node hash -> its RLP encoding
 
 
-def _hashed(node: list, nodes: dict[bytes, bytes]) -> Any:
+def _hashed(node: list, nodes: dict[bytes, bytes], decoded: Optional[dict[bytes, Any]] = None) -> Any:
     """What a parent holds for `node`: the node itself when short, else its hash (the
-    encoding then goes to `nodes`)."""
+    encoding then goes to `nodes`, and the node, as decoding would give it, to
+    `decoded`: the next update or lookup over this trie need not decode it again)."""
     encoded = encode_node(node)
     if len(encoded) < HASHED_NODE_MIN_LENGTH:
         return node
     node_hash = keccak(encoded)
     nodes[node_hash] = encoded
+    if decoded is not None:
+        decoded[node_hash] = node
     return node_hash
 
 
-def _root_of(node: Any, nodes: dict[bytes, bytes]) -> bytes:
+def _root_of(node: Any, nodes: dict[bytes, bytes], decoded: Optional[dict[bytes, Any]] = None) -> bytes:
     if node == BLANK_NODE:
         return BLANK_ROOT_HASH
     encoded = encode_node(node)
     root_hash = keccak(encoded)  # the root is hashed even when short
     nodes[root_hash] = encoded
+    if decoded is not None:
+        decoded[root_hash] = node
     return root_hash
 
 
 def _build(keys: Sequence[Nibbles], values: Sequence[bytes], low: int, high: int, depth: int,
-           nodes: dict[bytes, bytes]) -> list:
+           nodes: dict[bytes, bytes], decoded: Optional[dict[bytes, Any]] = None) -> list:
     """The node holding keys[low:high] (sorted, distinct, sharing their first `depth`
-    nibbles) with their values; new hashed nodes go to `nodes`."""
+    nibbles) with their values; new hashed nodes go to `nodes` (and `decoded`)."""
     first = keys[low]
     if high - low == 1:
         return [hex_prefix(first[depth:], is_leaf=True), values[low]]
@@ -149,8 +167,8 @@ def _build(keys: Sequence[Nibbles], values: Sequence[bytes], low: int, high: int
     while end < limit and first[end] == last[end]:
         end += 1
     if end > depth:
-        child = _build(keys, values, low, high, end, nodes)
-        return [hex_prefix(first[depth:end], is_leaf=False), _hashed(child, nodes)]
+        child = _build(keys, values, low, high, end, nodes, decoded)
+        return [hex_prefix(first[depth:end], is_leaf=False), _hashed(child, nodes, decoded)]
     branch: list = [BLANK_NODE] * (BRANCH_WIDTH + 1)
     index = low
     if len(first) == depth:  # a key ending here keeps its value in the branch
@@ -161,7 +179,9 @@ def _build(keys: Sequence[Nibbles], values: Sequence[bytes], low: int, high: int
         group_end = index + 1
         while group_end < high and keys[group_end][depth] == nibble:
             group_end += 1
-        branch[nibble] = _hashed(_build(keys, values, index, group_end, depth + 1, nodes), nodes)
+        branch[nibble] = _hashed(
+            _build(keys, values, index, group_end, depth + 1, nodes, decoded), nodes, decoded
+        )
         index = group_end
     return branch
 
@@ -201,17 +221,19 @@ class _TrieUpdater:
         self.keys = keys
         self.values = values  # None: delete the key
         self.nodes: dict[bytes, bytes] = {}
-        # Stored nodes already decoded, by hash (shared with the caller; the updater only
-        # reads them: every changed node is a new list).
+        # Nodes already decoded, by hash (shared with the caller): read, and filled with
+        # the stored nodes this update decodes and the nodes it makes. A cached node is
+        # never changed in place: every changed node is a new list.
         self.decoded = decoded
 
     def resolve(self, reference: Any) -> Any:
         """The node a parent's reference points to (blank, embedded, or by hash)."""
         if isinstance(reference, list) or reference == BLANK_NODE:
             return reference
-        encoded = self.nodes.get(reference)  # made by this update (an extension's split)
-        if encoded is not None:
-            return decode_node(encoded)
+        if self.decoded is None:
+            encoded = self.nodes.get(reference)  # made by this update (an extension's split)
+            if encoded is not None:
+                return decode_node(encoded)
         return self.stored(reference)
 
     def stored(self, node_hash: bytes) -> Any:
@@ -245,7 +267,7 @@ class _TrieUpdater:
             values.append(pending[1])
         if not keys:
             return BLANK_NODE
-        return _build(keys, values, 0, len(keys), depth, self.nodes)
+        return _build(keys, values, 0, len(keys), depth, self.nodes, self.decoded)
 
     def update(self, node: Any, low: int, high: int, depth: int) -> Any:
         """`node` (at `depth` nibbles) with changes[low:high] applied, as a node structure
@@ -267,7 +289,7 @@ class _TrieUpdater:
         rest = path[1:]
         branch[path[0]] = (
             node[1] if not rest else _hashed([hex_prefix(rest, is_leaf=False), node[1]],
-                                             self.nodes)
+                                             self.nodes, self.decoded)
         )
         return self.update_branch(branch, low, high, depth)
 
@@ -299,7 +321,7 @@ class _TrieUpdater:
             return self.join(bytes((slot,)), child, reference=branch[slot] if slot not in fresh
                              else None)
         for slot, child in fresh.items():
-            branch[slot] = BLANK_NODE if child == BLANK_NODE else _hashed(child, self.nodes)
+            branch[slot] = BLANK_NODE if child == BLANK_NODE else _hashed(child, self.nodes, self.decoded)
         return branch
 
     def join(self, path: Nibbles, child: Any, reference: Any = None) -> Any:
@@ -311,7 +333,7 @@ class _TrieUpdater:
             child_path, is_leaf = decode_hex_prefix(child[0])
             return [hex_prefix(path + child_path, is_leaf=is_leaf), child[1]]
         if reference is None:
-            reference = _hashed(child, self.nodes)
+            reference = _hashed(child, self.nodes, self.decoded)
         return [hex_prefix(path, is_leaf=False), reference]
 
 
@@ -322,7 +344,9 @@ def update_trie(
     """Apply `changes` (key -> new value; None or b"" deletes the key) to the trie with
     root `root_hash` whose nodes `read_node` returns. Returns the new root hash and the
     new hashed nodes (the old ones are left where they are: nodes are content-addressed).
-    `decoded`: stored nodes already decoded, by hash; read and filled, never changed.
+    `decoded`: nodes already decoded, by hash, kept by the caller across updates
+    (content-addressed, so valid under any root); read, and filled with what this update
+    decodes and makes. Its entries are never changed in place, so they may be shared.
     """
     if not changes:
         return root_hash, {}
@@ -330,4 +354,5 @@ def update_trie(
     updater = _TrieUpdater(read_node, [key for key, _ in ordered],
                            [value for _, value in ordered], decoded)
     root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else updater.stored(root_hash)
-    return _root_of(updater.update(root, 0, len(ordered), 0), updater.nodes), updater.nodes
+    root_hash = _root_of(updater.update(root, 0, len(ordered), 0), updater.nodes, decoded)
+    return root_hash, updater.nodes

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from trie import HexaryTrie
 
 from execution.roots import ordered_trie_root
-from execution.trie import decode_node, encode_node, trie_root_and_nodes, update_trie
+from execution.trie import (
+    _encode_node_python,
+    decode_node,
+    encode_node,
+    trie_root_and_nodes,
+    update_trie,
+)
 
 
 def py_evm_trie(items: dict[bytes, bytes]) -> tuple[bytes, dict[bytes, bytes]]:
@@ -118,6 +124,34 @@ def test_batched_update_of_a_block_sized_change() -> None:
     assert update_trie(root, store.__getitem__, {}) == (root, {})
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_chained_updates_sharing_a_decoded_cache_match_py_evm(seed: int) -> None:
+    """Update after update over one decoded-node cache (as executionless sync keeps it
+    across blocks): each root is py-evm's, and every cached node is exactly what decoding
+    its stored encoding gives (the cache is filled with the nodes an update makes)."""
+    rng = random.Random(seed)
+    size = rng.choice([2, 32])
+    current = {random_key(rng, size): rng.randbytes(rng.randint(1, 40)) for _ in range(60)}
+    root, store = trie_root_and_nodes(current)
+    decoded: dict = {}
+    for _ in range(15):
+        changes: dict[bytes, bytes | None] = {}
+        for _ in range(rng.randint(1, 25)):
+            key = rng.choice(list(current)) if current and rng.random() < 0.6 else random_key(rng, size)
+            changes[key] = None if rng.random() < 0.3 else rng.randbytes(rng.randint(1, 40))
+        (_, _), expected_root = py_evm_update(current, changes)
+        root, new_nodes = update_trie(root, store.__getitem__, changes, decoded)
+        assert root == expected_root
+        store.update(new_nodes)
+        for key, value in changes.items():
+            if value:
+                current[key] = value
+            else:
+                current.pop(key, None)
+        for node_hash, node in decoded.items():
+            assert node == decode_node(store[node_hash])
+
+
 def test_update_of_a_missing_node_raises_key_error() -> None:
     items = {bytes([i]) * 32: bytes([i]) * 40 for i in range(1, 40)}
     root, nodes = trie_root_and_nodes(items)
@@ -136,8 +170,10 @@ nested = st.recursive(
 @settings(max_examples=500, deadline=None)
 @given(nested)
 def test_node_codec_is_rlp(item) -> None:
+    """rusty-rlp's encoder, this module's own and pyrlp's (whichever backend pyrlp picked)
+    give the same bytes."""
     encoded = encode_node(item)
-    assert encoded == rlp.encode(item)
+    assert encoded == _encode_node_python(item) == rlp.encode(item)
     assert decode_node(encoded) == rlp.decode(encoded)
 
 
@@ -176,3 +212,39 @@ def test_node_and_worker_processes_hash_with_safe_pysha3() -> None:
             check=True, capture_output=True, text=True, timeout=120,
         ).stdout.strip()
         assert out == "PySha3Backend", (module, out)
+
+
+# ---- account and storage leaves ---------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**256 - 1), st.binary(min_size=32, max_size=32),
+       st.binary(min_size=32, max_size=32), st.integers(1, 2**256 - 1))
+def test_account_and_storage_leaves_are_pyrlp_s(nonce, balance, storage_root, code_hash, value) -> None:
+    from eth.rlp.accounts import Account
+
+    from execution.account_rlp import decode_account, encode_account, encode_storage_value
+
+    account = Account(nonce, balance, storage_root, code_hash)
+    encoded = encode_account(nonce, balance, storage_root, code_hash)
+    assert encoded == rlp.encode(account)
+    assert decode_account(encoded) == account
+    assert encode_storage_value(value) == rlp.encode(value)
+
+
+@pytest.mark.parametrize("malformed", [
+    rlp.encode([b"\x00\x01", b"", b"r" * 32, b"c" * 32]),  # a nonce with a leading zero
+    rlp.encode([b"", b"", b"r" * 31, b"c" * 32]),  # a short storage root
+    rlp.encode([b"", b"", b"r" * 32]),  # three fields
+    rlp.encode([b"", [b""], b"r" * 32, b"c" * 32]),  # a list for the balance
+    rlp.encode(b"not a list"),
+])
+def test_account_decoder_refuses_what_pyrlp_refuses(malformed: bytes) -> None:
+    from eth.rlp.accounts import Account
+
+    from execution.account_rlp import decode_account
+
+    with pytest.raises((rlp.exceptions.DeserializationError, TypeError)):  # pyrlp: either
+        rlp.decode(malformed, sedes=Account)
+    with pytest.raises(ValueError):
+        decode_account(malformed)

@@ -17,13 +17,18 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import rlp
 from eth.abc import VirtualMachineAPI
-from eth.constants import EMPTY_SHA3
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM
 from eth_hash.auto import keccak
 
+from execution.account_rlp import (
+    AccountFields,
+    decode_account_fields,
+    encode_account,
+    encode_storage_value,
+)
 from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import AccountChanges, BlockAccessList
 from execution.bal.importer import writes_by_index
@@ -56,6 +61,7 @@ class _AccountState:
 # syncing node applies block after block over the same upper trie.
 DECODED_NODE_CACHE_LIMIT = 500_000
 SLOT_BYTES = 32
+NO_ACCOUNT = AccountFields(0, 0, BLANK_ROOT_HASH, EMPTY_SHA3)  # what an absent account reads as
 
 
 def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
@@ -80,11 +86,11 @@ def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachin
             node = decoded[key] = decode_node(nodes[key])
         return node
 
-    accounts: dict[bytes, Account] = {}
+    accounts: dict[bytes, AccountFields] = {}
 
-    def pre_account(address: bytes) -> Account:
+    def pre_account(address: bytes) -> AccountFields:
         encoded = lookup(node_of, pre_state.state_root, keccak(address))
-        account = rlp.decode(encoded, sedes=Account) if encoded else Account()
+        account = decode_account_fields(encoded) if encoded else NO_ACCOUNT
         accounts[address] = account
         return account
 
@@ -103,7 +109,7 @@ class FinalAccount:
     """An account as the block leaves it, from the last change of each field."""
 
     address: bytes
-    pre: Account
+    pre: AccountFields
     balance: int
     nonce: int
     code_hash: bytes
@@ -115,7 +121,7 @@ class FinalAccount:
         return self.nonce != 0 or self.balance != 0 or self.code_hash != EMPTY_SHA3
 
 
-def final_account(changes: AccountChanges, pre: Account) -> Optional[FinalAccount]:
+def final_account(changes: AccountChanges, pre: AccountFields) -> Optional[FinalAccount]:
     """The account after the block; None when some index leaves it empty (EIP-161 deletes
     it there, and what follows must start from nothing: `_apply_index_by_index`)."""
     balances = {c.index: c.balance for c in changes.balance_changes}
@@ -147,7 +153,7 @@ def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded
         storage_root = final.pre.storage_root
         if final.slots:
             storage_changes = {
-                keccak(slot.to_bytes(SLOT_BYTES, "big")): rlp.encode(value) if value else None
+                keccak(slot.to_bytes(SLOT_BYTES, "big")): encode_storage_value(value) if value else None
                 for slot, value in final.slots.items()
             }
             storage_root, created = update_trie(storage_root, read, storage_changes, decoded)
@@ -155,7 +161,7 @@ def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded
         if final.code:
             new_nodes[final.code_hash] = final.code
         account_changes[keccak(final.address)] = (
-            rlp.encode(Account(final.nonce, final.balance, storage_root, final.code_hash))
+            encode_account(final.nonce, final.balance, storage_root, final.code_hash)
             if final.exists else None
         )
     root, created = update_trie(pre_state.state_root, read, account_changes, decoded)
@@ -164,8 +170,8 @@ def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded
 
 
 def _apply_index_by_index(access_list: BlockAccessList, pre_state: StateView,
-                          pre_account: Callable[[bytes], Account], accounts: dict[bytes, Account],
-                          started: float) -> AppliedBlock:
+                          pre_account: Callable[[bytes], AccountFields],
+                          accounts: dict[bytes, AccountFields], started: float) -> AppliedBlock:
     """The general fold: Block-STM's write sets index by index over py-evm's account DB
     (an account deleted at one index and changed again at a later one)."""
     nodes = pre_state.nodes
@@ -177,7 +183,8 @@ def _apply_index_by_index(access_list: BlockAccessList, pre_state: StateView,
 
     db = OverlayDB(nodes)
     account_db = BatchedAccountDB(db, pre_state.state_root)
-    account_db._account_cache = dict(accounts)  # pre-state accounts, read once above
+    # pre-state accounts, read once above
+    account_db._account_cache = {address: Account(*fields) for address, fields in accounts.items()}
     state = _AccountState(account_db)
     for index in sorted(by_index):
         state.lock_changes()

@@ -27,12 +27,12 @@ import time
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-import rlp
 from eth.constants import EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM, PragueVM
 from eth_hash.auto import keccak
 
+from execution.account_rlp import decode_account
 from execution.bal.builder import AccessListBuilder
 from execution.bal.codec import AccountChanges, BlockAccessList, SlotChanges
 from execution.bal.recorder import recording_state_class
@@ -288,7 +288,7 @@ class _ImportRun:
         account = self.pre_accounts.get(address)
         if account is None:
             encoded = lookup(self.node_of, self.pre_state.state_root, keccak(address))
-            account = rlp.decode(encoded, sedes=Account) if encoded else Account()
+            account = decode_account(encoded) if encoded else Account()
             self.pre_accounts[address] = account
         return account
 

@@ -501,7 +501,13 @@ class StateMachine:
                 ("vote", vote.round, vote.kind, vote.validator),
                 ConflictingVotes(vote.validator, next(iter(existing.values())), vote),
             )
-            if len(existing) >= MAX_VALUES_PER_VALIDATOR:
+            # Past the cap, a value that f+1 validators voted for (so an honest one did)
+            # is still counted: it may be what a quorum decided, and a peer still at
+            # this height needs this validator's vote for it to decide from the re-sent
+            # precommits of the last commit.
+            if len(existing) >= MAX_VALUES_PER_VALIDATOR and not (
+                vote.block_hash is not None and self._has_weak_support(vote.round, vote.block_hash)
+            ):
                 return
         if not self._track_round(vote.validator, vote.round):
             return

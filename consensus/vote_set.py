@@ -6,7 +6,9 @@ from typing import Optional
 
 from consensus.messages import Vote
 
-MAX_VALUES_PER_VALIDATOR = 4  # distinct values counted per validator per (round, kind)
+# Distinct values counted per validator per (round, kind); the state machine counts more
+# only for a value f+1 validators voted for.
+MAX_VALUES_PER_VALIDATOR = 4
 
 
 class VoteSet:
@@ -14,7 +16,8 @@ class VoteSet:
     validator that equivocates has each of its (distinct-value) votes counted for its
     value: that cannot hurt safety (honest validators never equivocate, so any two
     quorums still share an honest one) and keeps proofs of lock checkable by everyone.
-    At most `MAX_VALUES_PER_VALIDATOR` values are kept per validator."""
+    At most `MAX_VALUES_PER_VALIDATOR` values are kept per validator, and beyond that only
+    values with f+1 votes (the state machine's rule)."""
 
     def __init__(self) -> None:
         self.votes: dict[int, dict[Optional[bytes], Vote]] = {}

@@ -153,8 +153,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument(
         "--sync-blocks", type=_positive_int, default=None, metavar="N",
         help="executionless sync bench: a chain of N blocks of the mixed workload, each executed "
-        "(the parallel executor) and, side by side, applied from its access list, each with its "
-        "LevelDB commit (default off; alone unless --workload is given too)",
+        "(the parallel executor) and, side by side, applied from its access list, each sync "
+        "batch of blocks committed in one fsynced LevelDB write as a syncing node does "
+        "(default off; alone unless --workload is given too)",
     )
     parser.add_argument(
         "--sync-txs", type=_positive_int, default=None, metavar="T",

@@ -123,12 +123,13 @@ def _bal_times(record: dict[str, Any], key: str) -> Text:
 
 
 def build_sync_table(record: dict[str, Any]) -> Table:
-    """The executionless sync bench: execute vs apply, each with its LevelDB commit."""
+    """The executionless sync bench: execute vs apply, each with its LevelDB commits."""
     table = Table(
         title=f"executionless sync: {record['sync_blocks']} blocks of {record['sync_txs']} "
         f"mixed txs, {record['executor']} ({record['workers']} workers) vs the access lists",
         caption="execute / apply = the block run by the executor / its access list folded into "
-        "the state (no EVM); commit = its new state nodes in one fsynced LevelDB batch; "
+        f"the state (no EVM); commit = the new state nodes of each sync batch of "
+        f"{record.get('blocks_per_commit', 1)} blocks in one fsynced LevelDB write; "
         "speedup = execute total / apply total; roots = every post-state root of both paths "
         "equals the first pass's.",
         caption_justify="left",

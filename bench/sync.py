@@ -4,14 +4,17 @@ A chain of N blocks of the mixed workload (`--sync-txs T` transactions each), ea
 block's pre-state the previous block's post-state, is taken through two paths side by
 side, from the same genesis state:
 
-* **execute**: the bench's parallel executor (Block-STM by default) runs the block,
-  then its new state nodes go to LevelDB in one atomic, fsynced batch;
+* **execute**: the bench's parallel executor (Block-STM by default) runs the block;
 * **apply**: `execution.bal.apply.apply_access_list` folds the block's EIP-7928 access
-  list into the state (no EVM), then the same commit.
+  list into the state (no EVM).
+
+Both commit as a syncing node does: the new state nodes of each sync batch
+(`consensus.sync.SYNC_BATCH` blocks, each block reading its pre-state through the
+batch's nodes not written yet) go to LevelDB in one atomic, fsynced batch.
 
 Each path has its own fresh LevelDB holding the genesis state and reads its pre-state
 from it (as a node does), so a path's block k runs on the state its own blocks 1..k-1
-wrote. Every post-state root of both paths must be the root the untimed first pass got.
+made. Every post-state root of both paths must be the root the untimed first pass got.
 
 Untimed, before any clock starts: signing every transaction, and a first pass that runs
 the chain on the sequential executor with `build_access_list` (the lists, the expected
@@ -57,8 +60,10 @@ from bench.workloads import (
     swap_data,
 )
 from bench.workloads import POOL_ADDRESS as POOL_ADDRESS
+from consensus.sync import SYNC_BATCH
 from execution.bal.codec import BlockAccessList
 from execution.executor import BlockEnv, BlockInput, Executor, StateView
+from execution.overlay import LayeredNodes
 from storage.leveldb import LevelDB
 
 DEFAULT_SYNC_TXS = 50
@@ -225,37 +230,56 @@ def _fresh_db(root: Path, name: str, nodes: dict[bytes, bytes]) -> LevelDB:
 
 
 class _SyncPath:
-    """One way through the chain (execute or apply) with its own LevelDB and head."""
+    """One way through the chain (execute or apply) with its own LevelDB and head.
+
+    As a syncing node does (`consensus.sync`, `Chain.write_blocks`), the blocks of one
+    sync batch (`SYNC_BATCH`) are run one on top of the other, each reading its
+    pre-state through the batch's new nodes, and written in one fsynced LevelDB batch."""
 
     def __init__(self, name: str, run: Callable[[BlockInput, PlannedBlock, StateView], tuple[bytes, dict]],
-                 db: LevelDB, root: bytes) -> None:
+                 db: LevelDB, root: bytes, commit_every: int) -> None:
         self.name = name
         self.run = run
         self.db = db
         self.root = root
+        self.commit_every = commit_every
+        self.pending: dict[bytes, bytes] = {}
+        self.pending_blocks = 0
         self.run_s: list[float] = []
-        self.commit_s: list[float] = []
+        self.commit_s: list[float] = []  # one per written batch
+        self.commit_share_s: list[float] = []  # per block: its batch's commit / its size
 
     def step(self, block: BlockInput, plan: PlannedBlock, number: int,
-             mismatches: list[dict[str, Any]]) -> Optional[str]:
-        """Block `number` on this path, timed, then committed; an error's text, or None."""
+             mismatches: list[dict[str, Any]], last: bool) -> Optional[str]:
+        """Block `number` on this path, timed, then (at the batch's end) the batch
+        committed; an error's text, or None."""
         from bench.runner import _describe
 
         gc.collect()
         try:
             started = time.perf_counter()
-            root, nodes = self.run(block, plan, StateView(nodes=self.db, state_root=self.root))
+            pre = StateView(nodes=LayeredNodes(self.pending, self.db), state_root=self.root)
+            root, nodes = self.run(block, plan, pre)
             ran = time.perf_counter()
-            self.db.write_atomically(nodes)
-            committed = time.perf_counter()
+            self.run_s.append(ran - started)
+            self.pending.update(nodes)
+            self.pending_blocks += 1
+            if last or self.pending_blocks == self.commit_every:
+                self.db.write_atomically(self.pending)
+                elapsed = time.perf_counter() - ran
+                self.commit_s.append(elapsed)
+                self.commit_share_s.extend([elapsed / self.pending_blocks] * self.pending_blocks)
+                self.pending, self.pending_blocks = {}, 0
         except Exception as exc:
             return f"block {number} ({self.name}): {_describe(exc)}"
-        self.run_s.append(ran - started)
-        self.commit_s.append(committed - ran)
         if root != plan.post_state_root:
             mismatches.append({"block": number, "path": self.name})
         self.root = root
         return None
+
+    def block_s(self) -> list[float]:
+        """Each block's run plus its share of its batch's commit."""
+        return [run + commit for run, commit in zip(self.run_s, self.commit_share_s)]
 
     def close(self) -> None:
         folder = self.db.path.parent
@@ -286,6 +310,7 @@ def bench_sync(
     planned: Optional[list[PlannedBlock]] = None,  # the first pass, if done already
     warmup: Optional[Chain] = None,
     first_pass_s: Optional[float] = None,
+    commit_every: int = SYNC_BATCH,
     on_step: Callable[[str, int], None] = lambda _d, _n: None,
     on_done: Callable[[int], None] = lambda _n: None,
 ) -> dict[str, Any]:
@@ -322,9 +347,9 @@ def bench_sync(
 
     paths = [
         _SyncPath("execute", execute, _fresh_db(scratch_root, "execute", chain.genesis_nodes),
-                  chain.genesis_root),
+                  chain.genesis_root, commit_every),
         _SyncPath("apply", apply, _fresh_db(scratch_root, "apply", chain.genesis_nodes),
-                  chain.genesis_root),
+                  chain.genesis_root, commit_every),
     ]
     mismatches: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -336,7 +361,7 @@ def bench_sync(
             on_step(f"sync: block {k + 1}/{n_blocks}", t_per_block)
             # Alternate which path goes first, so drift spreads over both.
             for path in (paths if k % 2 == 0 else paths[::-1]):
-                error = path.step(block, planned[k], k + 1, mismatches)
+                error = path.step(block, planned[k], k + 1, mismatches, last=k == n_blocks - 1)
                 if error is not None:
                     errors.append(error)
                     break
@@ -351,6 +376,7 @@ def bench_sync(
     apply_s, apply_commit_s = paths[1].run_s, paths[1].commit_s
 
     complete = not errors and len(exec_s) == n_blocks and len(apply_s) == n_blocks
+
     execute_total = sum(exec_s) + sum(exec_commit_s) if complete else None
     apply_total = sum(apply_s) + sum(apply_commit_s) if complete else None
     roots_match = complete and not mismatches
@@ -360,8 +386,8 @@ def bench_sync(
         "workload": "sync",
         "description": (
             f"{n_blocks} chained blocks of {t_per_block} mixed transactions: executed "
-            f"({name}, {workers} workers) vs applied from their access lists, each with "
-            "its LevelDB commit"
+            f"({name}, {workers} workers) vs applied from their access lists, each sync "
+            f"batch of {commit_every} blocks committed to LevelDB in one fsynced write"
         ),
         "sync_blocks": n_blocks,
         "sync_txs": t_per_block,
@@ -381,10 +407,9 @@ def bench_sync(
         "apply_only_speedup": (
             sum(exec_s) / sum(apply_s) if complete and sum(apply_s) > 0 else None
         ),
-        "median_block_execute_s": statistics.median(
-            [a + b for a, b in zip(exec_s, exec_commit_s)]) if exec_s else None,
-        "median_block_apply_s": statistics.median(
-            [a + b for a, b in zip(apply_s, apply_commit_s)]) if apply_s else None,
+        "median_block_execute_s": statistics.median(paths[0].block_s()) if complete else None,
+        "median_block_apply_s": statistics.median(paths[1].block_s()) if complete else None,
+        "blocks_per_commit": commit_every,
         "roots_match": roots_match,
         "root_mismatches": mismatches[:20],
         "identical": roots_match,  # the bench's own check: every post-state root equal

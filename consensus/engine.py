@@ -61,6 +61,20 @@ class ExecutedBlock(Protocol):
 ExecutedT = TypeVar("ExecutedT", bound=ExecutedBlock)
 
 
+class SyncBatch(Protocol[ExecutedT]):
+    """Certified blocks imported one on top of the other, written together
+    (node.chain.SyncedBlocks implements it)."""
+
+    @property
+    def parent(self) -> BlockHeaderAPI:
+        """What the batch's next block must extend (the head while it is empty)."""
+
+    @property
+    def proposals(self) -> Sequence[ExecutedT]: ...
+
+    def add(self, executed: ExecutedT, certificate: bytes) -> None: ...
+
+
 class BlockChain(Protocol[ExecutedT]):
     """The chain as consensus sees it (node.chain.Chain implements it)."""
 
@@ -88,8 +102,10 @@ class BlockChain(Protocol[ExecutedT]):
     def import_block(
         self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
+        synced: Optional[SyncBatch[ExecutedT]] = None,
     ) -> ExecutedT:
-        """Re-execute another validator's block; BlockRejected naming what differs."""
+        """Re-execute another validator's block (on `synced`'s last block, when given);
+        BlockRejected naming what differs."""
 
     def write_block(self, executed: ExecutedT, certificate: bytes) -> None:
         """Persist a block with its commit certificate (blocking I/O: a worker thread)."""
@@ -103,10 +119,18 @@ class BlockChain(Protocol[ExecutedT]):
 
     def apply_synced_block(
         self, block: BlockAPI, receipts: bytes, parent: Optional[BlockHeaderAPI] = None,
+        synced: Optional[SyncBatch[ExecutedT]] = None,
     ) -> ExecutedT:
         """A certified block from its access list, without executing it; BlockRejected
         when the list does not give the header's state root or the receipts do not
         match the header."""
+
+    def begin_sync_batch(self) -> SyncBatch[ExecutedT]:
+        """An empty batch of synced blocks on the head."""
+
+    def write_blocks(self, synced: SyncBatch[ExecutedT]) -> None:
+        """Persist a sync batch in one synced write (blocking I/O: a worker thread);
+        then `advance_head` each of its blocks."""
 
 
 class TransactionSource(Protocol):

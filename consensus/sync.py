@@ -17,8 +17,8 @@ this block hash, and more than two thirds of the validator set signed it. Verifi
 blocks go to the reactor, which re-executes them (`Chain.import_block`: state root,
 receipts, gas... must match) or, with `sync_mode = "bal"`, applies their access lists
 and takes the served receipts (`Chain.apply_synced_block`: the list's root and the
-receipts must match the certified header), writes them with their certificate and
-restarts consensus at the new height. A peer that serves a bad status, block or certificate is
+receipts must match the certified header), one on top of the other, writes the batch
+with the certificates in one synced write and restarts consensus at the new height. A peer that serves a bad status, block or certificate is
 penalised and the next peer is tried.
 """
 

@@ -1,4 +1,5 @@
-"""`OverlayDB`: a py-evm atomic database that buffers every write over a read-only base.
+"""`OverlayDB`: a py-evm atomic database that buffers every write over a read-only base;
+`LayeredNodes`: new nodes not written yet, read before a base's.
 
 Execution must be pure with respect to the pre-state: py-evm's state objects write trie
 nodes and code straight into the database they are given. `OverlayDB` gives them one that
@@ -13,7 +14,7 @@ never propagated to the base (py-evm itself persists with `apply_deletes=False`)
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from eth.abc import AtomicWriteBatchAPI
 from eth.db.atomic import AtomicDBWriteBatch
@@ -58,3 +59,18 @@ class OverlayDB(BaseAtomicDB):
     def pending(self) -> dict[bytes, bytes]:
         """The buffered writes: new nodes and code keyed by hash. The live dict, not a copy."""
         return self._pending
+
+
+class LayeredNodes:
+    """A read-only node reader: `nodes` (made but not written yet: a patched pre-state, a
+    sync batch) over `base`."""
+
+    def __init__(self, nodes: Mapping[bytes, bytes], base: NodeReader) -> None:
+        self._nodes, self._base = nodes, base
+
+    def __getitem__(self, key: bytes) -> bytes:
+        found = self._nodes.get(key)
+        return found if found is not None else self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._nodes or key in self._base

@@ -39,12 +39,12 @@ from execution.executor import (
     StateView,
 )
 from execution.forks import LAMINAR_VM
-from execution.overlay import OverlayDB
+from execution.overlay import LayeredNodes, OverlayDB
 from execution.prestate import load_prestate
 from execution.roots import make_header_roots, receipts_root, transactions_root
 from node.blocks import LaminarBlock, LaminarBlockHeader
 from node.genesis import Genesis
-from storage.chain_store import ChainStore, TxLocation
+from storage.chain_store import BlockToCommit, ChainStore, TxLocation
 from storage.leveldb import LevelDB
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,31 @@ class Proposal:
         return self.block.header
 
 
+class SyncedBlocks:
+    """Certified blocks imported one on top of the other but not written yet: block sync
+    imports a batch this way and writes it with one synced batch (`Chain.write_blocks`).
+    The next block of the batch reads its pre-state through the batch's new nodes."""
+
+    def __init__(self, head: BlockHeaderAPI) -> None:
+        self.parent = head  # what the next block must extend
+        self.proposals: list[Proposal] = []
+        self.certificates: list[bytes] = []
+        self.nodes: dict[bytes, bytes] = {}  # every new state node of the batch
+        self.hashes: dict[int, bytes] = {}  # number -> hash of the batch's blocks
+
+    def add(self, proposal: Proposal, certificate: bytes) -> None:
+        if proposal.header.parent_hash != self.parent.hash:
+            raise RuntimeError("a synced block must extend the batch's last block")
+        self.proposals.append(proposal)
+        self.certificates.append(certificate)
+        self.nodes.update(proposal.result.state_nodes)
+        self.hashes[proposal.header.block_number] = proposal.header.hash
+        self.parent = proposal.header
+
+    def __len__(self) -> int:
+        return len(self.proposals)
+
+
 @dataclass
 class AccountPatch:
     """Dev chain (anvil_set*): what to overwrite in one account; None keeps the value."""
@@ -104,20 +129,6 @@ class AccountPatch:
 
 
 StatePatch = dict[bytes, AccountPatch]  # address -> edits
-
-
-class _LayeredNodes:
-    """New state nodes over the database's (a patched pre-state not yet written)."""
-
-    def __init__(self, nodes: dict[bytes, bytes], base: LevelDB) -> None:
-        self._nodes, self._base = nodes, base
-
-    def __getitem__(self, key: bytes) -> bytes:
-        found = self._nodes.get(key)
-        return found if found is not None else self._base[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._nodes or key in self._base
 
 
 def apply_state_patch(
@@ -329,14 +340,23 @@ class Chain:
     def head_state(self) -> StateReader:
         return self.state_at(self._head)
 
-    def state_view(self, header: BlockHeaderAPI) -> StateView:
+    def state_view(self, header: BlockHeaderAPI, synced: Optional[SyncedBlocks] = None) -> StateView:
+        """The state after `header` (`synced`: a sync batch not written yet, whose new
+        nodes are read before the database's)."""
+        if synced is not None and synced.nodes:
+            return StateView(LayeredNodes(synced.nodes, self.db), header.state_root)
         return StateView(self.db, header.state_root)
 
     def next_base_fee(self) -> int:
         return calculate_expected_base_fee_per_gas(self._head)
 
-    def _hashes_before(self, number: int) -> dict[int, bytes]:
-        """Canonical hashes of the BLOCKHASH window below block `number`."""
+    def _hashes_before(self, number: int, synced: Optional[SyncedBlocks] = None) -> dict[int, bytes]:
+        """Canonical hashes of the BLOCKHASH window below block `number` (`synced`: the
+        blocks of a sync batch above the head, not written yet)."""
+        if synced is not None and synced.hashes:
+            hashes = self._hashes_before(self._head.block_number + 1)
+            hashes.update(synced.hashes)
+            return {n: h for n, h in hashes.items() if number - BLOCKHASH_WINDOW <= n < number}
         if number == self._head.block_number + 1:
             first = number - len(self._recent_hashes)
             return {first + i: h for i, h in enumerate(self._recent_hashes)}
@@ -348,7 +368,8 @@ class Chain:
         return hashes
 
     def env_for_child_of(
-        self, parent: BlockHeaderAPI, timestamp: int, coinbase: bytes
+        self, parent: BlockHeaderAPI, timestamp: int, coinbase: bytes,
+        synced: Optional[SyncedBlocks] = None,
     ) -> BlockEnv:
         """The environment of the block to build on `parent`."""
         return BlockEnv(
@@ -365,7 +386,7 @@ class Chain:
             base_fee_per_gas=calculate_expected_base_fee_per_gas(parent),
             excess_blob_gas=calc_excess_blob_gas_prague(parent),
             parent_beacon_block_root=ZERO_HASH32,
-            block_hashes=self._hashes_before(parent.block_number + 1),
+            block_hashes=self._hashes_before(parent.block_number + 1, synced),
         )
 
     def env_of(self, header: BlockHeaderAPI) -> BlockEnv:
@@ -407,7 +428,7 @@ class Chain:
         patch_nodes: dict[bytes, bytes] = {}
         if state_patch:
             patch_nodes, patched_root = apply_state_patch(self.db, parent.state_root, state_patch)
-            pre_state = StateView(_LayeredNodes(patch_nodes, self.db), patched_root)
+            pre_state = StateView(LayeredNodes(patch_nodes, self.db), patched_root)
         executor = self.executor
         if impersonated:
             if self._sequential is None:
@@ -527,17 +548,19 @@ class Chain:
     def import_block(
         self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
+        synced: Optional[SyncedBlocks] = None,
     ) -> Proposal:
-        """Re-execute another validator's block on `parent` (default: the head) and check
-        every header field this node can recompute. Returns the executed block, ready for
+        """Re-execute another validator's block on `parent` (default: the head, or the
+        last block of `synced`, a sync batch not written yet) and check every header
+        field this node can recompute. Returns the executed block, ready for
         `write_block`; raises `InvalidProposalError` naming what differs. `senders`: the
         ones this node's mempool recovered for the same transactions (or None)."""
-        parent = parent if parent is not None else self._head
+        parent = parent if parent is not None else synced.parent if synced else self._head
         header = block.header
         self._check_extends(header, parent)
         if block.uncles or getattr(block, "withdrawals", ()):
             raise InvalidProposalError("block has uncles or withdrawals")
-        env = self.env_for_child_of(parent, header.timestamp, header.coinbase)
+        env = self.env_for_child_of(parent, header.timestamp, header.coinbase, synced)
         txs = list(block.transactions)
         given = self.access_list(block)
         try:
@@ -546,7 +569,7 @@ class Chain:
             result = self.executor.execute(
                 BlockInput(env=env, transactions=txs, senders=senders, build_access_list=True,
                            access_list=given),
-                self.state_view(parent),
+                self.state_view(parent, synced),
             )
         except InvalidBlockError as exc:
             raise InvalidProposalError(f"invalid transaction: {exc}") from None
@@ -577,14 +600,16 @@ class Chain:
 
     def apply_synced_block(
         self, block: BlockAPI, receipts_rlp: bytes, parent: Optional[BlockHeaderAPI] = None,
+        synced: Optional[SyncedBlocks] = None,
     ) -> Proposal:
         """A certified block, without executing it: its access list applied to the parent
         state must give the header's state root, and the served receipts must be the
         ones the header commits to (receipts root, bloom, gas). The caller has verified
         the block's commit certificate: 2f+1 validators executed it. Raises
-        `InvalidProposalError` naming what differs."""
+        `InvalidProposalError` naming what differs. `parent` and `synced` as for
+        `import_block`."""
         started = time.perf_counter()
-        parent = parent if parent is not None else self._head
+        parent = parent if parent is not None else synced.parent if synced else self._head
         header = block.header
         self._check_extends(header, parent)
         try:
@@ -611,7 +636,7 @@ class Chain:
             )
         try:
             applied = apply_access_list(
-                self.access_list(block), self.vm_class, self.state_view(parent),
+                self.access_list(block), self.vm_class, self.state_view(parent, synced),
                 self._decoded_nodes,
             )
         except AccessListUnsupported as exc:
@@ -660,6 +685,24 @@ class Chain:
             proposal.block, proposal.result.receipts, proposal.result.state_nodes, certificate,
             impersonated=proposal.impersonated,
         )
+
+    def begin_sync_batch(self) -> SyncedBlocks:
+        """An empty sync batch on the current head (`import_block`/`apply_synced_block`
+        with `synced=`, then `write_blocks`)."""
+        return SyncedBlocks(self._head)
+
+    def write_blocks(self, synced: SyncedBlocks) -> None:
+        """The durable part of committing a sync batch: every block of it, in one synced
+        batch (blocking I/O; may run in a worker thread). Then `advance_head` each."""
+        if not synced.proposals:
+            return
+        if synced.proposals[0].header.parent_hash != self._head.hash:
+            raise RuntimeError("sync batch does not extend the current head")
+        self.store.commit_blocks([
+            BlockToCommit(proposal.block, proposal.result.receipts, proposal.result.state_nodes,
+                          certificate, proposal.impersonated)
+            for proposal, certificate in zip(synced.proposals, synced.certificates)
+        ])
 
     def rewind_to(self, number: int) -> list[bytes]:
         """Dev chain (evm_revert): make canonical block `number` the head again, on disk

@@ -182,6 +182,70 @@ def test_executionless_sync_refuses_what_does_not_match(chains) -> None:
     assert follower.head.state_root == source.head.state_root
 
 
+# Init code: SSTORE(1, BLOCKHASH(NUMBER - 2)), deploy no code: the grandparent's hash,
+# which a block of a sync batch must see although that block is not written yet (the
+# parent's hash comes with the header).
+INIT_STORE_GRANDPARENT_HASH = bytes.fromhex("436002900340600155" + "00")
+
+
+@pytest.mark.parametrize("mode", ["execute", "bal"])
+def test_a_sync_batch_is_written_at_once_and_a_bad_block_keeps_the_good_ones(
+        chains, tmp_path, mode) -> None:
+    """Block sync imports a batch one block on top of the other (each reading its parent's
+    state, and in execute mode its hash, from the batch not written yet), then writes it
+    in one synced write; a block that fails ends the batch, and the ones before it are
+    still written. Reopened, the node is at the batch's last block."""
+    source = chains("source")
+    hasher = Account.from_key(dev_accounts()[4].private_key)
+    for height in range(4):
+        txs = _block_txs(source, height) + [_tx(source, hasher, height, to=None, value=0,
+                                                gas=200_000, data=INIT_STORE_GRANDPARENT_HASH)]
+        _commit(source, source.propose(txs, 1_000 + height, b"\x33" * 20))
+    follower = chains(f"follower-{mode}")
+    blocks = []
+    for number in range(1, 5):
+        block_rlp, certificate, receipts = source.committed_block(number)
+        blocks.append((follower.decode_block(block_rlp), certificate, receipts))
+    # Block 4 with a list that gives another state root (bal) / another list (execute).
+    block, _, receipts = blocks[3]
+    wrong = LIES["value"](BlockAccessList.decode(block.access_list), len(block.transactions)).encode()
+    forged = follower.decode_block(rlp.encode(block.copy(
+        header=block.header.copy(block_access_list_hash=keccak(wrong)), access_list=wrong)))
+
+    def run(block, receipts, synced):
+        if mode == "bal":
+            return follower.apply_synced_block(block, receipts, synced=synced)
+        return follower.import_block(block, synced=synced)
+
+    synced = follower.begin_sync_batch()
+    for block, certificate, receipts in blocks[:3]:
+        synced.add(run(block, receipts, synced), certificate)
+    with pytest.raises(InvalidProposalError):
+        run(forged, receipts, synced)
+    assert follower.store.canonical_hash(1) is None  # nothing written yet
+    follower.write_blocks(synced)
+    for proposal in synced.proposals:
+        follower.advance_head(proposal)
+    assert follower.head.hash == source.header_by_number(3).hash
+
+    follower.db.close()
+    reopened = Chain(LevelDB(tmp_path / f"follower-{mode}"), SequentialExecutor(), GENESIS)
+    try:
+        assert reopened.head.hash == source.header_by_number(3).hash
+        assert reopened.head.state_root == source.header_by_number(3).state_root
+        from eth._utils.address import generate_contract_address
+
+        contract = generate_contract_address(bytes.fromhex(hasher.address[2:]), 2)
+        assert reopened.head_state().get_storage(contract, 1) == int.from_bytes(
+            source.header_by_number(1).hash, "big")
+        # The true block 4 follows on the reopened node.
+        block, certificate, receipts = blocks[3]
+        _commit(reopened, reopened.import_block(block))
+        assert reopened.head.state_root == source.head.state_root
+    finally:
+        reopened.db.close()
+
+
 def test_a_data_dir_of_the_old_format_is_refused(tmp_path) -> None:
     db = LevelDB(tmp_path / "old")
     Chain(db, SequentialExecutor(), GENESIS)

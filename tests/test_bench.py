@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from consensus.sync import SYNC_BATCH
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMINAR = [sys.executable, "-m", "tools.cli"]
 SYNTHETIC = ["transfers", "erc20", "amm", "mixed"]
@@ -317,6 +319,7 @@ def test_sync_bench(cache_dir: Path, tmp_path: Path) -> None:
     assert record["execute_s"] == pytest.approx(
         record["execute_only_s"] + record["execute_commit_s"])
     assert record["bal_bytes_per_tx"] > 20
+    assert record["blocks_per_commit"] == SYNC_BATCH  # batches as a syncing node writes them
     assert "executionless sync" in proc.stdout and "roots" in proc.stdout
     assert "seq blk s" not in proc.stdout  # no workloads without --workload
 
@@ -337,6 +340,10 @@ def test_sync_chain_advances_nonces_and_reports_a_wrong_root(cache_dir: Path, tm
     planned = first_pass(chain)
     assert all(p.all_succeeded for p in planned)
     assert len({p.post_state_root for p in planned}) == 3
+    # Committed two blocks at a time: block 2 reads block 1's state before it is written.
+    batched = bench_sync(chain, SequentialExecutor(), scratch_root=tmp_path,
+                         machine=machine_info(), workers=1, planned=planned, commit_every=2)
+    assert batched["roots_match"] is True and batched["blocks_per_commit"] == 2
     # A wrong expected root for block 2: both paths are reported, the record fails.
     planned[1] = dataclasses.replace(planned[1], post_state_root=b"\x11" * 32)
     record = bench_sync(chain, SequentialExecutor(), scratch_root=tmp_path,

@@ -266,7 +266,7 @@ def _measure_seeds(costs: TxCosts, access_list: Any, block: BlockInput, pre_stat
     from eth.rlp.accounts import Account
     from eth_hash.auto import keccak
 
-    from execution.bal.importer import seed_write_sets
+    from execution.bal.write_sets import seed_write_sets
     from execution.blockstm.triereader import decode_node, lookup
     from execution.blockstm.worker import BlockContext
 

@@ -102,7 +102,7 @@ class BlockChain(Protocol[ExecutedT]):
     def import_block(
         self, block: BlockAPI, parent: Optional[BlockHeaderAPI] = None,
         senders: Optional[Sequence[Optional[bytes]]] = None,
-        synced: Optional[SyncBatch[ExecutedT]] = None,
+        synced: Any = None,  # a batch from `begin_sync_batch` (the chain's own type)
     ) -> ExecutedT:
         """Re-execute another validator's block (on `synced`'s last block, when given);
         BlockRejected naming what differs."""
@@ -119,7 +119,7 @@ class BlockChain(Protocol[ExecutedT]):
 
     def apply_synced_block(
         self, block: BlockAPI, receipts: bytes, parent: Optional[BlockHeaderAPI] = None,
-        synced: Optional[SyncBatch[ExecutedT]] = None,
+        synced: Any = None,  # a batch from `begin_sync_batch`
     ) -> ExecutedT:
         """A certified block from its access list, without executing it; BlockRejected
         when the list does not give the header's state root or the receipts do not
@@ -128,7 +128,7 @@ class BlockChain(Protocol[ExecutedT]):
     def begin_sync_batch(self) -> SyncBatch[ExecutedT]:
         """An empty batch of synced blocks on the head."""
 
-    def write_blocks(self, synced: SyncBatch[ExecutedT]) -> None:
+    def write_blocks(self, synced: Any) -> None:  # a batch from `begin_sync_batch`
         """Persist a sync batch in one synced write (blocking I/O: a worker thread);
         then `advance_head` each of its blocks."""
 

@@ -18,8 +18,9 @@ blocks go to the reactor, which re-executes them (`Chain.import_block`: state ro
 receipts, gas... must match) or, with `sync_mode = "bal"`, applies their access lists
 and takes the served receipts (`Chain.apply_synced_block`: the list's root and the
 receipts must match the certified header), one on top of the other, writes the batch
-with the certificates in one synced write and restarts consensus at the new height. A peer that serves a bad status, block or certificate is
-penalised and the next peer is tried.
+with the certificates in one synced write and restarts consensus at the new height.
+A peer that serves a bad status, block or certificate is penalised and the next peer is
+tried.
 """
 
 from __future__ import annotations

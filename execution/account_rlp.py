@@ -10,7 +10,7 @@ These give pyrlp's bytes and values, with its checks on what is decoded
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from eth.rlp.accounts import Account
 
@@ -18,6 +18,22 @@ from execution.trie import decode_node, encode_node
 
 HASH_BYTES = 32
 ACCOUNT_FIELDS = 4
+
+
+class AccountLike(Protocol):
+    """What the folds read of an account: `AccountFields` or py-evm's `Account`."""
+
+    @property
+    def nonce(self) -> int: ...
+
+    @property
+    def balance(self) -> int: ...
+
+    @property
+    def storage_root(self) -> bytes: ...
+
+    @property
+    def code_hash(self) -> bytes: ...
 
 
 class AccountFields(NamedTuple):

@@ -320,6 +320,10 @@ def block_preprocessing(state: PreprocessingState, env: BlockEnv) -> None:
             )
 
 
+# What `block_postprocessing` calls (EIP-7002, EIP-7251) when they have code.
+REQUEST_SYSTEM_CONTRACTS = (WITHDRAWAL_REQUEST_PREDEPLOY_ADDRESS, CONSOLIDATION_REQUEST_PREDEPLOY_ADDRESS)
+
+
 def block_postprocessing(
     state: StateAPI, env: BlockEnv, receipts: Sequence[ReceiptAPI]
 ) -> tuple[bytes, ...]:

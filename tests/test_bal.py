@@ -27,6 +27,8 @@ from execution.bal.codec import (
     AccountChanges,
     BalanceChange,
     BlockAccessList,
+    CodeChange,
+    NonceChange,
     SlotChanges,
     StorageChange,
     access_list_json,
@@ -145,6 +147,42 @@ def test_decoder_refuses_bad_bytes() -> None:
         BlockAccessList.decode(b"\xf8\x00")
     with pytest.raises(AccessListDecodeError, match="exceeds the limit"):
         BlockAccessList.decode(encoded, max_bytes=len(encoded) - 1)
+
+
+# ------------------------------------------------------------- an account's final state
+
+
+def _ascending(changes, make):
+    """Distinct ascending indexes with a value each (the codec's order)."""
+    return st.lists(st.tuples(st.integers(0, 6), changes), max_size=4, unique_by=lambda c: c[0]).map(
+        lambda items: tuple(make(index, value) for index, value in sorted(items)))
+
+
+account_changes = st.builds(
+    lambda balances, nonces, codes, slots: AccountChanges(
+        address=b"\xaa" * 20, balance_changes=balances, nonce_changes=nonces, code_changes=codes,
+        storage_changes=tuple(SlotChanges(slot, changes) for slot, changes in enumerate(slots) if changes)),
+    _ascending(st.integers(0, 3), BalanceChange),
+    _ascending(st.integers(0, 2), NonceChange),
+    _ascending(st.sampled_from([b"", b"\x60\x00"]), CodeChange),
+    st.lists(_ascending(st.integers(0, 2), StorageChange), max_size=2),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(changes=account_changes, pre_nonce=st.integers(0, 1), pre_balance=st.integers(0, 1),
+       pre_code=st.booleans())
+def test_final_account_shortcut_is_the_index_walk(changes, pre_nonce, pre_balance, pre_code) -> None:
+    """`final_account` skips walking the indexes when no index can leave the account
+    empty; it must give what the walk gives (including None: emptied somewhere)."""
+    from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+
+    from execution.account_rlp import AccountFields
+    from execution.bal.apply import final_account, final_account_by_index
+
+    pre = AccountFields(pre_nonce, pre_balance, BLANK_ROOT_HASH, keccak(b"\x60\x01") if pre_code
+                        else EMPTY_SHA3)
+    assert final_account(changes, pre) == final_account_by_index(changes, pre)
 
 
 # ---------------------------------------------------------------- built the same way

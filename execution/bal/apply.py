@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Generator, Optional
 
 from eth.abc import VirtualMachineAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
@@ -25,13 +25,14 @@ from eth_hash.auto import keccak
 
 from execution.account_rlp import (
     AccountFields,
+    AccountLike,
     decode_account_fields,
     encode_account,
     encode_storage_value,
 )
 from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import AccountChanges, BlockAccessList
-from execution.bal.importer import writes_by_index
+from execution.bal.write_sets import PreAccount, writes_by_index
 from execution.blockstm.state import fold_write_set
 from execution.blockstm.triereader import decode_node, lookup
 from execution.executor import StateView
@@ -61,6 +62,7 @@ class _AccountState:
 # syncing node applies block after block over the same upper trie.
 DECODED_NODE_CACHE_LIMIT = 500_000
 SLOT_BYTES = 32
+APPLY_CHUNK = 256  # accounts between two yields of `apply_steps`
 NO_ACCOUNT = AccountFields(0, 0, BLANK_ROOT_HASH, EMPTY_SHA3)  # what an absent account reads as
 
 
@@ -69,6 +71,16 @@ def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachin
                       decoded: Optional[dict[bytes, Any]] = None) -> AppliedBlock:
     """The post-state of a block from its access list alone. `decoded`: a cache of
     decoded trie nodes by hash, kept by the caller across blocks."""
+    return run_to_end(apply_steps(access_list, vm_class, pre_state, decoded))
+
+
+def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
+                pre_state: StateView, decoded: Optional[dict[bytes, Any]] = None,
+                pre_account: Optional[PreAccount] = None) -> Generator[None, None, AppliedBlock]:
+    """`apply_access_list` a chunk at a time: yields between chunks of accounts, so that
+    a caller can do other work in between (the importer answers its workers), and
+    returns the applied block. `pre_account`: the caller's reader of pre-state accounts
+    (default: read through `decoded`)."""
     if not issubclass(vm_class, ByzantiumVM):
         raise AccessListUnsupported(
             f"a {vm_class.fork} block cannot be applied from its access list "
@@ -86,22 +98,37 @@ def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachin
             node = decoded[key] = decode_node(nodes[key])
         return node
 
-    accounts: dict[bytes, AccountFields] = {}
-
-    def pre_account(address: bytes) -> AccountFields:
+    def read_account(address: bytes) -> AccountLike:
         encoded = lookup(node_of, pre_state.state_root, keccak(address))
-        account = decode_account_fields(encoded) if encoded else NO_ACCOUNT
-        accounts[address] = account
+        return decode_account_fields(encoded) if encoded else NO_ACCOUNT
+
+    read = read_account if pre_account is None else pre_account
+    accounts: dict[bytes, AccountLike] = {}
+
+    def pre_account_of(address: bytes) -> AccountLike:
+        account = accounts[address] = read(address)
         return account
 
     finals = []
     for changes in access_list.accounts:
         if changes.has_changes():
-            final = final_account(changes, pre_account(changes.address))
+            final = final_account(changes, pre_account_of(changes.address))
             if final is None:  # emptied at some index: deleted, maybe made again
-                return _apply_index_by_index(access_list, pre_state, pre_account, accounts, started)
+                return _apply_index_by_index(access_list, pre_state, pre_account_of, accounts,
+                                             started)
             finals.append(final)
-    return _fold_final_values(finals, pre_state, decoded, started)
+            if len(finals) % APPLY_CHUNK == 0:
+                yield
+    return (yield from _fold_final_values(finals, pre_state, decoded, started))
+
+
+def run_to_end(steps: Generator[None, None, Any]) -> Any:
+    """What a step generator returns, run with nothing in between."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 @dataclass(frozen=True)
@@ -109,7 +136,7 @@ class FinalAccount:
     """An account as the block leaves it, from the last change of each field."""
 
     address: bytes
-    pre: AccountFields
+    pre: AccountLike
     balance: int
     nonce: int
     code_hash: bytes
@@ -121,9 +148,23 @@ class FinalAccount:
         return self.nonce != 0 or self.balance != 0 or self.code_hash != EMPTY_SHA3
 
 
-def final_account(changes: AccountChanges, pre: AccountFields) -> Optional[FinalAccount]:
+def final_account(changes: AccountChanges, pre: AccountLike) -> Optional[FinalAccount]:
     """The account after the block; None when some index leaves it empty (EIP-161 deletes
     it there, and what follows must start from nothing: `_apply_index_by_index`)."""
+    if not _never_empty(changes, pre):
+        return final_account_by_index(changes, pre)
+    # The last change of each field is all it takes.
+    slots = {slot.slot: slot.changes[-1].value for slot in changes.storage_changes}
+    balance = changes.balance_changes[-1].balance if changes.balance_changes else pre.balance
+    nonce = changes.nonce_changes[-1].nonce if changes.nonce_changes else pre.nonce
+    if changes.code_changes:
+        new_code = changes.code_changes[-1].code
+        return FinalAccount(changes.address, pre, balance, nonce, keccak(new_code), new_code, slots)
+    return FinalAccount(changes.address, pre, balance, nonce, pre.code_hash, None, slots)
+
+
+def final_account_by_index(changes: AccountChanges, pre: AccountLike) -> Optional[FinalAccount]:
+    """`final_account` walking every index the account changes at."""
     balances = {c.index: c.balance for c in changes.balance_changes}
     nonces = {c.index: c.nonce for c in changes.nonce_changes}
     codes = {c.index: c.code for c in changes.code_changes}
@@ -142,14 +183,37 @@ def final_account(changes: AccountChanges, pre: AccountFields) -> Optional[Final
     return FinalAccount(changes.address, pre, balance, nonce, code_hash, code, slots)
 
 
+def _never_empty(changes: AccountChanges, pre: AccountLike) -> bool:
+    """Whether no index of the block can leave the account empty, seen without walking
+    its indexes: no change sets a field to its empty value, and the account is not empty
+    before its first change, or that first change gives it a balance, a nonce or code.
+    (Lists are in ascending index order: the codec refuses any other.)"""
+    if (any(c.balance == 0 for c in changes.balance_changes)
+            or any(c.nonce == 0 for c in changes.nonce_changes)
+            or any(not c.code for c in changes.code_changes)):
+        return False
+    if pre.nonce or pre.balance or pre.code_hash != EMPTY_SHA3:
+        return True
+    firsts = [changes_of_field[0].index for changes_of_field in
+              (changes.balance_changes, changes.nonce_changes, changes.code_changes)
+              if changes_of_field]
+    if not firsts:
+        return False
+    storage_first = min((slot.changes[0].index for slot in changes.storage_changes), default=None)
+    return storage_first is None or min(firsts) <= storage_first
+
+
 def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded: dict[bytes, Any],
-                       started: float) -> AppliedBlock:
+                       started: float) -> Generator[None, None, AppliedBlock]:
     """Each changed storage trie, then the account trie, updated once from the final
-    values (`execution.trie.update_trie`), sharing the decoded-node cache of the reads."""
+    values (`execution.trie.update_trie`), sharing the decoded-node cache of the reads
+    (yields after every `APPLY_CHUNK` accounts)."""
     read = pre_state.nodes.__getitem__
     new_nodes: dict[bytes, bytes] = {}
     account_changes: dict[bytes, Optional[bytes]] = {}
-    for final in finals:
+    for done, final in enumerate(finals, 1):
+        if done % APPLY_CHUNK == 0:
+            yield
         storage_root = final.pre.storage_root
         if final.slots:
             storage_changes = {
@@ -164,14 +228,15 @@ def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded
             encode_account(final.nonce, final.balance, storage_root, final.code_hash)
             if final.exists else None
         )
+    yield
     root, created = update_trie(pre_state.state_root, read, account_changes, decoded)
     new_nodes.update(created)
     return AppliedBlock(post_state_root=root, state_nodes=new_nodes, seconds=time.perf_counter() - started)
 
 
 def _apply_index_by_index(access_list: BlockAccessList, pre_state: StateView,
-                          pre_account: Callable[[bytes], AccountFields],
-                          accounts: dict[bytes, AccountFields], started: float) -> AppliedBlock:
+                          pre_account: PreAccount, accounts: dict[bytes, AccountLike],
+                          started: float) -> AppliedBlock:
     """The general fold: Block-STM's write sets index by index over py-evm's account DB
     (an account deleted at one index and changed again at a later one)."""
     nodes = pre_state.nodes
@@ -184,7 +249,10 @@ def _apply_index_by_index(access_list: BlockAccessList, pre_state: StateView,
     db = OverlayDB(nodes)
     account_db = BatchedAccountDB(db, pre_state.state_root)
     # pre-state accounts, read once above
-    account_db._account_cache = {address: Account(*fields) for address, fields in accounts.items()}
+    account_db._account_cache = {
+        address: Account(a.nonce, a.balance, a.storage_root, a.code_hash)
+        for address, a in accounts.items()
+    }
     state = _AccountState(account_db)
     for index in sorted(by_index):
         state.lock_changes()

@@ -25,17 +25,19 @@ import dataclasses
 import logging
 import time
 from multiprocessing.connection import wait
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from eth.constants import EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM, PragueVM
 from eth_hash.auto import keccak
 
-from execution.account_rlp import decode_account
+from execution.account_rlp import AccountFields, decode_account_fields
+from execution.bal.apply import NO_ACCOUNT, AppliedBlock, apply_steps
 from execution.bal.builder import AccessListBuilder
-from execution.bal.codec import AccountChanges, BlockAccessList, SlotChanges
+from execution.bal.codec import BlockAccessList, SlotChanges
 from execution.bal.recorder import recording_state_class
+from execution.bal.write_sets import seed_write_sets
 from execution.blockstm import messages as m
 from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
 from execution.blockstm.commit import Fold
@@ -52,9 +54,14 @@ from execution.executor import (
     StateView,
     adopt_known_senders,
 )
-from execution.locations import BAL, COD, EXI, NON, slot_key
+from execution.locations import EXI
 from execution.overlay import OverlayDB
-from execution.rules import block_level_reason, finish_block, make_execution_context
+from execution.rules import (
+    REQUEST_SYSTEM_CONTRACTS,
+    block_level_reason,
+    finish_block,
+    make_execution_context,
+)
 from execution.sequential import SequentialExecutor
 
 log = logging.getLogger(__name__)
@@ -206,57 +213,6 @@ def _item_text(item: Any) -> str:
     return f"({index}, {value:#x})"
 
 
-def seed_write_sets(access_list: BlockAccessList, n: int,
-                    pre_account: Callable[[bytes], Account]
-                    ) -> tuple[list[Optional[dict]], dict[bytes, bytes]]:
-    """The list's changes at indexes 1..n as Block-STM write sets (one per transaction,
-    None where it changes nothing), and the code they install by hash."""
-    seeds: list[Optional[dict]] = [None] * n
-    codes: dict[bytes, bytes] = {}
-    for account in access_list.accounts:
-        for index, writes in writes_by_index(account, pre_account, codes).items():
-            if 1 <= index <= n:  # 0 and n+1 are the coordinator's own; others fail the check
-                seed = seeds[index - 1]
-                if seed is None:
-                    seeds[index - 1] = writes
-                else:
-                    seed.update(writes)
-    return seeds, codes
-
-
-def writes_by_index(account: AccountChanges, pre_account: Callable[[bytes], Account],
-                    codes: dict[bytes, bytes]) -> dict[int, dict]:
-    """One account's changes as Block-STM write sets by block access index (code goes to
-    `codes` by hash). Existence follows EIP-161: an account an index changes exists
-    after it unless it is empty."""
-    if not account.has_changes():
-        return {}
-    address = account.address
-    by_index: dict[int, dict] = {}
-    for slot in account.storage_changes:
-        key = slot_key(address, slot.slot)
-        for change in slot.changes:
-            by_index.setdefault(change.index, {})[key] = change.value
-    for balance in account.balance_changes:
-        by_index.setdefault(balance.index, {})[address + BAL] = balance.balance
-    for nonce in account.nonce_changes:
-        by_index.setdefault(nonce.index, {})[address + NON] = nonce.nonce
-    for code in account.code_changes:
-        code_hash = keccak(code.code)
-        if code.code:
-            codes[code_hash] = code.code
-        by_index.setdefault(code.index, {})[address + COD] = code_hash
-    fields = pre_account(address)
-    balance, nonce, code_hash = fields.balance, fields.nonce, fields.code_hash
-    for index in sorted(by_index):
-        writes = by_index[index]
-        balance = writes.get(address + BAL, balance)
-        nonce = writes.get(address + NON, nonce)
-        code_hash = writes.get(address + COD, code_hash)
-        writes[address + EXI] = nonce != 0 or balance != 0 or code_hash != EMPTY_SHA3
-    return by_index
-
-
 class _ImportRun:
     """One block imported from its access list (see the module doc)."""
 
@@ -278,17 +234,18 @@ class _ImportRun:
         self.results_done_at = 0.0  # when the last result came in
         self.requests: tuple[bytes, ...] = ()
         self.post_record: Any = None
+        self.applied: Optional[AppliedBlock] = None  # the root from the list's final values
         self.node_of = owner.blockstm.node_reader(pre_state.nodes)
-        self.pre_accounts: dict[bytes, Account] = {}
+        self.pre_accounts: dict[bytes, AccountFields] = {}
         # per worker: seconds running tasks (wall, CPU), waiting for messages, sending
         self.worker_timing: list = [None] * len(pool.conns)
 
     # ---------------------------------------------------------------- pre-state
-    def _pre_account(self, address: bytes) -> Account:
+    def _pre_account(self, address: bytes) -> AccountFields:
         account = self.pre_accounts.get(address)
         if account is None:
             encoded = lookup(self.node_of, self.pre_state.state_root, keccak(address))
-            account = decode_account(encoded) if encoded else Account()
+            account = decode_account_fields(encoded) if encoded else NO_ACCOUNT
             self.pre_accounts[address] = account
         return account
 
@@ -443,8 +400,9 @@ class _ImportRun:
             receipts=tuple(fold.receipts),
             gas_used=fold.header.gas_used,
             logs_bloom=fold.bloom,
-            post_state_root=state.state_root,
-            state_nodes=self.db.pending(),
+            post_state_root=(self.applied.post_state_root if self.applied is not None
+                             else state.state_root),
+            state_nodes=self.applied.state_nodes if self.applied is not None else self.db.pending(),
             stats=ExecutionStats(
                 executor=BALImportExecutor.name,
                 transactions=self.n,
@@ -486,9 +444,16 @@ class _ImportRun:
 
     def _root_steps(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes],
                     post_needs_receipts: bool) -> Any:
-        """The list's final values into the state, a chunk at a time, then what follows
-        the transactions and the trie (a generator: the caller looks at the workers'
-        pipes between steps)."""
+        """The state root from the list while the transactions run, a chunk at a time,
+        then what follows the transactions (a generator: the caller looks at the
+        workers' pipes between steps).
+
+        When nothing after the transactions can change the state (no withdrawals, no
+        rewards, no system contract to call), the list's final values go straight into
+        the tries (`execution.bal.apply.apply_steps`, as executionless sync does) and
+        py-evm's state is left as the prelude made it; what follows the transactions
+        then only reads, and the same on either state. Otherwise they go through py-evm's
+        state (`fold_write_set`), which runs the withdrawals and system calls after."""
         state = self.state
         adb = state._account_db
         merged: dict = {}
@@ -500,10 +465,22 @@ class _ImportRun:
                 if value is False and key[20:] == EXI:
                     per_tx = True  # an account deleted: fold index by index
                 merged[key] = value
+        if not per_tx and not post_needs_receipts and self._nothing_after_transactions():
+            access_list = self.block.access_list
+            assert access_list is not None
+            yield
+            self.applied = yield from apply_steps(
+                access_list, self.env.vm_class, self.pre_state, self.owner.blockstm.decoded_nodes,
+                pre_account=self._pre_account,
+            )
+            adb.open_record()
+            self.requests = finish_block(state, self.block, [])
+            self.post_record = adb.close_record()
+            return
         cache = adb._account_cache
         for address in {key[:20] for key in merged}:
             if address not in cache:
-                cache[address] = self._pre_account(address)
+                cache[address] = Account(*self._pre_account(address))
         yield
         if per_tx:
             for seed in seeds:
@@ -524,6 +501,25 @@ class _ImportRun:
         yield
         state.persist()
         yield
+
+    def _nothing_after_transactions(self) -> bool:
+        """Whether `finish_block` only reads here: no withdrawals or rewards, and no
+        request system contract with code (before or after the transactions)."""
+        block, env = self.block, self.env
+        if block.withdrawals or block.apply_pow_rewards:
+            return False
+        if not issubclass(env.vm_class, PragueVM):
+            return True
+        if env.rules.system_contracts_required:
+            return False
+        access_list = block.access_list
+        assert access_list is not None
+        for address in REQUEST_SYSTEM_CONTRACTS:
+            if self._pre_account(address).code_hash != EMPTY_SHA3:
+                return False
+            if any(a.address == address and a.code_changes for a in access_list.accounts):
+                return False
+        return True
 
     def _check(self, prelude_record: Any) -> None:
         """The list the executions make must be the block's, byte for byte."""

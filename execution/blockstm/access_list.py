@@ -13,9 +13,9 @@ from typing import Any, Callable, Mapping
 
 import rlp
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
-from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 
+from execution.account_rlp import AccountLike
 from execution.bal.builder import AccessRecord
 from execution.blockstm.messages import TxResult
 from execution.blockstm.triereader import lookup
@@ -57,14 +57,14 @@ class PreBlockValues:
     """Values of locations before the block, for the builder: accounts from the fold's
     primed cache (pre-state accounts), storage through the lean trie reader."""
 
-    def __init__(self, accounts: Mapping[bytes, Account], account_of: Callable[[bytes], Account],
+    def __init__(self, accounts: Mapping[bytes, AccountLike], account_of: Callable[[bytes], AccountLike],
                  node_of: Callable[[bytes], Any], code_of: Callable[[bytes], bytes]) -> None:
         self._accounts = accounts
         self._account_of = account_of
         self._node_of = node_of
         self._code_of = code_of
 
-    def _account(self, address: bytes) -> Account:
+    def _account(self, address: bytes) -> AccountLike:
         account = self._accounts.get(address)
         if account is None:
             account = self._account_of(address)

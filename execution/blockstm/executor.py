@@ -182,6 +182,12 @@ class BlockSTMExecutor:
         except Exception:
             pass
 
+    @property
+    def decoded_nodes(self) -> dict[bytes, Any]:
+        """The decoded-node cache `node_reader` reads through (content-addressed, kept
+        across blocks), for other readers and updaters of the same tries to share."""
+        return self._decoded_nodes
+
     def node_reader(self, nodes: Any) -> Callable[[bytes], list]:
         """Decoded trie nodes of `nodes` by hash, cached across blocks (content-addressed)."""
         decoded = self._decoded_nodes

@@ -70,6 +70,10 @@ def test_presigned_load_funds_senders_and_commits_everything(node_factory):
     lat = report["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
     assert report["latency_blocks"]["p50"] >= 1
+    # the poller timed its eth_blockNumber calls while the load ran
+    head = report["block_number_ms"]
+    assert head["calls"] >= 1 and head["failed"] == 0
+    assert 0 < head["p50"] <= head["p99"] <= head["max"]
     blocks = report["blocks"]
     assert blocks["count"] >= 1 and 0 < blocks["mean_fill"] <= blocks["max_fill"] <= 1
     # the chain agrees: 600 transfers of 1 wei, 20 from each sender, all in those blocks

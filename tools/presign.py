@@ -158,6 +158,9 @@ class Watch:
     new_block: threading.Condition = field(default_factory=threading.Condition)
     wanted: set[str] = field(default_factory=set)
     error: Optional[str] = None
+    # Every eth_blockNumber the poller sent: (monotonic time sent, seconds to answer;
+    # None: it failed). How responsive the RPC stays while blocks commit.
+    head_calls: list[tuple[float, Optional[float]]] = field(default_factory=list)
 
 
 class ChainWatcher(threading.Thread):
@@ -179,8 +182,14 @@ class ChainWatcher(threading.Thread):
             self.stopping.wait(POLL_INTERVAL_S)
 
     def poll_once(self) -> None:
-        head = int(self.rpc.call("eth_blockNumber"), 16)
         watch = self.watch
+        sent = time.monotonic()
+        try:
+            head = int(self.rpc.call("eth_blockNumber"), 16)
+        except Exception:
+            watch.head_calls.append((sent, None))
+            raise
+        watch.head_calls.append((sent, time.monotonic() - sent))
         numbers = list(range(watch.head + 1, head + 1))
         if not numbers:
             return
@@ -435,6 +444,10 @@ def presign_report(plan, watch, log, hashes, began, send_window, funded, funding
     def ms(value):
         return None if value is None else round(value * 1000, 1)
 
+    # eth_blockNumber while the load ran: from the first POST to the last inclusion block.
+    until = blocks[-1].seen if blocks else time.monotonic()
+    head_calls = [took for sent, took in watch.head_calls if began <= sent <= until]
+    answered = [took for took in head_calls if took is not None]
     admitted = len(log.admitted_at)
     return {
         "mode": "presign",
@@ -458,6 +471,12 @@ def presign_report(plan, watch, log, hashes, began, send_window, funded, funding
         "committed_window_s": None if window_s is None else round(window_s, 3),
         "latency_ms": {q: ms(percentile(latencies, p)) for q, p in (("p50", 50), ("p90", 90), ("p99", 99))},
         "latency_blocks": {q: percentile(latency_blocks, p) for q, p in (("p50", 50), ("p90", 90), ("p99", 99))},
+        "block_number_ms": {
+            "calls": len(head_calls),
+            "failed": len(head_calls) - len(answered),
+            **{q: ms(percentile(answered, p)) for q, p in (("p50", 50), ("p99", 99))},
+            "max": ms(max(answered, default=None)),
+        },
         "blocks": {
             "count": len(blocks),
             "first": inclusion[0] if inclusion else None,
@@ -472,7 +491,8 @@ def presign_report(plan, watch, log, hashes, began, send_window, funded, funding
         "admission. committed/s: our transactions in the inclusion blocks after the first, over the time "
         "from the first to the last of those blocks as the poller saw them. latency: from just before "
         "the batch's POST to the poll (every 0.1 s) that saw its block; in blocks: that block's number "
-        "minus the head at the POST.",
+        "minus the head at the POST. eth_blockNumber: the poller's calls (every 0.1 s after the "
+        "last answer) from the first POST to the last inclusion block, from request to answer.",
     }
 
 
@@ -507,6 +527,9 @@ def print_presign_report(report: dict) -> None:
          f"{blocks['mean_txs']:g} txs on average, at most {blocks['max_txs']}"),
         ("block fill (gas used / limit)", f"mean {blocks['mean_fill']:.1%}, max {blocks['max_fill']:.1%}"),
         ("highest commit round", fmt(blocks["max_commit_round"])),
+        ("eth_blockNumber p50 / p99 / max", " / ".join(
+            fmt(report["block_number_ms"][k], " ms") for k in ("p50", "p99", "max"))
+         + f" ({report['block_number_ms']['calls']} calls, {report['block_number_ms']['failed']} failed)"),
     ]
     cpu = report.get("node_cpu")
     if cpu:

@@ -114,9 +114,6 @@ class SyncedBlocks:
         self.hashes[proposal.header.block_number] = proposal.header.hash
         self.parent = proposal.header
 
-    def __len__(self) -> int:
-        return len(self.proposals)
-
 
 @dataclass
 class AccountPatch:
@@ -555,7 +552,7 @@ class Chain:
         field this node can recompute. Returns the executed block, ready for
         `write_block`; raises `InvalidProposalError` naming what differs. `senders`: the
         ones this node's mempool recovered for the same transactions (or None)."""
-        parent = parent if parent is not None else synced.parent if synced else self._head
+        parent = parent if parent is not None else synced.parent if synced is not None else self._head
         header = block.header
         self._check_extends(header, parent)
         if block.uncles or getattr(block, "withdrawals", ()):
@@ -609,7 +606,7 @@ class Chain:
         `InvalidProposalError` naming what differs. `parent` and `synced` as for
         `import_block`."""
         started = time.perf_counter()
-        parent = parent if parent is not None else synced.parent if synced else self._head
+        parent = parent if parent is not None else synced.parent if synced is not None else self._head
         header = block.header
         self._check_extends(header, parent)
         try:

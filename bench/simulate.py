@@ -262,12 +262,10 @@ def _measure_tx_costs(make_block: Callable[[], BlockInput], pre_state: StateView
 def _measure_seeds(costs: TxCosts, access_list: Any, block: BlockInput, pre_state: StateView,
                    prelude: dict, worker: Any) -> None:
     """The importer's extra: the list's write sets go to every worker, which installs them."""
-    import rlp
-    from eth.rlp.accounts import Account
-    from eth_hash.auto import keccak
-
+    from execution.account_rlp import AccountFields
+    from execution.bal.apply import read_pre_account
     from execution.bal.write_sets import seed_write_sets
-    from execution.blockstm.triereader import decode_node, lookup
+    from execution.blockstm.triereader import decode_node
     from execution.blockstm.worker import BlockContext
 
     decoded: dict[bytes, Any] = {}
@@ -278,9 +276,8 @@ def _measure_seeds(costs: TxCosts, access_list: Any, block: BlockInput, pre_stat
             node = decoded[key] = decode_node(pre_state.nodes[key])
         return node
 
-    def pre_account(address: bytes) -> Account:
-        encoded = lookup(node_of, pre_state.state_root, keccak(address))
-        return rlp.decode(encoded, sedes=Account) if encoded else Account()
+    def pre_account(address: bytes) -> AccountFields:
+        return read_pre_account(node_of, pre_state.state_root, address)
 
     seeds, codes = seed_write_sets(access_list, len(block.transactions), pre_account)
     updates: list[tuple] = [(i, seed, {}, {}) for i, seed in enumerate(seeds) if seed is not None]

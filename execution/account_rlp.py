@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from eth.rlp.accounts import Account
-
 from execution.trie import decode_node, encode_node
 
 HASH_BYTES = 32
@@ -71,11 +69,6 @@ def decode_account_fields(encoded: bytes) -> AccountFields:
             raise ValueError(f"account {name} is not {HASH_BYTES} bytes")
     return AccountFields(_int_of(nonce, "nonce"), _int_of(balance, "balance"), storage_root,
                          code_hash)
-
-
-def decode_account(encoded: bytes) -> Account:
-    """py-evm's `Account` of an account's RLP (what its account DB caches)."""
-    return Account(*decode_account_fields(encoded))
 
 
 def encode_storage_value(value: int) -> bytes:

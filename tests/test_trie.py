@@ -223,12 +223,12 @@ def test_node_and_worker_processes_hash_with_safe_pysha3() -> None:
 def test_account_and_storage_leaves_are_pyrlp_s(nonce, balance, storage_root, code_hash, value) -> None:
     from eth.rlp.accounts import Account
 
-    from execution.account_rlp import decode_account, encode_account, encode_storage_value
+    from execution.account_rlp import decode_account_fields, encode_account, encode_storage_value
 
     account = Account(nonce, balance, storage_root, code_hash)
     encoded = encode_account(nonce, balance, storage_root, code_hash)
     assert encoded == rlp.encode(account)
-    assert decode_account(encoded) == account
+    assert Account(*decode_account_fields(encoded)) == account
     assert encode_storage_value(value) == rlp.encode(value)
 
 
@@ -242,9 +242,9 @@ def test_account_and_storage_leaves_are_pyrlp_s(nonce, balance, storage_root, co
 def test_account_decoder_refuses_what_pyrlp_refuses(malformed: bytes) -> None:
     from eth.rlp.accounts import Account
 
-    from execution.account_rlp import decode_account
+    from execution.account_rlp import decode_account_fields
 
     with pytest.raises((rlp.exceptions.DeserializationError, TypeError)):  # pyrlp: either
         rlp.decode(malformed, sedes=Account)
     with pytest.raises(ValueError):
-        decode_account(malformed)
+        decode_account_fields(malformed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Generator, Optional
+from typing import Any, Callable, Generator, Optional
 
 from eth.abc import VirtualMachineAPI
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
@@ -99,8 +99,7 @@ def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
         return node
 
     def read_account(address: bytes) -> AccountLike:
-        encoded = lookup(node_of, pre_state.state_root, keccak(address))
-        return decode_account_fields(encoded) if encoded else NO_ACCOUNT
+        return read_pre_account(node_of, pre_state.state_root, address)
 
     read = read_account if pre_account is None else pre_account
     accounts: dict[bytes, AccountLike] = {}
@@ -120,6 +119,13 @@ def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
             if len(finals) % APPLY_CHUNK == 0:
                 yield
     return (yield from _fold_final_values(finals, pre_state, decoded, started))
+
+
+def read_pre_account(node_of: Callable[[bytes], Any], state_root: bytes, address: bytes) -> AccountFields:
+    """An account of the state `state_root` through the lean trie reader (`node_of`: a
+    decoded node by hash); an absent account reads as `NO_ACCOUNT`."""
+    encoded = lookup(node_of, state_root, keccak(address))
+    return decode_account_fields(encoded) if encoded else NO_ACCOUNT
 
 
 def run_to_end(steps: Generator[None, None, Any]) -> Any:

@@ -30,10 +30,9 @@ from typing import Any, Optional
 from eth.constants import EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM, PragueVM
-from eth_hash.auto import keccak
 
-from execution.account_rlp import AccountFields, decode_account_fields
-from execution.bal.apply import NO_ACCOUNT, AppliedBlock, apply_steps
+from execution.account_rlp import AccountFields
+from execution.bal.apply import AppliedBlock, apply_steps, read_pre_account
 from execution.bal.builder import AccessListBuilder
 from execution.bal.codec import BlockAccessList, SlotChanges
 from execution.bal.recorder import recording_state_class
@@ -44,7 +43,6 @@ from execution.blockstm.commit import Fold
 from execution.blockstm.executor import BlockSTMExecutor, WorkerFailure, prelude_writes
 from execution.blockstm.messages import TxResult
 from execution.blockstm.state import OutcomeComputation, fold_write_set
-from execution.blockstm.triereader import lookup
 from execution.executor import (
     BlockInput,
     BlockRuleError,
@@ -244,8 +242,7 @@ class _ImportRun:
     def _pre_account(self, address: bytes) -> AccountFields:
         account = self.pre_accounts.get(address)
         if account is None:
-            encoded = lookup(self.node_of, self.pre_state.state_root, keccak(address))
-            account = decode_account_fields(encoded) if encoded else NO_ACCOUNT
+            account = read_pre_account(self.node_of, self.pre_state.state_root, address)
             self.pre_accounts[address] = account
         return account
 

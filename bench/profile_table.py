@@ -32,8 +32,9 @@ MICROSECONDS = 1e6
 # general ones (admission) without being counted twice.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("admission: sender recovery", ("recover_sender", "extract_transaction_sender", "get_sender")),
-    ("admission: RLP decoding", ("Mempool._decode",)),
-    ("admission: pool rules and state reads", ("Mempool.add_raw", "Mempool._admit", "accept_gossiped_transaction")),
+    ("admission: RLP decoding", ("StatelessChecks.decode",)),
+    ("admission: pool rules and state reads", ("Mempool.add_raw", "Mempool.add_checked", "Mempool._admit",
+                                               "accept_gossiped_transaction")),
     ("gossip: publishing", ("P2PService._publish_batch", "P2PService.publish_transaction", "P2PService._publish")),
     ("gossip: receiving (libp2p, validation)", ("TopicValidator.__call__", "libp2p/pubsub", "libp2p/stream_muxer",
                                                  "libp2p/security", "libp2p/network")),

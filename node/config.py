@@ -110,6 +110,9 @@ class MempoolSettings:
     max_per_sender: int = 64
     max_tx_bytes: int = 128 * 1024  # geth's txMaxSize
     min_priority_fee: int = 0  # wei: max_priority_fee_per_gas (legacy: gas price) below is refused
+    # Processes that check batches of eth_sendRawTransaction (decode, signature, sender)
+    # off the event loop (node/admission.py), started on the first such batch; 0: inline.
+    admission_workers: int = 1
 
 
 @dataclass
@@ -256,6 +259,8 @@ def validate(config: NodeConfig) -> None:
     _validate_p2p(config)
     if config.mempool.max_pool_size < 1:
         raise ConfigError("mempool.max_pool_size: must be at least 1")
+    if config.mempool.admission_workers < 0:
+        raise ConfigError("mempool.admission_workers: must be 0 (check inline) or more")
 
 
 def _validate_p2p(config: NodeConfig) -> None:

@@ -15,10 +15,11 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from eth.abc import BlockAPI, ReceiptAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from consensus.certificate import CommitCertificate
+from node.admission import AdmissionWorkers
 from node.chain import Chain
 from node.mempool import Mempool
 
@@ -38,8 +39,12 @@ UNKNOWN_METHOD = "other"
 class _Readings(Collector):
     """Gauges read at scrape time."""
 
-    def __init__(self, chain: Chain, mempool: Mempool, peers: Callable[[], int]) -> None:
+    def __init__(
+        self, chain: Chain, mempool: Mempool, peers: Callable[[], int],
+        admission: Optional[AdmissionWorkers],
+    ) -> None:
         self.chain, self.mempool, self.peers = chain, mempool, peers
+        self.admission = admission
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -58,6 +63,16 @@ class _Readings(Collector):
         yield GaugeMetricFamily(
             f"{NAMESPACE}_peers", "Connected p2p peers.", value=self.peers(),
         )
+        if self.admission is not None:
+            checked = CounterMetricFamily(
+                f"{NAMESPACE}_admission_checked_transactions",
+                "Raw transactions whose stateless checks ran in an admission worker process "
+                "or inline on the event loop.",
+                labels=["where"],
+            )
+            checked.add_metric(["workers"], self.admission.checked_in_workers)
+            checked.add_metric(["inline"], self.admission.checked_inline)
+            yield checked
 
 
 class NodeMetrics:
@@ -65,12 +80,12 @@ class NodeMetrics:
 
     def __init__(
         self, chain: Chain, mempool: Mempool, peers: Callable[[], int],
-        rpc_methods: Callable[[str], bool],
+        rpc_methods: Callable[[str], bool], admission: Optional[AdmissionWorkers] = None,
     ) -> None:
         self.chain = chain
         self._known_method = rpc_methods
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_Readings(chain, mempool, peers))
+        self.registry.register(_Readings(chain, mempool, peers, admission))
         reg = self.registry
         self.block_interval = Histogram(
             f"{NAMESPACE}_block_interval_seconds",

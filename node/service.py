@@ -25,6 +25,7 @@ from consensus.single import SingleValidatorEngine
 from consensus.validators import ValidatorSet
 from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
+from node.admission import AdmissionWorkers
 from node.chain import Chain
 from node.config import NodeConfig, make_p2p_config
 from node.genesis import Genesis, GenesisError, load_genesis_file, parse_genesis
@@ -271,6 +272,7 @@ async def run_node(
     hooks = hooks or NodeHooks()
     db = LevelDB(config.chaindata)
     executor = None
+    admission = None
     try:
         try:
             genesis, is_dev = resolve_genesis(config, db)
@@ -284,6 +286,7 @@ async def run_node(
             chain.head_state(),
             chain.vm_class,
         )
+        admission = AdmissionWorkers(mempool.checks, config.mempool.admission_workers)
         filters = FilterManager(config.rpc.max_filters, config.rpc.filter_timeout_s)
         p2p = None
         if config.p2p.listen is not None:
@@ -300,6 +303,7 @@ async def run_node(
             broadcast=p2p.publish_transaction if p2p is not None else None,
             consensus_state=engine.status,
             p2p=p2p,
+            admission=admission,
         )
         if p2p is not None:
             p2p.on_transaction(
@@ -314,7 +318,9 @@ async def run_node(
         register_debug_api(methods, DebugApi(chain, api, config.rpc))
         register_state_api(methods, api)
         register_dev_api(methods, DevApi(chain, mempool, api, dev_engine))
-        metrics = NodeMetrics(chain, mempool, peer_counter(p2p), methods.__contains__)
+        metrics = NodeMetrics(
+            chain, mempool, peer_counter(p2p), methods.__contains__, admission
+        )
         methods.observers.append(metrics.on_rpc_call)
         chain.on_commit(metrics.on_commit)
         if hooks.rpc_methods is not None:
@@ -333,6 +339,8 @@ async def run_node(
             print_banner(node, is_dev)
             task_status.started(node)
     finally:
+        if admission is not None:
+            admission.close()
         if executor is not None:
             close_executor(executor)  # Block-STM: stop its worker processes
         db.close()

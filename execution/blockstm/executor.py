@@ -10,13 +10,9 @@ the fold (commit.py); knobs and test hooks come in a frozen `BlockSTMConfig`.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import sys
 import time
-from contextlib import contextmanager
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from execution.bal.builder import AccessListBuilder, AccessRecord
 from execution.bal.recorder import pre_state_storage, recording_state_class
@@ -39,6 +35,7 @@ from execution.executor import (
     adopt_known_senders,
 )
 from execution.overlay import OverlayDB
+from execution.processes import main_module_hidden, worker_context
 from execution.rules import block_preprocessing, finish_block, make_execution_context
 from execution.sequential import SequentialExecutor, apply_transactions
 from execution.state_db import batched_state_class
@@ -52,39 +49,15 @@ class WorkerFailure(Exception):
     """A worker died, closed its pipe or raised: the block falls back to sequential."""
 
 
-@contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Keep forkserver/spawn children from re-running the parent's __main__ script.
-
-    Workers need nothing of __main__ (their target lives in this package); a script
-    without an `if __name__ == "__main__"` guard would otherwise run again in every
-    worker. A `python -m pkg` main (with a __spec__) is imported as a module, harmlessly.
-    """
-    main = sys.modules.get("__main__")
-    hidden = None
-    if main is not None and getattr(main, "__spec__", None) is None:
-        hidden = main.__dict__.pop("__file__", None)
-    try:
-        yield
-    finally:
-        if hidden is not None:
-            main.__file__ = hidden  # type: ignore[union-attr]
-
-
 class _Pool:
     def __init__(self, workers: int) -> None:
-        ctx: Any
-        if os.name == "posix":
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["execution.blockstm.worker"])
-        else:
-            ctx = multiprocessing.get_context("spawn")
+        ctx = worker_context(["execution.blockstm.worker"])
         self.conns: list[Any] = []
         self.procs: list[Any] = []
         self.shared_nodes: list[dict] = [{} for _ in range(workers)]
         # New state nodes of the last block executed here, for the next BLOCK message.
         self.new_nodes: Optional[dict] = None
-        with _main_module_hidden():
+        with main_module_hidden():
             for i in range(workers):
                 parent, child = ctx.Pipe(duplex=True)
                 proc = ctx.Process(target=worker_main, args=(child, i), daemon=True,

@@ -26,6 +26,7 @@ from consensus.certificate import CommitCertificate, InvalidCertificateError
 from execution.bal.codec import access_list_json
 from execution.call import CallError, CallRequest, EstimateFailed, call, estimate_gas
 from execution.tracing.call_tracer import decode_revert_reason
+from node.admission import AdmissionWorkers, check_all
 from node.chain import Chain
 from node.config import RpcSettings
 from node.mempool import Mempool, MempoolError, PooledTx
@@ -74,6 +75,8 @@ class EthApi:
     p2p: Optional[Any] = None
     # Called with every transaction that enters the pool (from a wallet or a peer).
     pending_listeners: list[Callable[[PooledTx], object]] = field(default_factory=list)
+    # Checks batches of raw transactions in worker processes (None: on this thread).
+    admission: Optional[AdmissionWorkers] = None
 
     def on_pending_transaction(self, pooled: PooledTx) -> None:
         """A transaction entered the pool: pending filters and subscriptions see it."""
@@ -284,6 +287,40 @@ class EthApi:
             pooled = self.mempool.add_raw(encoded, self.chain.next_base_fee())
         except MempoolError as exc:
             raise server_error(str(exc)) from None
+        return await self._accepted(pooled)
+
+    async def send_raw_transactions(self, calls: list[list[Any]]) -> list[Any]:
+        """The batch form of eth_sendRawTransaction: the stateless checks of all the
+        calls at once, in the admission workers (`node.admission`), then each call's
+        pool admission in order on this thread, answering as the calls one by one."""
+        outcomes: list[Any] = []
+        raws: list[bytes] = []
+        for args in calls:
+            try:
+                raws.append(params.hex_bytes(args[0], "transaction"))
+                outcomes.append(None)
+            except RpcError as err:
+                outcomes.append(err)
+        if self.admission is not None:
+            checks = await self.admission.check_many(raws)
+        else:
+            checks = check_all(self.mempool.checks, raws)
+        checked = iter(checks)
+        for position, outcome in enumerate(outcomes):
+            if outcome is not None:
+                continue
+            check = next(checked)
+            try:
+                if isinstance(check, MempoolError):
+                    raise check
+                pooled = self.mempool.add_checked(check, self.chain.next_base_fee())
+            except MempoolError as exc:
+                outcomes[position] = server_error(str(exc))
+                continue
+            outcomes[position] = await self._accepted(pooled)
+        return outcomes
+
+    async def _accepted(self, pooled: PooledTx) -> str:
         self.on_pending_transaction(pooled)
         if self.broadcast is not None:
             try:
@@ -588,7 +625,6 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
         "eth_baseFee": api.base_fee,
         "eth_blobBaseFee": api.blob_base_fee,
         "eth_getUncleCountByBlockNumber": api.get_uncle_count,
-        "eth_sendRawTransaction": api.send_raw_transaction,
         "eth_call": api.eth_call,
         "eth_estimateGas": api.estimate_gas,
         "eth_gasPrice": api.gas_price,
@@ -609,6 +645,7 @@ def register_eth_api(methods: Methods, api: EthApi) -> None:
     }
     for name, handler in table.items():
         methods.register(name, handler)
+    methods.register("eth_sendRawTransaction", api.send_raw_transaction, many=api.send_raw_transactions)
 
 
 def register_subscriptions(hub: SubscriptionHub, api: EthApi) -> None:

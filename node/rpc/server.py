@@ -93,6 +93,8 @@ class _Entry:
     signature: inspect.Signature | None
     min_args: int
     max_args: int | None  # None = *args
+    # The method's batch form (see `Methods.register`), or None.
+    many: Callable[[list[list[Any]]], Awaitable[list[Any]]] | None = None
 
 
 def _arity(sig: inspect.Signature | None) -> tuple[int, int | None]:
@@ -119,22 +121,34 @@ class Methods:
         # Told of every call: (method, failed) (the node's metrics).
         self.observers: list[Callable[[str, bool], None]] = []
 
-    def register(self, name: str, handler: Callable[..., Any] | None = None):
+    def register(
+        self, name: str, handler: Callable[..., Any] | None = None,
+        many: Callable[[list[list[Any]]], Awaitable[list[Any]]] | None = None,
+    ):
         """Register ``handler`` for ``name``; usable as ``@methods.register("x")`` too.
 
         Params of the JSON-RPC ``params`` array are passed positionally; missing
         trailing params fall back to the handler's defaults. Sync handlers are
         allowed (run inline on the event loop: keep them quick).
+
+        ``many``, the batch form: ``await many([args, ...])`` answers consecutive calls of
+        the method in a JSON-RPC batch at once, one result or RpcError per call, exactly
+        as the calls one after the other would (eth_sendRawTransaction checks them all
+        in worker processes first). The arity is checked per call before it.
         """
         if handler is None:
-            return lambda h: self.register(name, h)
+            return lambda h: self.register(name, h, many)
         try:
             sig: inspect.Signature | None = inspect.signature(handler)
         except (TypeError, ValueError):
             sig = None
         lo, hi = _arity(sig)
-        self._entries[name] = _Entry(handler, sig, lo, hi)
+        self._entries[name] = _Entry(handler, sig, lo, hi, many)
         return handler
+
+    def has_batch_form(self, name: str) -> bool:
+        entry = self._entries.get(name)
+        return entry is not None and entry.many is not None
 
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
@@ -163,10 +177,34 @@ class Methods:
             except Exception:  # an observer's bug must not fail the call
                 log.exception("RPC call observer failed")
 
-    async def _call(self, name: str, params: Any) -> Any:
-        entry = self._entries.get(name)
-        if entry is None:
-            raise method_not_found(name)
+    async def call_many(self, name: str, params_list: list[Any]) -> list[Any]:
+        """Calls of ``name`` (which has a batch form) with each of ``params_list``: one
+        result or RpcError per call, in order."""
+        entry = self._entries[name]
+        assert entry.many is not None, f"{name} has no batch form"
+        outcomes: list[Any] = [None] * len(params_list)
+        positions: list[int] = []
+        args_list: list[list[Any]] = []
+        for position, params in enumerate(params_list):
+            try:
+                args_list.append(self._checked_args(entry, params))
+                positions.append(position)
+            except RpcError as err:
+                outcomes[position] = err
+        try:
+            results = await entry.many(args_list) if args_list else []
+        except RpcError as err:
+            results = [err] * len(args_list)
+        except Exception as exc:
+            log.exception("RPC batch handler %s failed", name)
+            results = [_internal(exc)] * len(args_list)
+        for position, result in zip(positions, results):
+            outcomes[position] = result
+        for outcome in outcomes:
+            self._observe(name, failed=isinstance(outcome, RpcError))
+        return outcomes
+
+    def _checked_args(self, entry: _Entry, params: Any) -> list[Any]:
         if params is None:
             args: list[Any] = []
         elif isinstance(params, list):
@@ -183,6 +221,13 @@ class Methods:
                 entry.signature.bind(*args)
             except TypeError as exc:
                 raise invalid_params(f"invalid arguments: {exc}") from None
+        return args
+
+    async def _call(self, name: str, params: Any) -> Any:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise method_not_found(name)
+        args = self._checked_args(entry, params)
         try:
             result = entry.handler(*args)
             if inspect.isawaitable(result):
@@ -222,6 +267,21 @@ def _encode_error(id_: Any, err: RpcError) -> str:
     except (TypeError, ValueError):  # unserialisable error data: drop it
         log.error("RpcError data is not JSON-serialisable: %r", err)
         return _dumps(_error_obj(id_, RpcError(err.code, err.message)))
+
+
+def _request_error(req: Any) -> str | None:
+    """The encoded error answer of a malformed request object, None for a good one."""
+    if not isinstance(req, dict):
+        return _dumps(_error_obj(None, invalid_request()))
+    id_ = req.get("id")
+    if "id" in req and not _valid_id(id_):
+        return _dumps(_error_obj(None, invalid_request("invalid request id")))
+    if req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
+        return _dumps(_error_obj(id_, invalid_request()))
+    params = req.get("params")
+    if params is not None and not isinstance(params, (list, dict)):
+        return _dumps(_error_obj(id_, invalid_request("params must be an array")))
+    return None
 
 
 def _valid_id(id_: Any) -> bool:
@@ -322,11 +382,17 @@ class Dispatcher:
                 )
                 err = invalid_request(f"batch too large (max {self.config.max_batch})")
                 return "[" + _dumps(_error_obj(first_id, err)) + "]"
-            parts = []
-            for item in msg:  # sequential, like geth: later calls may depend on earlier ones
-                part = await self._handle_one(item, ctx)
-                if part is not None:
-                    parts.append(part)
+            parts: list[str] = []
+            index = 0
+            while index < len(msg):  # sequential, like geth: later calls may depend on earlier ones
+                run = self._batch_form_run(msg, index)
+                if len(run) > 1:
+                    answers = await self._handle_run(run)
+                    index += len(run)
+                else:
+                    answers = [await self._handle_one(msg[index], ctx)]
+                    index += 1
+                parts.extend(part for part in answers if part is not None)
             if not parts:
                 return None
             return "[" + ",".join(parts) + "]"
@@ -338,21 +404,40 @@ class Dispatcher:
         check_json_depth(data, self.config.max_json_depth)
         return json.loads(data)
 
+    def _batch_form_run(self, batch: list[Any], start: int) -> list[dict[str, Any]]:
+        """The well-formed calls from `start` on that name one method with a batch form
+        (`Methods.register(many=...)`), for one call of it."""
+        run: list[dict[str, Any]] = []
+        for req in batch[start:]:
+            if _request_error(req) is not None:
+                break
+            method = req["method"]
+            if not self.methods.has_batch_form(method) or (run and method != run[0]["method"]):
+                break
+            run.append(req)
+        return run
+
+    async def _handle_run(self, run: list[dict[str, Any]]) -> list[str | None]:
+        method = run[0]["method"]
+        outcomes = await self.methods.call_many(method, [req.get("params") for req in run])
+        answers = []
+        for req, outcome in zip(run, outcomes):
+            has_id = "id" in req
+            if isinstance(outcome, RpcError):
+                answers.append(_encode_error(req.get("id"), outcome) if has_id else None)
+            else:
+                answers.append(self._encode_result(req.get("id"), method, outcome) if has_id else None)
+        return answers
+
     async def _handle_one(self, req: Any, ctx: _CallContext) -> str | None:
-        if not isinstance(req, dict):
-            return _dumps(_error_obj(None, invalid_request()))
+        error = _request_error(req)
+        if error is not None:
+            return error
         has_id = "id" in req
         id_ = req.get("id")
-        if has_id and not _valid_id(id_):
-            return _dumps(_error_obj(None, invalid_request("invalid request id")))
-        method = req.get("method")
-        if req.get("jsonrpc") != "2.0" or not isinstance(method, str):
-            return _dumps(_error_obj(id_, invalid_request()))
-        params = req.get("params")
-        if params is not None and not isinstance(params, (list, dict)):
-            return _dumps(_error_obj(id_, invalid_request("params must be an array")))
+        method = req["method"]
         try:
-            result = await self._call(method, params, ctx)
+            result = await self._call(method, req.get("params"), ctx)
         except RpcError as err:
             return _encode_error(id_, err) if has_id else None
         except Exception as exc:  # a bug of ours must not become HTTP 500 / close 1011
@@ -360,6 +445,10 @@ class Dispatcher:
             return _encode_error(id_, _internal(exc)) if has_id else None
         if not has_id:
             return None
+        return self._encode_result(id_, method, result)
+
+    @staticmethod
+    def _encode_result(id_: Any, method: str, result: Any) -> str:
         try:
             return _dumps({"jsonrpc": "2.0", "id": id_, "result": result})
         except (TypeError, ValueError) as exc:

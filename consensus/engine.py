@@ -138,9 +138,11 @@ class TransactionSource(Protocol):
 
     async def wait_for_transactions(self) -> None: ...
 
-    def select_for_block(
+    def selection(
         self, base_fee: int, gas_limit: int, max_txs: Optional[int] = None
-    ) -> list[SignedTransactionAPI]: ...
+    ) -> Callable[[], list[SignedTransactionAPI]]:
+        """The next block's pick over a snapshot of the pool taken now; call it in a
+        worker thread (a big pool's pick would hold the event loop)."""
 
     def senders_of(
         self, transactions: Sequence[SignedTransactionAPI]

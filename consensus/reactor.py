@@ -400,7 +400,9 @@ class ConsensusReactor:
         limit = self.settings.max_block_txs
         building_started = trio.current_time()
         while True:
-            txs = self.mempool.select_for_block(self.chain.next_base_fee(), parent.gas_limit, limit)
+            txs = await trio.to_thread.run_sync(
+                self.mempool.selection(self.chain.next_base_fee(), parent.gas_limit, limit)
+            )
             senders = self.mempool.senders_of(txs)
             async with self.execution_lock:
                 proposal = await trio.to_thread.run_sync(

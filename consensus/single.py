@@ -144,9 +144,9 @@ class SingleValidatorEngine:
         self, timestamp: Optional[int], state_patch: Optional[Any], with_transactions: bool,
     ) -> None:
         head = self.chain.head
-        transactions = self.mempool.select_for_block(
+        transactions = await trio.to_thread.run_sync(self.mempool.selection(
             self.chain.next_base_fee(), head.gas_limit, self.max_block_txs
-        ) if with_transactions else []
+        )) if with_transactions else []
         if timestamp is not None:
             block_time = timestamp
         elif state_patch is not None:  # an edit is not "the next mined block": keep its time

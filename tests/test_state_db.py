@@ -115,3 +115,48 @@ def test_many_accounts_and_slots_in_one_root() -> None:
     assert [s for s in batched if s[0] == "persist"] == [s for s in reference
                                                           if s[0] == "persist"]
     assert batched == reference
+
+
+DELEGATION = b"\xef\x01\x00" + b"\x42" * 20  # EIP-7702: still an EOA that may send
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_chains_state_reader_reads_what_py_evm_reads(tmp_path, seed: int) -> None:
+    """`node.chain.StateReader` (the lean trie reader, shared decoded nodes, one read an
+    account) against py-evm's AccountDB over the same LevelDB, at two roots in turn."""
+    from execution.overlay import OverlayDB
+    from node.chain import StateReader
+    from storage.leveldb import LevelDB
+
+    rng = random.Random(seed)
+    db = LevelDB(tmp_path / "state")
+    try:
+        overlay = OverlayDB(db)
+        accounts = AccountDB(overlay)
+        shared: dict = {}
+        for _ in range(2):
+            for address in ADDRESSES:
+                roll = rng.random()
+                if roll < 0.2:
+                    accounts.delete_account(address)
+                    continue
+                accounts.set_balance(address, rng.choice([0, rng.randrange(10**24)]))
+                accounts.set_nonce(address, rng.randrange(1000))
+                if roll < 0.4:
+                    accounts.set_code(address, rng.choice([DELEGATION, rng.randbytes(30), b""]))
+                if roll < 0.6:
+                    accounts.set_storage(address, rng.choice(SLOTS), rng.randrange(1, 2**256))
+            accounts.persist()
+            db.write_atomically(overlay.pending())
+            root = accounts.state_root
+            reader, expected = StateReader(db, root, shared), AccountDB(OverlayDB(db), root)
+            for address in [*ADDRESSES, b"\x77" * 20]:  # the last one never existed
+                code = expected.get_code(address)
+                assert reader.get_balance(address) == expected.get_balance(address)
+                assert reader.get_nonce(address) == expected.get_nonce(address)
+                assert reader.get_code(address) == code
+                assert reader.has_code(address) == (bool(code) and code != DELEGATION)
+                for slot in SLOTS:
+                    assert reader.get_storage(address, slot) == expected.get_storage(address, slot)
+    finally:
+        db.close()

@@ -122,31 +122,25 @@ class PooledTx:
     # Dev chain: sent by eth_sendTransaction from an impersonated account; the signature
     # is a placeholder and `sender` is the account. Never gossiped.
     impersonated: bool = False
+    # The fields the pool's rules read, copied once out of the transaction (each read of
+    # a py-evm field goes through several accessors: about 1 us).
+    nonce: int = field(init=False)
+    gas: int = field(init=False)
+    max_fee: int = field(init=False)
+    max_priority_fee: int = field(init=False)
+    cost: int = field(init=False)  # what the sender can be charged: gas * max_fee + value
 
-    @property
-    def nonce(self) -> int:
-        return self.tx.nonce
-
-    @property
-    def gas(self) -> int:
-        return self.tx.gas
-
-    @property
-    def max_fee(self) -> int:
-        return self.tx.max_fee_per_gas
-
-    @property
-    def max_priority_fee(self) -> int:
-        return self.tx.max_priority_fee_per_gas
-
-    @property
-    def cost(self) -> int:
-        """Upper bound the sender can be charged: gas * max_fee + value."""
-        return self.tx.gas * self.tx.max_fee_per_gas + self.tx.value
+    def __post_init__(self) -> None:
+        tx = self.tx
+        self.nonce = tx.nonce
+        self.gas = tx.gas
+        self.max_fee = tx.max_fee_per_gas
+        self.max_priority_fee = tx.max_priority_fee_per_gas
+        self.cost = self.gas * self.max_fee + tx.value
 
     def effective_tip(self, base_fee: int) -> int:
         """Miner tip per gas at ``base_fee`` (negative if the fee cap is below it)."""
-        return min(self.tx.max_priority_fee_per_gas, self.tx.max_fee_per_gas - base_fee)
+        return min(self.max_priority_fee, self.max_fee - base_fee)
 
 
 def executable_run(
@@ -300,6 +294,7 @@ class Mempool:
 
         self._by_hash: dict[bytes, PooledTx] = {}
         self._by_sender: dict[bytes, dict[int, PooledTx]] = {}
+        self._cost_by_sender: dict[bytes, int] = {}  # the sum of its pooled txs' cost
         self._seq = itertools.count()
         # Set (and replaced by a fresh one) every time a tx enters the pool.
         self._new_tx_event = trio.Event()
@@ -494,7 +489,7 @@ class Mempool:
             raise MempoolError(
                 f"insufficient funds for gas * price + value: balance {balance}, tx cost {cost}"
             )
-        others_cost = sum(p.cost for n, p in sender_txs.items() if n != tx.nonce)
+        others_cost = self._cost_by_sender.get(sender, 0) - (old.cost if old is not None else 0)
         if balance < cost + others_cost:
             raise MempoolError(
                 f"insufficient funds for gas * price + value: balance {balance}, tx cost {cost}, "
@@ -531,6 +526,7 @@ class Mempool:
         if victim is not None:
             self._remove(victim)
         self._by_sender.setdefault(sender, {})[tx.nonce] = pooled
+        self._cost_by_sender[sender] = self._cost_by_sender.get(sender, 0) + pooled.cost
         self._by_hash[tx_hash] = pooled
         self._notify()
         return pooled
@@ -540,8 +536,11 @@ class Mempool:
         txs = self._by_sender.get(pooled.sender)
         if txs is not None and txs.get(pooled.nonce) is pooled:
             del txs[pooled.nonce]
-            if not txs:
+            if txs:
+                self._cost_by_sender[pooled.sender] -= pooled.cost
+            else:
                 del self._by_sender[pooled.sender]
+                del self._cost_by_sender[pooled.sender]
 
     def remove(self, tx_hash: bytes) -> PooledTx | None:
         pooled = self._by_hash.get(tx_hash)

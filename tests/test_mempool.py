@@ -233,6 +233,31 @@ def test_rejects_overdraft_across_pooled_txs(pool, state):
     pool.add_raw(sign(A, 1, tip=2 * GWEI, fee=11 * GWEI), BASE_FEE)
 
 
+def test_overdraft_follows_replacements_commits_and_evictions(state):
+    """The sender's pooled cost is kept as a running total: it must follow every way a
+    transaction leaves the pool, or a later admission is judged on a wrong sum."""
+    one = 21000 * 10 * GWEI  # a transfer's cost at the default fee cap
+    pool = make_pool(state, max_pool_size=4)
+    state.balances[addr(A)] = 3 * one + 21000 * GWEI
+    pool.add_raw(sign(A, 0), BASE_FEE)
+    pool.add_raw(sign(A, 1), BASE_FEE)
+    pool.add_raw(sign(A, 1, tip=2 * GWEI, fee=11 * GWEI), BASE_FEE)  # replaces: 2 one + 21000 gwei
+    pool.add_raw(sign(A, 2), BASE_FEE)  # exactly affordable: the replaced tx left the sum
+    assert_rejected(pool, sign(A, 3), "insufficient funds")
+    # nonce 0 is committed: its cost leaves the sum with it
+    state.nonces[addr(A)] = 1
+    pool.on_new_head()
+    pool.add_raw(sign(A, 3), BASE_FEE)  # affordable only without nonce 0's cost
+    pool.add_raw(sign(B, 0, tip=2 * GWEI), BASE_FEE)  # the pool is full
+    # a better-paying transaction of C evicts the cheapest tail, A's nonce 3 ...
+    pool.add_raw(sign(C, 0, tip=5 * GWEI, fee=20 * GWEI), BASE_FEE)
+    assert pool.get_by_sender_nonce(addr(A), 3) is None
+    # ... and A can afford a nonce 3 again only because its cost left the sum
+    pool.remove(pool.get_by_sender_nonce(addr(B), 0).hash)
+    pool.add_raw(sign(A, 3, tip=3 * GWEI), BASE_FEE)
+    assert_rejected(pool, sign(A, 4), "insufficient funds")
+
+
 def test_rejects_intrinsic_gas_too_low_calldata(pool):
     data = b"\x00" * 10 + b"\x01" * 10  # 21000 + 10*4 + 10*16 = 21200
     assert_rejected(pool, sign(A, 0, gas=21199, data=data), "intrinsic gas too low: have 21199, want 21200")

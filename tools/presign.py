@@ -15,12 +15,15 @@ Steps, and what the clock sees:
 The report: admitted/s (over the send window), committed/s (over the inclusion blocks),
 inclusion latency from just before the batch's POST to the poll that saw its block (p50,
 p90, p99; also in blocks), the blocks' fill (transactions, gas used / gas limit) and their
-commit rounds where the node serves `laminar_getCommit`.
+commit rounds where the node serves `laminar_getCommit`; and eth_blockNumber's latency
+while the load runs, timed by a process of its own (`HeadProbe`) so that the senders'
+threads do not add to it.
 """
 
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import queue
 import threading
@@ -28,7 +31,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from tools.rpc_client import LoadError, Rpc, RpcError, percentile
 
@@ -41,6 +44,7 @@ PRIORITY_FEE = 1 * GWEI
 MIN_FEE_CAP = 100 * GWEI
 FEE_CAP_OVER_BASE_FEE = 50
 POLL_INTERVAL_S = 0.1
+PROBE_START_TIMEOUT_S = 30.0  # the head prober's process: to start, and to hand back its calls
 SENDER_THREADS = 4
 FUNDING_BATCH = 100
 POOL_FULL = "txpool is full"
@@ -158,9 +162,51 @@ class Watch:
     new_block: threading.Condition = field(default_factory=threading.Condition)
     wanted: set[str] = field(default_factory=set)
     error: Optional[str] = None
-    # Every eth_blockNumber the poller sent: (monotonic time sent, seconds to answer;
-    # None: it failed). How responsive the RPC stays while blocks commit.
-    head_calls: list[tuple[float, Optional[float]]] = field(default_factory=list)
+
+
+HeadCalls = list[tuple[float, Optional[float]]]
+
+
+def _probe_heads(url: str, ready: Any, stop: Any, conn: Any) -> None:
+    """The head prober's process: eth_blockNumber every POLL_INTERVAL_S after the last
+    answer until `stop` is set, then (monotonic time sent, seconds to answer or None
+    for a failure) of every call back through `conn`."""
+    rpc = Rpc(url)
+    calls: HeadCalls = []
+    ready.set()
+    while not stop.wait(POLL_INTERVAL_S):
+        sent = time.monotonic()
+        try:
+            rpc.call("eth_blockNumber")
+            calls.append((sent, time.monotonic() - sent))
+        except Exception:  # noqa: BLE001 - a failed call is a data point, keep probing
+            calls.append((sent, None))
+    conn.send(calls)
+    conn.close()
+
+
+class HeadProbe:
+    """How responsive the RPC stays while blocks commit: eth_blockNumber timed from a
+    process of its own, so the load generator's sender threads (and their share of this
+    process's GIL) never add to the latency it reports. Monotonic times are the
+    machine's, comparable with the senders'."""
+
+    def __init__(self, url: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._ready, self._stop = context.Event(), context.Event()
+        self._parent, child = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_probe_heads, args=(url, self._ready, self._stop, child), daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._ready.wait(PROBE_START_TIMEOUT_S)
+
+    def stop(self) -> HeadCalls:
+        self._stop.set()
+        calls: HeadCalls = self._parent.recv() if self._parent.poll(PROBE_START_TIMEOUT_S) else []
+        self._process.join(PROBE_START_TIMEOUT_S)
+        return calls
 
 
 class ChainWatcher(threading.Thread):
@@ -183,13 +229,7 @@ class ChainWatcher(threading.Thread):
 
     def poll_once(self) -> None:
         watch = self.watch
-        sent = time.monotonic()
-        try:
-            head = int(self.rpc.call("eth_blockNumber"), 16)
-        except Exception:
-            watch.head_calls.append((sent, None))
-            raise
-        watch.head_calls.append((sent, time.monotonic() - sent))
+        head = int(self.rpc.call("eth_blockNumber"), 16)
         numbers = list(range(watch.head + 1, head + 1))
         if not numbers:
             return
@@ -395,6 +435,7 @@ def _send_and_report(plan, transfers, watcher, watch, funded, funding_s, signing
         watch.wanted.update(hashes)
     sender = BatchSender(plan.rpcs, watch, log)
     sender.start()
+    probe = HeadProbe(plan.rpcs[0])
     if around_send is not None:
         around_send("start")
     began = time.monotonic()
@@ -411,8 +452,10 @@ def _send_and_report(plan, transfers, watcher, watch, funded, funding_s, signing
     watcher.wait_for(admitted, plan.wait)
     if around_send is not None:
         around_send("end")
+    head_calls = probe.stop()
     commit_rounds = _commit_rounds(watcher.rpc, watch, admitted)
-    return presign_report(plan, watch, log, hashes, began, send_window, funded, funding_s, signing_s, commit_rounds)
+    return presign_report(plan, watch, log, hashes, began, send_window, funded, funding_s, signing_s,
+                          commit_rounds, head_calls)
 
 
 def _commit_rounds(rpc: Rpc, watch: Watch, hashes: list[str]) -> Optional[list[int]]:
@@ -428,7 +471,9 @@ def _commit_rounds(rpc: Rpc, watch: Watch, hashes: list[str]) -> Optional[list[i
     return [r for r in rounds if isinstance(r, int)] or None
 
 
-def presign_report(plan, watch, log, hashes, began, send_window, funded, funding_s, signing_s, rounds) -> dict:
+def presign_report(
+    plan, watch, log, hashes, began, send_window, funded, funding_s, signing_s, rounds, probed: HeadCalls,
+) -> dict:
     included = {h: watch.included[h] for h in hashes if h in watch.included}
     latencies = [seen - log.sent_at[h] for h, (_, seen) in included.items() if h in log.sent_at]
     latency_blocks = [n - log.head_at_send[h] for h, (n, _) in included.items() if h in log.head_at_send]
@@ -446,7 +491,7 @@ def presign_report(plan, watch, log, hashes, began, send_window, funded, funding
 
     # eth_blockNumber while the load ran: from the first POST to the last inclusion block.
     until = blocks[-1].seen if blocks else time.monotonic()
-    head_calls = [took for sent, took in watch.head_calls if began <= sent <= until]
+    head_calls = [took for sent, took in probed if began <= sent <= until]
     answered = [took for took in head_calls if took is not None]
     admitted = len(log.admitted_at)
     return {
@@ -491,7 +536,7 @@ def presign_report(plan, watch, log, hashes, began, send_window, funded, funding
         "admission. committed/s: our transactions in the inclusion blocks after the first, over the time "
         "from the first to the last of those blocks as the poller saw them. latency: from just before "
         "the batch's POST to the poll (every 0.1 s) that saw its block; in blocks: that block's number "
-        "minus the head at the POST. eth_blockNumber: the poller's calls (every 0.1 s after the "
+        "minus the head at the POST. eth_blockNumber: a probe process's calls (every 0.1 s after the "
         "last answer) from the first POST to the last inclusion block, from request to answer.",
     }
 

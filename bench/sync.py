@@ -315,7 +315,7 @@ def bench_sync(
     on_done: Callable[[int], None] = lambda _n: None,
 ) -> dict[str, Any]:
     """Execute vs apply every block of `chain` (see the module doc); one record."""
-    from execution.bal.apply import apply_access_list
+    from execution.bal.apply import PostStateAccounts, apply_access_list
 
     n_blocks = len(chain.blocks)
     t_per_block = len(chain.blocks[0])
@@ -339,10 +339,11 @@ def bench_sync(
         result = executor.execute(block, pre)
         return result.post_state_root, result.state_nodes
 
-    decoded_nodes: dict = {}  # kept across blocks, as a syncing node keeps it
+    decoded_nodes: dict = {}  # kept across blocks, as a syncing node keeps them
+    accounts = PostStateAccounts()
 
     def apply(block: BlockInput, plan: PlannedBlock, pre: StateView) -> tuple[bytes, dict]:
-        applied = apply_access_list(plan.access_list, vm_class, pre, decoded_nodes)
+        applied = apply_access_list(plan.access_list, vm_class, pre, decoded_nodes, accounts)
         return applied.post_state_root, applied.state_nodes
 
     paths = [

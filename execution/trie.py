@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import rlp
 import rusty_rlp
 from eth_hash.auto import keccak
+from sha3 import keccak_256  # safe-pysha3: eth-hash's backend, without its two wrappers
 
 #: A node shorter than this (RLP-encoded) is embedded in its parent instead of hashed.
 HASHED_NODE_MIN_LENGTH = 32
@@ -133,10 +134,15 @@ def _hashed(node: list, nodes: dict[bytes, bytes], decoded: Optional[dict[bytes,
     """What a parent holds for `node`: the node itself when short, else its hash (the
     encoding then goes to `nodes`, and the node, as decoding would give it, to
     `decoded`: the next update or lookup over this trie need not decode it again)."""
-    encoded = encode_node(node)
+    try:
+        encoded = _rust_encode(node)  # encode_node, inlined: called for every new node
+    except rusty_rlp.EncodingError:
+        encoded = _encode_node_python(node)
     if len(encoded) < HASHED_NODE_MIN_LENGTH:
         return node
-    node_hash = keccak(encoded)
+    # keccak_256 directly: this is the hash of every new trie node, and eth-hash's
+    # wrappers (type checks, backend dispatch) cost a quarter of the hash itself.
+    node_hash = keccak_256(encoded).digest()
     nodes[node_hash] = encoded
     if decoded is not None:
         decoded[node_hash] = node
@@ -277,9 +283,14 @@ class _TrieUpdater:
         if len(node) == BRANCH_WIDTH + 1:
             return self.update_branch(node, low, high, depth)
         path, is_leaf = decode_hex_prefix(node[0])
-        prefix = self.keys[low][:depth]
         if is_leaf:
-            return self.build(low, high, depth, extra=(prefix + path, node[1]))
+            key = self.keys[low]
+            if high - low == 1 and len(key) == depth + len(path) and key.endswith(path):
+                # The one change is to this leaf's own key (an account or slot that
+                # exists already): the same path, a new value, or nothing.
+                value = self.values[low]
+                return BLANK_NODE if value is None else [node[0], value]
+            return self.build(low, high, depth, extra=(key[:depth] + path, node[1]))
         end = depth + len(path)
         if self.keys[low][depth:end] == path and self.keys[high - 1][depth:end] == path:
             child = self.update(self.resolve(node[1]), low, high, end)

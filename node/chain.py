@@ -25,7 +25,7 @@ from eth_hash.auto import keccak
 
 from consensus.engine import BlockRejected
 from execution.account_rlp import AccountFields
-from execution.bal.apply import apply_access_list, read_pre_account
+from execution.bal.apply import PostStateAccounts, apply_access_list, read_pre_account
 from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import AccessListDecodeError, BlockAccessList
 from execution.bal.importer import describe_difference
@@ -235,6 +235,7 @@ class Chain:
         # checks them; import_block runs from them).
         self._access_lists: OrderedDict[bytes, BlockAccessList] = OrderedDict()
         self._decoded_nodes: dict[bytes, object] = {}  # executionless sync's node cache
+        self._synced_accounts = PostStateAccounts()  # and its accounts (valid at one root)
         self._recent_blocks: OrderedDict[bytes, tuple[BlockAPI, tuple[ReceiptAPI, ...]]] = OrderedDict()
         self._head: BlockHeaderAPI = self._open()
         self._recent_hashes: deque[bytes] = deque(maxlen=BLOCKHASH_WINDOW)
@@ -678,7 +679,7 @@ class Chain:
         try:
             applied = apply_access_list(
                 self.access_list(block), self.vm_class, self.state_view(parent, synced),
-                self._node_cache(),
+                self._node_cache(), self._synced_accounts,
             )
         except AccessListUnsupported as exc:
             raise InvalidProposalError(f"block {header.block_number}: {exc}") from None

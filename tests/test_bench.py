@@ -353,6 +353,33 @@ def test_sync_chain_advances_nonces_and_reports_a_wrong_root(cache_dir: Path, tm
     assert {m["block"] for m in record["root_mismatches"]} == {2}
 
 
+def test_applied_accounts_answer_only_for_their_own_state(cache_dir: Path) -> None:
+    """Executionless sync keeps the accounts each applied block leaves
+    (`PostStateAccounts`) for the next block; applied out of order, on another
+    pre-state, the lists still give exactly the first pass's roots."""
+    from bench.sync import build_chain, first_pass
+    from execution.bal.apply import PostStateAccounts, apply_access_list
+    from execution.executor import StateView
+
+    chain = build_chain(4, 5, seed=5, hot_share=0.4, cache_dir=cache_dir)
+    planned = first_pass(chain)
+    vm_class = chain.envs[0].vm_class
+    nodes = dict(chain.genesis_nodes)
+    roots = [chain.genesis_root] + [p.post_state_root for p in planned]
+    accounts = PostStateAccounts()
+    # In order, then block 2 again from block 1's state (the cache holds block 3's
+    # accounts by then: every sender's nonce is another), then blocks 3 and 4.
+    for k in (0, 1, 2, 1, 2, 3):
+        applied = apply_access_list(planned[k].access_list, vm_class,
+                                    StateView(nodes, roots[k]), {}, accounts)
+        assert applied.post_state_root == roots[k + 1], f"block {k + 1}"
+        nodes.update(applied.state_nodes)
+    assert accounts.root == roots[4]
+    senders = {tx.sender for tx in chain.block(3).transactions}
+    known = accounts.at(roots[4])
+    assert senders <= set(known) and {known[s].nonce for s in senders} == {4}
+
+
 # ------------------------------------------------------------------ the model
 
 

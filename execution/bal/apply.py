@@ -22,6 +22,7 @@ from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM
 from eth_hash.auto import keccak
+from sha3 import keccak_256  # the trie's hash, without eth-hash's wrappers (execution.trie)
 
 from execution.account_rlp import (
     AccountFields,
@@ -66,21 +67,56 @@ APPLY_CHUNK = 256  # accounts between two yields of `apply_steps`
 NO_ACCOUNT = AccountFields(0, 0, BLANK_ROOT_HASH, EMPTY_SHA3)  # what an absent account reads as
 
 
+class PostStateAccounts:
+    """The accounts the blocks applied so far read or left, valid at one state root.
+
+    A syncing node applies block after block, and the same senders and contracts come
+    back in most of them: reading each from the trie again (a walk from the root and a
+    decode) was an eighth of an apply. An applied block leaves here its pre-state reads
+    and its final values, under its post-state root; the next block uses them only if
+    its pre-state root is that root. A root names exactly one state, so the cache can
+    never answer for another one; any other root starts it afresh."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.root: Optional[bytes] = None
+        self.accounts: dict[bytes, AccountLike] = {}
+        self.limit = limit
+
+    def at(self, root: bytes) -> dict[bytes, AccountLike]:
+        """The accounts known at state `root` (a dict the caller may add `root`'s own
+        accounts to)."""
+        if root != self.root or len(self.accounts) > self.limit:
+            self.root, self.accounts = root, {}
+        return self.accounts
+
+    def advance(self, pre_root: bytes, post_root: bytes,
+                finals: dict[bytes, AccountLike]) -> None:
+        """The block from `pre_root` to `post_root` left these accounts."""
+        if self.root == pre_root:
+            self.accounts.update(finals)
+            self.root = post_root
+
+
 def apply_access_list(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
                       pre_state: StateView,
-                      decoded: Optional[dict[bytes, Any]] = None) -> AppliedBlock:
+                      decoded: Optional[dict[bytes, Any]] = None,
+                      accounts: Optional[PostStateAccounts] = None) -> AppliedBlock:
     """The post-state of a block from its access list alone. `decoded`: a cache of
-    decoded trie nodes by hash, kept by the caller across blocks."""
-    return run_to_end(apply_steps(access_list, vm_class, pre_state, decoded))
+    decoded trie nodes by hash, `accounts`: of accounts, both kept by the caller across
+    blocks."""
+    return run_to_end(apply_steps(access_list, vm_class, pre_state, decoded,
+                                  accounts=accounts))
 
 
 def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
                 pre_state: StateView, decoded: Optional[dict[bytes, Any]] = None,
-                pre_account: Optional[PreAccount] = None) -> Generator[None, None, AppliedBlock]:
+                pre_account: Optional[PreAccount] = None,
+                accounts: Optional[PostStateAccounts] = None,
+                ) -> Generator[None, None, AppliedBlock]:
     """`apply_access_list` a chunk at a time: yields between chunks of accounts, so that
     a caller can do other work in between (the importer answers its workers), and
     returns the applied block. `pre_account`: the caller's reader of pre-state accounts
-    (default: read through `decoded`)."""
+    (default: read through `decoded`, and `accounts` when given)."""
     if not issubclass(vm_class, ByzantiumVM):
         raise AccessListUnsupported(
             f"a {vm_class.fork} block cannot be applied from its access list "
@@ -98,14 +134,20 @@ def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
             node = decoded[key] = decode_node(nodes[key])
         return node
 
+    known = accounts.at(pre_state.state_root) if accounts is not None and pre_account is None \
+        else {}
+
     def read_account(address: bytes) -> AccountLike:
-        return read_pre_account(node_of, pre_state.state_root, address)
+        account = known.get(address)
+        if account is None:
+            account = known[address] = read_pre_account(node_of, pre_state.state_root, address)
+        return account
 
     read = read_account if pre_account is None else pre_account
-    accounts: dict[bytes, AccountLike] = {}
+    pre_accounts: dict[bytes, AccountLike] = {}
 
     def pre_account_of(address: bytes) -> AccountLike:
-        account = accounts[address] = read(address)
+        account = pre_accounts[address] = read(address)
         return account
 
     finals = []
@@ -113,18 +155,21 @@ def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
         if changes.has_changes():
             final = final_account(changes, pre_account_of(changes.address))
             if final is None:  # emptied at some index: deleted, maybe made again
-                return _apply_index_by_index(access_list, pre_state, pre_account_of, accounts,
-                                             started)
+                return _apply_index_by_index(access_list, pre_state, pre_account_of,
+                                             pre_accounts, started)
             finals.append(final)
             if len(finals) % APPLY_CHUNK == 0:
                 yield
-    return (yield from _fold_final_values(finals, pre_state, decoded, started))
+    applied, post_accounts = yield from _fold_final_values(finals, pre_state, decoded, started)
+    if accounts is not None and pre_account is None:
+        accounts.advance(pre_state.state_root, applied.post_state_root, post_accounts)
+    return applied
 
 
 def read_pre_account(node_of: Callable[[bytes], Any], state_root: bytes, address: bytes) -> AccountFields:
     """An account of the state `state_root` through the lean trie reader (`node_of`: a
     decoded node by hash); an absent account reads as `NO_ACCOUNT`."""
-    encoded = lookup(node_of, state_root, keccak(address))
+    encoded = lookup(node_of, state_root, keccak_256(address).digest())
     return decode_account_fields(encoded) if encoded else NO_ACCOUNT
 
 
@@ -210,34 +255,44 @@ def _never_empty(changes: AccountChanges, pre: AccountLike) -> bool:
 
 
 def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded: dict[bytes, Any],
-                       started: float) -> Generator[None, None, AppliedBlock]:
+                       started: float
+                       ) -> Generator[None, None, tuple[AppliedBlock, dict[bytes, AccountLike]]]:
     """Each changed storage trie, then the account trie, updated once from the final
     values (`execution.trie.update_trie`), sharing the decoded-node cache of the reads
-    (yields after every `APPLY_CHUNK` accounts)."""
+    (yields after every `APPLY_CHUNK` accounts). Also returns the accounts as the block
+    leaves them (for `PostStateAccounts`)."""
     read = pre_state.nodes.__getitem__
     new_nodes: dict[bytes, bytes] = {}
     account_changes: dict[bytes, Optional[bytes]] = {}
+    post_accounts: dict[bytes, AccountLike] = {}
     for done, final in enumerate(finals, 1):
         if done % APPLY_CHUNK == 0:
             yield
         storage_root = final.pre.storage_root
         if final.slots:
             storage_changes = {
-                keccak(slot.to_bytes(SLOT_BYTES, "big")): encode_storage_value(value) if value else None
+                keccak_256(slot.to_bytes(SLOT_BYTES, "big")).digest():
+                    encode_storage_value(value) if value else None
                 for slot, value in final.slots.items()
             }
             storage_root, created = update_trie(storage_root, read, storage_changes, decoded)
             new_nodes.update(created)
         if final.code:
             new_nodes[final.code_hash] = final.code
-        account_changes[keccak(final.address)] = (
-            encode_account(final.nonce, final.balance, storage_root, final.code_hash)
-            if final.exists else None
-        )
+        if final.exists:
+            account_changes[keccak_256(final.address).digest()] = encode_account(
+                final.nonce, final.balance, storage_root, final.code_hash)
+            post_accounts[final.address] = AccountFields(
+                final.nonce, final.balance, storage_root, final.code_hash)
+        else:
+            account_changes[keccak_256(final.address).digest()] = None
+            post_accounts[final.address] = NO_ACCOUNT
     yield
     root, created = update_trie(pre_state.state_root, read, account_changes, decoded)
     new_nodes.update(created)
-    return AppliedBlock(post_state_root=root, state_nodes=new_nodes, seconds=time.perf_counter() - started)
+    applied = AppliedBlock(post_state_root=root, state_nodes=new_nodes,
+                           seconds=time.perf_counter() - started)
+    return applied, post_accounts
 
 
 def _apply_index_by_index(access_list: BlockAccessList, pre_state: StateView,

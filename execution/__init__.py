@@ -9,7 +9,8 @@ limit goes back to py-evm's own figure, which the C stack does hold.
 Every keccak in the process (py-evm, trie, eth-utils, Laminar's own) goes through
 eth-hash's shared `eth_hash.auto.keccak`, which would pick pycryptodome (about 9 us for a
 100-byte input here); safe-pysha3 gives the same digests in about 1.6 us. It is selected
-once, here, whether or not a hash was already taken.
+once, here, whether or not a hash was already taken. pyrlp's raw decoder is replaced the
+same way (rusty-rlp's costs 15 ns per input byte: `execution/rlp_decoding.py`).
 """
 
 import sys
@@ -23,4 +24,9 @@ sys.setrecursionlimit(eth.EVM_RECURSION_LIMIT)
 setattr(keccak, "hasher", pysha3_backend.keccak256)  # noqa: B010
 setattr(keccak, "preimage", pysha3_backend.preimage)  # noqa: B010
 
-from execution import evm_fixes  # noqa: E402,F401  (py-evm corrections, see the module)
+from execution import (  # noqa: E402
+    evm_fixes,  # noqa: F401  (py-evm corrections, see the module)
+    rlp_decoding,
+)
+
+rlp_decoding.install()

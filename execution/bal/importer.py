@@ -355,8 +355,11 @@ class _ImportRun:
         # pre-block values (the root work writes the list's values first).
         self.prelude_pre_values = dict(recorder.pre_values)
 
+        # The workers decode, recover senders and fetch trie paths while the list
+        # becomes write sets here; they run nothing before the write sets arrive.
+        self._announce(prelude)
         seeds, codes = seed_write_sets(access_list, self.n, self._pre_account)
-        self._start_workers(prelude, seeds, codes)
+        self._send_work(seeds, codes)
 
         # The state root from the list, while the transactions run.
         post_needs_receipts = (
@@ -413,8 +416,9 @@ class _ImportRun:
             ),
         )
 
-    def _start_workers(self, prelude: dict, seeds: list[Optional[dict]],
-                       codes: dict[bytes, bytes]) -> None:
+    def _announce(self, prelude: dict) -> None:
+        """The block to every worker, and each worker's transactions (i mod W) to
+        prepare (`messages.Prepare`)."""
         nodes = self.pre_state.nodes
         config = self.owner.blockstm.config
         # As Block-STM: a small in-memory pre-state goes whole; otherwise the previous
@@ -426,6 +430,16 @@ class _ImportRun:
         self.pool.new_nodes = None
         announce = m.wire(m.Block(self.block_id, self.env, self.pre_state.state_root, prelude,
                                   shipped))
+        workers = len(self.pool.conns)
+        self.started_block = True
+        for w in range(workers):
+            self._send(w, announce)
+            share = [(i, self.txs[i]) for i in range(w, self.n, workers)]
+            self._send(w, m.wire(m.Prepare(self.block_id, share)))
+
+    def _send_work(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes]) -> None:
+        """The list's write sets to every worker, then its tasks (the transactions it
+        prepared)."""
         updates: list[tuple] = [(i, seed, {}, {}) for i, seed in enumerate(seeds)
                                 if seed is not None]
         if codes:  # a worker keeps the block's code by hash, whichever update brings it
@@ -433,10 +447,7 @@ class _ImportRun:
             updates[:1] = [(first[0], first[1], {}, codes)]
         workers = len(self.pool.conns)
         for w in range(workers):
-            self._send(w, announce)
-        self.started_block = True
-        for w in range(workers):
-            tasks = [(i, 0, self.txs[i]) for i in range(w, self.n, workers)]
+            tasks = [(i, 0, None) for i in range(w, self.n, workers)]
             self._send(w, m.wire(m.Work(self.block_id, updates, tasks, {})))
 
     def _root_steps(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes],

@@ -15,6 +15,10 @@ Coordinator -> worker
         sets of finished incarnations, or (tx, None, None, None): ESTIMATE, the
         incarnation was aborted; tasks: [(tx, incarnation, transaction or None: the
         worker already has it)]; nodes: {hash: node} another worker fetched
+    Prepare(block_id, transactions)         [(tx, transaction)] the worker will run: decode
+        them, recover their senders and fetch their accounts' trie paths now, run nothing
+        (the access-list importer sends it before the write sets are ready; the tasks
+        then come without their transactions)
     Node(block_id, request_id, values)      answer to Need (value or None per hash)
     End(block_id)                           block over: drop tasks, acknowledge
     Stop()                                  exit
@@ -54,7 +58,7 @@ Incarnation = int
 
 # ---- message tags ---------------------------------------------------------------------
 
-BLOCK, WORK, NODE, END, STOP = 1, 2, 3, 4, 5
+BLOCK, WORK, NODE, END, STOP, PREPARE = 1, 2, 3, 4, 5, 6
 NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS = 11, 12, 13, 14, 15, 16
 
 
@@ -74,6 +78,11 @@ class Work(NamedTuple):
     updates: list
     tasks: list
     nodes: dict
+
+
+class Prepare(NamedTuple):
+    block_id: int
+    transactions: list
 
 
 class Node(NamedTuple):
@@ -134,10 +143,12 @@ class Ended(NamedTuple):
     timing: list
 
 
-Message = Union[Block, Work, Node, End, Stop, Need, Done, Blocked, Results, Error, Ended]
+Message = Union[Block, Work, Prepare, Node, End, Stop, Need, Done, Blocked, Results, Error,
+                Ended]
 
 _BY_TAG: dict[int, Any] = {
-    BLOCK: Block, WORK: Work, NODE: Node, END: End, STOP: Stop, NEED: Need, DONE: Done,
+    BLOCK: Block, WORK: Work, PREPARE: Prepare, NODE: Node, END: End, STOP: Stop, NEED: Need,
+    DONE: Done,
     BLOCKED: Blocked, RESULTS: Results, ERROR: Error, ENDED: Ended,
 }
 _TAG_OF: dict[type, int] = {cls: tag for tag, cls in _BY_TAG.items()}

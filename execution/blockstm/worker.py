@@ -297,6 +297,10 @@ class Worker:
             if msg.tasks:
                 self.tasks.extend(msg.tasks)
                 ctx.prefetch(msg.tasks)
+        elif isinstance(msg, m.Prepare):
+            ctx = self.ctx
+            if ctx is not None and msg.block_id == ctx.block_id:
+                ctx.prefetch([(tx_index, 0, tx) for tx_index, tx in msg.transactions])
         elif isinstance(msg, m.Block):
             nodes = msg.nodes
             if nodes:

@@ -143,6 +143,74 @@ class PooledTx:
         return min(self.max_priority_fee, self.max_fee - base_fee)
 
 
+class TailHeap:
+    """Every sender's tail (its highest-nonce pooled tx), cheapest first, for eviction.
+
+    The order depends on the base fee (the effective tip), so the heap is made for one
+    base fee, from the pool's tails, and made again when the base fee changes or stale
+    entries pile up. Tails are pushed as they change and checked when they reach the
+    top (a tail that was removed, or is no longer its sender's highest nonce, is dropped
+    then). Before, finding the victim scanned every sender: about 3 ms an admission in a
+    full pool of 5,000 senders, for every transaction a client or a peer sent into it."""
+
+    def __init__(self, by_sender: dict[bytes, dict[int, PooledTx]]) -> None:
+        self.by_sender = by_sender  # the pool's own: sender -> nonce -> tx
+        self.base_fee: int | None = None
+        self.heap: list[tuple[tuple[int, int, int], int, PooledTx]] = []
+        self.pushes = itertools.count()  # tie-break: the same tx may be pushed twice
+
+    def is_tail(self, pooled: PooledTx) -> bool:
+        txs = self.by_sender.get(pooled.sender)
+        if not txs:
+            return False
+        return txs.get(pooled.nonce) is pooled and pooled.nonce == max(txs)
+
+    def push(self, pooled: PooledTx) -> None:
+        if self.base_fee is None:
+            return  # no heap yet: the next `cheapest` makes it from the pool
+        if len(self.heap) > 2 * len(self.by_sender) + STALE_TAILS:
+            # Mostly stale (the pool churned without being full): drop it, and let the
+            # next `cheapest` make it again, so it cannot grow without bound.
+            self.base_fee, self.heap = None, []
+            return
+        heapq.heappush(self.heap, (_eviction_key(pooled, self.base_fee),
+                                   next(self.pushes), pooled))
+
+    def _remake(self, base_fee: int) -> None:
+        self.base_fee = base_fee
+        self.heap = [(_eviction_key(tail, base_fee), next(self.pushes), tail)
+                     for tail in (txs[max(txs)] for txs in self.by_sender.values() if txs)]
+        heapq.heapify(self.heap)
+
+    def cheapest(self, base_fee: int, exclude_sender: bytes) -> PooledTx | None:
+        """The cheapest tail at `base_fee` of a sender other than `exclude_sender`."""
+        if base_fee != self.base_fee:
+            self._remake(base_fee)
+        heap = self.heap
+        set_aside = []
+        victim = None
+        while heap:
+            pooled = heap[0][2]
+            if not self.is_tail(pooled):
+                heapq.heappop(heap)
+            elif pooled.sender == exclude_sender:
+                set_aside.append(heapq.heappop(heap))
+            else:
+                victim = pooled
+                break
+        for entry in set_aside:
+            heapq.heappush(heap, entry)
+        return victim
+
+
+STALE_TAILS = 1024  # entries past two per sender before the heap is made again
+
+
+def _eviction_key(pooled: PooledTx, base_fee: int) -> tuple[int, int, int]:
+    """Lowest effective tip first, then lowest fee cap, then the newest."""
+    return (pooled.effective_tip(base_fee), pooled.max_fee, -pooled.seq)
+
+
 def executable_run(
     txs: dict[int, PooledTx] | None, reader: AccountReader, sender: bytes
 ) -> list[PooledTx]:
@@ -295,6 +363,7 @@ class Mempool:
         self._by_hash: dict[bytes, PooledTx] = {}
         self._by_sender: dict[bytes, dict[int, PooledTx]] = {}
         self._cost_by_sender: dict[bytes, int] = {}  # the sum of its pooled txs' cost
+        self._tails = TailHeap(self._by_sender)  # eviction candidates when the pool is full
         self._seq = itertools.count()
         # Set (and replaced by a fresh one) every time a tx enters the pool.
         self._new_tx_event = trio.Event()
@@ -396,18 +465,9 @@ class Mempool:
         return new_cap * 100 >= old_cap * bump and new_tip * 100 >= old_tip * bump
 
     def _pick_victim(self, exclude_sender: bytes, base_fee: int) -> PooledTx | None:
-        """Cheapest tail (highest-nonce) tx among senders other than ``exclude_sender``."""
-        victim: PooledTx | None = None
-        victim_key = None
-        for sender, txs in self._by_sender.items():
-            if sender == exclude_sender or not txs:
-                continue
-            tail = txs[max(txs)]
-            # lowest effective tip first, then lowest fee cap, then the newest
-            key = (tail.effective_tip(base_fee), tail.max_fee, -tail.seq)
-            if victim_key is None or key < victim_key:
-                victim, victim_key = tail, key
-        return victim
+        """Cheapest tail (highest-nonce) tx among senders other than ``exclude_sender``:
+        lowest effective tip first, then lowest fee cap, then the newest."""
+        return self._tails.cheapest(base_fee, exclude_sender)
 
     # ------------------------------------------------------------- mutation
 
@@ -525,7 +585,10 @@ class Mempool:
             self._remove(old)
         if victim is not None:
             self._remove(victim)
-        self._by_sender.setdefault(sender, {})[tx.nonce] = pooled
+        sender_txs = self._by_sender.setdefault(sender, {})
+        sender_txs[tx.nonce] = pooled
+        if tx.nonce == max(sender_txs):
+            self._tails.push(pooled)
         self._cost_by_sender[sender] = self._cost_by_sender.get(sender, 0) + pooled.cost
         self._by_hash[tx_hash] = pooled
         self._notify()
@@ -538,6 +601,8 @@ class Mempool:
             del txs[pooled.nonce]
             if txs:
                 self._cost_by_sender[pooled.sender] -= pooled.cost
+                if pooled.nonce > max(txs):  # the tail left: the one below it is the tail
+                    self._tails.push(txs[max(txs)])
             else:
                 del self._by_sender[pooled.sender]
                 del self._cost_by_sender[pooled.sender]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import rlp
 import trio
@@ -593,3 +595,74 @@ async def test_new_tx_event_is_replaced_after_each_add(pool):
     with pytest.raises(MempoolError):
         pool.add_raw(sign(A, 0), BASE_FEE)
     assert not ev2.is_set()  # rejections don't notify
+
+
+# ------------------------------------------------- eviction order (the tails' heap)
+
+_HEAP_SENDERS = [A, B, C, D, E]
+FULL = 4  # pool size: full after a few adds
+_HEAP_TXS = {
+    (s, nonce, tip): sign(acct, nonce, tip=tip * GWEI, fee=(10 + tip) * GWEI)
+    for s, acct in enumerate(_HEAP_SENDERS) for nonce in range(4) for tip in (1, 2, 3)
+}
+
+
+def _cheapest_tail_by_scan(pool: Mempool, exclude: bytes, base_fee: int) -> PooledTx | None:
+    """The rule, read off every sender's tail (how the pool found its victim before)."""
+    tails = [txs[max(txs)] for sender, txs in pool._by_sender.items() if txs and sender != exclude]
+    return min(tails, key=lambda p: (p.effective_tip(base_fee), p.max_fee, -p.seq), default=None)
+
+
+def test_eviction_picks_the_cheapest_tail_like_a_full_scan() -> None:
+    """Whatever was added, replaced, evicted or committed, and whatever the base fee, a
+    full pool evicts the tail the rule names (checked against a scan of every sender),
+    over 300 seeded random runs of 60 operations, which evict a few hundred times."""
+    rng = random.Random(7)
+    evictions = 0
+    for _ in range(300):
+        state = FakeState()
+        for acct in _HEAP_SENDERS:
+            state.balances[addr(acct)] = 100 * ETHER
+        pool = make_pool(state, max_pool_size=FULL, max_nonce_gap=8)
+        base_fee = BASE_FEE
+        for _ in range(60):
+            op = rng.choice(["add", "add", "add", "commit", "fee"])
+            s, nonce, tip = rng.randrange(5), rng.randrange(4), rng.choice([1, 2, 3])
+            sender = addr(_HEAP_SENDERS[s])
+            if op == "add":
+                expected_victim = None
+                if len(pool) >= FULL and pool.get_by_sender_nonce(sender, nonce) is None:
+                    expected_victim = _cheapest_tail_by_scan(pool, sender, base_fee)
+                    assert pool._pick_victim(sender, base_fee) is expected_victim
+                try:
+                    pool.add_raw(_HEAP_TXS[(s, nonce, tip)], base_fee)
+                except MempoolError:
+                    continue
+                if expected_victim is not None and pool.get(expected_victim.hash) is None:
+                    evictions += 1
+            elif op == "commit":
+                state.nonces[sender] = state.nonces.get(sender, 0) + 1
+                pool.on_new_head(state)
+            else:
+                base_fee = (1 + tip) * GWEI
+        for acct in _HEAP_SENDERS:
+            assert pool._pick_victim(addr(acct), base_fee) is _cheapest_tail_by_scan(
+                pool, addr(acct), base_fee)
+    assert evictions > 100
+
+
+def test_the_tails_heap_stays_bounded_while_the_pool_churns(state) -> None:
+    """Once a full pool has evicted, every tail change pushes onto the heap; a pool that
+    then churns for long without being full must not grow it without bound."""
+    from node.mempool import STALE_TAILS
+
+    pool = make_pool(state, max_pool_size=3, max_nonce_gap=8)
+    for acct in (B, C, D):
+        pool.add_raw(sign(acct, 0, tip=1 * GWEI), BASE_FEE)
+    pool.add_raw(sign(E, 0, tip=2 * GWEI), BASE_FEE)  # evicts a tip of 1: the heap is made
+    for nonce in range(STALE_TAILS + 40):
+        pool.add_raw(sign(A, nonce, tip=3 * GWEI), BASE_FEE)  # the first evicts a tip of 1
+        state.nonces[addr(A)] = nonce + 1
+        pool.remove_committed([pool.checks.decode(sign(A, nonce, tip=3 * GWEI))])
+        assert len(pool._tails.heap) <= 2 * 3 + STALE_TAILS + 1  # three senders at most
+    assert pool._pick_victim(addr(A), BASE_FEE) is _cheapest_tail_by_scan(pool, addr(A), BASE_FEE)

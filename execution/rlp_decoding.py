@@ -13,7 +13,7 @@ an exact match is returned. RLP has one canonical encoding per item, so a match 
 input is that encoding and rusty-rlp would have returned the same item; anything else
 (non-canonical lengths, trailing bytes, malformed input, nesting too deep) goes to
 rusty-rlp's decoder, which returns it or raises pyrlp's `DecodingError` as before.
-`tests/test_trie.py` checks both agree.
+`tests/test_rlp_decoding.py` checks both agree.
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ class TailHeap:
         return victim
 
 
-STALE_TAILS = 1024  # entries past two per sender before the heap is made again
+STALE_TAILS = 1024  # entries past two per sender before the heap is dropped (made again when needed)
 
 
 def _eviction_key(pooled: PooledTx, base_fee: int) -> tuple[int, int, int]:

@@ -257,6 +257,20 @@ class BlockSTMExecutor:
         return result
 
 
+def aborter(judge: ContentionJudge, mv: MVMemory, dispatcher: Dispatcher,
+            sched: Scheduler) -> Callable[[TxIndex], None]:
+    """What aborting an incarnation of `tx` does: count it, mark its writes ESTIMATE here
+    and in the workers' replicas, and schedule its re-execution."""
+
+    def abort(tx: TxIndex) -> None:
+        judge.incarnation_aborted()
+        mv.mark_estimate(tx)
+        dispatcher.share_estimate(tx)
+        sched.abort(tx)
+
+    return abort
+
+
 class _BlockRun:
     """One block: the coordinator loop, wiring scheduler, dispatcher, contention judge,
     rolling commit and fold."""
@@ -278,8 +292,13 @@ class _BlockRun:
         self.dispatcher = Dispatcher(self.config, len(pool.conns), block.known_senders(),
                                      pool.shared_nodes)
         self.judge = ContentionJudge(self.config)
+        # The abort callback closes over the parts it touches, not over this run: a bound
+        # method would make run -> commit -> run a cycle, and every block's whole run (its
+        # multi-version memory, transactions, receipts) cyclic garbage that only a long
+        # middle- or old-generation collection frees, holding the GIL (and the node's event
+        # loop) for hundreds of milliseconds.
         self.commit = RollingCommit(self.env, self.txs, self.mv, self.sched, self.results,
-                                    self._abort)
+                                    aborter(self.judge, self.mv, self.dispatcher, self.sched))
         self.received = 0
         self.started_block = False
         self.end_sent = False
@@ -564,12 +583,6 @@ class _BlockRun:
         else:
             values = [None] * len(msg.hashes)
         self._send(w, m.wire(m.Node(msg.block_id, msg.request_id, values)))
-
-    def _abort(self, tx: TxIndex) -> None:
-        self.judge.incarnation_aborted()
-        self.mv.mark_estimate(tx)
-        self.dispatcher.share_estimate(tx)
-        self.sched.abort(tx)
 
     # ---------------------------------------------------------------- the tail
     def _prime_account_cache(self, end: int) -> None:

@@ -14,6 +14,17 @@ Cyclic garbage is still collected, only in larger batches: the youngest generati
 `YOUNG_THRESHOLD` allocations. What a process holds when it starts serving (imported
 modules, its configuration) is frozen out of every collection: it lives as long as the
 process.
+
+A node also freezes what is alive after each committed block (`FreezeOnCommit`): its pool,
+caches and recent blocks are then out of every collection's walk, and the collections
+between two blocks walk only what the next block allocates. Without it, a node under a
+load of 1,400-transaction blocks (2 vCPUs, 2026-12-06) ran a middle-generation collection
+of 120-300 ms every 20 blocks and whole-heap ones of 350-450 ms, each holding the GIL, so
+its event loop (and every JSON-RPC answer) waited as long. Garbage cycles among frozen
+objects are found only by the whole-heap collection run every `FULL_COLLECTION_BLOCKS`
+blocks; a cycle that dies before the next commit is found by the collections as before. A
+loaded dev node leaves about 7 such objects a second (an HTTP connection's objects in
+hypercorn: about 30 a closed connection).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ YOUNG_THRESHOLD = 20_000  # net allocations between collections of the youngest 
 MIDDLE_THRESHOLD = 20  # young collections per collection of the middle generation
 OLD_THRESHOLD = 20  # middle collections per whole-heap collection (CPython also waits
 #                    until a quarter of the old generation is new)
+FULL_COLLECTION_BLOCKS = 1_000  # FreezeOnCommit: committed blocks between whole-heap walks
 
 
 def tune_collector() -> None:
@@ -36,3 +48,21 @@ def freeze_startup_objects() -> None:
     before serving): a long-lived object is never garbage, so walking it is wasted."""
     gc.collect()
     gc.freeze()
+
+
+class FreezeOnCommit:
+    """Freeze what is alive after each committed block; every `full_collection_blocks`
+    blocks, unfreeze and collect the whole heap once (see the module doc)."""
+
+    def __init__(self, full_collection_blocks: int = FULL_COLLECTION_BLOCKS) -> None:
+        if full_collection_blocks < 1:
+            raise ValueError("full_collection_blocks must be at least 1")
+        self.full_collection_blocks = full_collection_blocks
+        self.committed = 0
+
+    def block_committed(self) -> None:
+        self.committed += 1
+        if self.committed % self.full_collection_blocks == 0:
+            gc.unfreeze()
+            gc.collect()
+        gc.freeze()

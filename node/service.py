@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ from consensus.engine import ConsensusEngine, OutboundContext, OutboundHook
 from consensus.reactor import ReactorSettings
 from consensus.single import SingleValidatorEngine
 from consensus.validators import ValidatorSet
+from execution.gc_policy import FreezeOnCommit
 from execution.registry import close_executor, make_executor
 from node import genesis as genesis_module
 from node.admission import AdmissionWorkers
@@ -53,6 +55,14 @@ if TYPE_CHECKING:
 # p2p (and libp2p, half a second to import) only when networking is on: imported where used.
 
 log = logging.getLogger(__name__)
+
+# How long a thread that holds the GIL may keep it while another waits (CPython: 5 ms).
+# The event loop answers JSON-RPC while a block executes in a worker thread (the Block-STM
+# coordinator, the proposal's execution); each answer takes the GIL back several times
+# (socket reads and writes release it). With 1 ms, eth_blockNumber on a dev node under
+# full load answered at p90 11 ms and p99 24-39 ms, against 18-23 and 55-60 ms with 5 ms,
+# at the same committed tx/s (2 vCPUs, 2026-12-06, docs/performance.md).
+GIL_SWITCH_INTERVAL_S = 0.001
 
 VALIDATOR_KEY_FILE = "validator.key"
 PRIVATE_KEY_BYTES = 32
@@ -328,6 +338,11 @@ async def run_node(
                 methods.register(name, handler)
         register_subscriptions(hub, api)
         chain.on_commit(lambda block, receipts: _publish_commit(node, hub, api, block, receipts))
+        # run_node is a whole node process (`laminar node`): its collector and its threads'
+        # turns at the GIL are the node's to set.
+        collector = FreezeOnCommit()
+        chain.on_commit(lambda block, receipts: collector.block_committed())
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         rpc_config = config.rpc.server_config()
         async with trio.open_nursery() as nursery:
             if p2p is not None:

@@ -53,7 +53,12 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 OTHER = "other (event loop, timers, start-up)"
 IDLE_LEAVES = ("Worker.run (execution/blockstm/worker.py)", "get_events (trio/", "select (selectors.py)",
-               "wait (threading.py)", "_recv_bytes (multiprocessing/connection.py)")
+               "wait (threading.py)", "_recv_bytes (multiprocessing/connection.py)",
+               # trio's cached thread waiting for its next job (a job's frames are below it)
+               "WorkerThread._work (trio/_core/_thread_cache.py)",
+               "main (multiprocessing/resource_tracker.py)")
+# A leaf that is a wait only under these callers: an admission worker blocked on its queue.
+IDLE_UNDER = (("Connection._recv (multiprocessing/connection.py)", "Queue.get (multiprocessing/queues.py)"),)
 WORKERS = "workers"
 NODE = "node"
 
@@ -64,6 +69,16 @@ class StageRow:
     samples: int
     share: float
     microseconds_per_tx: Optional[float]
+
+
+def is_wait(frames: list[str]) -> bool:
+    """Whether a sample is a thread or process waiting, not working (py-spy shows some
+    blocked threads as active: the blocking call has no Python frame of its own)."""
+    leaf = frames[-1]
+    if any(idle in leaf for idle in IDLE_LEAVES):
+        return True
+    return any(idle in leaf and any(caller in frame for frame in frames)
+               for idle, caller in IDLE_UNDER)
 
 
 def stage_of(frames: list[str]) -> str:
@@ -84,7 +99,7 @@ def read_raw(path: Path) -> dict[str, Counter]:
         if not stack or not number.isdigit():
             continue
         frames = [re.sub(r":\d+\)", ")", frame) for frame in stack.split(";")]
-        if any(idle in frames[-1] for idle in IDLE_LEAVES):
+        if is_wait(frames):
             continue
         group = WORKERS if any(WORKER_MARKER in frame for frame in frames) else NODE
         counts[group][stage_of(frames)] += int(number)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.profile_table import NODE, OTHER, WORKERS, markdown, read_raw, table
+from bench.profile_table import NODE, OTHER, WORKERS, is_wait, markdown, read_raw, table
 
 RAW = "\n".join([
     # admission under the RPC server: the innermost stage (sender recovery) wins
@@ -21,6 +21,10 @@ RAW = "\n".join([
     "(execution/blockstm/worker.py:8) 10",
     # a worker waiting on its pipe: not work, dropped
     "process 2:\"worker\";worker_main (execution/blockstm/worker.py:9);Worker.run (execution/blockstm/worker.py:5) 70",
+    # trio's cached thread between jobs, an admission worker blocked on its queue: dropped
+    "process 1:\"laminar node\";Thread.run (threading.py:1);WorkerThread._work (trio/_core/_thread_cache.py:2) 60",
+    "process 3:\"admission\";_process_worker (concurrent/futures/process.py:1);Queue.get "
+    "(multiprocessing/queues.py:2);Connection._recv (multiprocessing/connection.py:3) 20",
 ])
 
 
@@ -44,3 +48,12 @@ def test_stages_and_microseconds_per_transaction(tmp_path: Path) -> None:
     text = markdown(rows)
     assert text.splitlines()[2].startswith(f"| {OTHER} |")
     assert text.splitlines()[-1] == "| **whole node** | 100% | **1500** |"
+
+
+def test_a_pipe_read_is_a_wait_only_in_a_worker_blocked_on_its_queue() -> None:
+    read = "Connection._recv (multiprocessing/connection.py)"
+    assert is_wait(["_process_worker (concurrent/futures/process.py)",
+                    "Queue.get (multiprocessing/queues.py)", read])
+    # a Block-STM worker reading a large message is working
+    assert not is_wait(["Worker.run (execution/blockstm/worker.py)",
+                        "Worker.next_message (execution/blockstm/worker.py)", read])

@@ -678,6 +678,7 @@ class _BlockSTMSim:
         self.workers[w].deliver(("work", work.updates, work.tasks))
 
     def _dispatch(self) -> None:
+        self.dispatcher.depth = self.judge.tasks_in_flight()  # as the executor's run
         self.dispatcher.dispatch(self.sched, 0, self.txs, self._send)
 
     def receive(self, w: int, results: list) -> None:

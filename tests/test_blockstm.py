@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from execution.blockstm import BlockSTMConfig, BlockSTMExecutor
+from execution.blockstm.contention import ContentionJudge
 from execution.blockstm.mvmemory import ESTIMATE, EstimateHit, MVMemory
 from execution.executor import InvalidBlockError
 from execution.forks import BYZANTIUM_BLOCK
@@ -307,6 +308,23 @@ def test_independent_block_does_not_fall_back(blockstm: BlockSTMExecutor) -> Non
     assert result.stats.fallback is False
     assert blockstm.last_fallback_at is None
     _same(result, SequentialExecutor().execute(_erc20_block(80)[0], pre))
+
+
+def test_workers_get_deep_queues_only_after_a_run_of_unwasted_incarnations() -> None:
+    """Deep task queues keep workers busy while the coordinator is off the CPU, but on a
+    contended block they run more incarnations on stale reads: only after a clean run."""
+    judge = ContentionJudge(BlockSTMConfig(workers=2, tasks_in_flight=6,
+                                           deep_tasks_in_flight=24, deepen_after=4))
+    depths = []
+    for event in ["done"] * 4 + ["aborted"] + ["done"] * 4 + ["blocked"]:
+        getattr(judge, f"incarnation_{event}")()
+        depths.append(judge.tasks_in_flight())
+    assert depths == [6, 6, 6, 24, 6, 6, 6, 6, 24, 6]
+
+
+def test_queue_depths_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="tasks in flight"):
+        BlockSTMConfig(workers=2, tasks_in_flight=8, deep_tasks_in_flight=4)
 
 
 def test_a_block_run_is_freed_without_the_cycle_collector(blockstm: BlockSTMExecutor) -> None:

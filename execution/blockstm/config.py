@@ -27,6 +27,14 @@ class BlockSTMConfig:
     contention_ratio: float = 0.5
     # Tasks per worker: it never waits for the coordinator between tasks.
     tasks_in_flight: int = 6
+    # ... and this many once `deepen_after` incarnations in a row were not wasted, until
+    # one is (`ContentionJudge.tasks_in_flight`). Six cover a worker while the coordinator
+    # has the CPU; on 2 cores, where the coordinator shares them with both workers, it is
+    # often off the CPU for longer, and the workers waited for tasks 20-30% of a block of
+    # independent transfers. Deep queues on a contended block waste incarnations (amm:
+    # +5-15% of them, +18% time), hence only after a clean run.
+    deep_tasks_in_flight: int = 24
+    deepen_after: int = 32
     # A worker may hold this many tasks more when they follow a task of the same sender
     # it is running (sender-affinity dispatch).
     affinity_slack: int = 6
@@ -44,3 +52,8 @@ class BlockSTMConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"Block-STM needs at least one worker, got {self.workers}")
+        if not 1 <= self.tasks_in_flight <= self.deep_tasks_in_flight:
+            raise ValueError(
+                f"tasks in flight must satisfy 1 <= tasks_in_flight ({self.tasks_in_flight})"
+                f" <= deep_tasks_in_flight ({self.deep_tasks_in_flight})"
+            )

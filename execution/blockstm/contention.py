@@ -15,6 +15,7 @@ class ContentionJudge:
         self.wasted = 0  # of which aborted by validation or stopped on an ESTIMATE
         self.window: list[tuple[int, int]] = []  # (finished, wasted) samples
         self.judge_after = 0  # finished incarnations before contention is judged again
+        self.last_waste_at = 0  # `finished` when an incarnation was last wasted
 
     def incarnation_done(self) -> None:
         self.finished += 1
@@ -22,9 +23,19 @@ class ContentionJudge:
     def incarnation_blocked(self) -> None:
         self.finished += 1
         self.wasted += 1
+        self.last_waste_at = self.finished
 
     def incarnation_aborted(self) -> None:
         self.wasted += 1
+        self.last_waste_at = self.finished
+
+    def tasks_in_flight(self) -> int:
+        """How many tasks each worker may hold: deep queues after `deepen_after`
+        incarnations in a row that were not wasted, shallow again from the first that is."""
+        config = self.config
+        if self.finished - self.last_waste_at >= config.deepen_after:
+            return config.deep_tasks_in_flight
+        return config.tasks_in_flight
 
     def verdict(self, received: int, commit_idx: int, n: int) -> Optional[str]:
         """Why the rest of the block should not go on as it does, or None."""

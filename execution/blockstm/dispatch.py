@@ -20,6 +20,7 @@ class Dispatcher:
         self.sender_owner: dict[bytes, list[int]] = {}
         self.in_flight = [0] * workers
         self.active_workers = workers  # the workers that get tasks
+        self.depth = config.tasks_in_flight  # tasks a worker may hold (the run sets it)
         self.sent: list[set] = [set() for _ in range(workers)]  # txs each worker holds
         self.pending_updates: list[list] = [[] for _ in range(workers)]
         # Nodes fetched by one worker, to send to the others with their next WORK
@@ -84,7 +85,7 @@ class Dispatcher:
         load = self.in_flight[:active]
         batches: list[list] = [[] for _ in range(active)]
         skipped: list[TxIndex] = []
-        while min(load) < config.tasks_in_flight and len(skipped) < config.affinity_lookahead:
+        while min(load) < self.depth and len(skipped) < config.affinity_lookahead:
             tx = sched.next_task()
             if tx < 0:
                 break
@@ -131,6 +132,6 @@ class Dispatcher:
             owner = self.sender_owner.get(sender)
             if owner is not None:
                 w = owner[0]
-                return w if load[w] < config.tasks_in_flight + config.affinity_slack else -1
+                return w if load[w] < self.depth + config.affinity_slack else -1
         w = min(range(len(load)), key=load.__getitem__)
-        return w if load[w] < config.tasks_in_flight else -1
+        return w if load[w] < self.depth else -1

@@ -338,6 +338,7 @@ class _BlockRun:
             pass  # a dead worker: _collect_end_acks times out and kills the pool
 
     def _dispatch(self) -> None:
+        self.dispatcher.depth = self.judge.tasks_in_flight()
         self.dispatcher.dispatch(self.sched, self.block_id, self.txs, self._send)
 
     # ---------------------------------------------------------------- main loop

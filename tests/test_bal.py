@@ -258,6 +258,25 @@ def test_workloads_build_identical_lists_and_import_exactly(blockstm, importer, 
     assert applied.state_nodes == expected.state_nodes
 
 
+@pytest.mark.parametrize("after", [1, 40, 80])
+@pytest.mark.parametrize("name", ["transfers", "mixed"])
+def test_block_stm_switching_to_sequential_mid_block_builds_the_same_list(name, after) -> None:
+    """Block-STM records each transaction's accesses as the commit index passes it; a
+    block that goes sequential part-way must still list every index exactly once."""
+    from execution.blockstm import BlockSTMConfig
+
+    workload = _workload_block(name, 120)
+    pre = workload.pre_state()
+    expected = _built(SequentialExecutor(), workload.block(), pre)
+    config = BlockSTMConfig(workers=2, force_parallel=True, fallback_after=after)
+    with BlockSTMExecutor(config=config) as executor:
+        parallel = _built(executor, workload.block(), pre)
+        assert executor.last_fallback_at is not None  # the switch happened
+    assert parallel.access_list is not None and expected.access_list is not None
+    assert parallel.access_list.encode() == expected.access_list.encode()
+    assert _summary(parallel) == _summary(expected)
+
+
 # ------------------------------------------------------------------------- lying lists
 
 

@@ -88,8 +88,18 @@ def prime_account_cache(
     for address, encoded in base_accounts.items():
         if address not in cache:
             cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
+    prime_written_accounts(cache, base_accounts, results, 0, end, node_of, root)
+
+
+def prime_written_accounts(
+    cache: dict, base_accounts: dict[bytes, bytes], results: Sequence[Optional[TxResult]],
+    start: int, end: int, node_of: Callable[[bytes], Any], root: bytes,
+) -> None:
+    """Put the pre-state accounts that transactions [start, end) write into `cache`:
+    from the workers' reads where they have them, else with the lean reader. Must run
+    before the fold (every value inserted is a pre-state value)."""
     touched: set = set()
-    for i in range(end):
+    for i in range(start, end):
         result = results[i]
         if result is None:
             continue
@@ -99,10 +109,12 @@ def prime_account_cache(
             touched.add(key[:20])
     touched.difference_update(cache)
     for address in touched:
-        try:
-            encoded = lookup(node_of, root, keccak(address))
-        except (KeyError, NodeMissing, ValueError):
-            continue  # let py-evm read it (and raise what it raises)
+        encoded = base_accounts.get(address)
+        if encoded is None:
+            try:
+                encoded = lookup(node_of, root, keccak(address))
+            except (KeyError, NodeMissing, ValueError):
+                continue  # let py-evm read it (and raise what it raises)
         cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
 
 

@@ -18,7 +18,12 @@ from execution.bal.builder import AccessListBuilder, AccessRecord
 from execution.bal.recorder import pre_state_storage, recording_state_class
 from execution.blockstm import messages as m
 from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
-from execution.blockstm.commit import Fold, RollingCommit, prime_account_cache
+from execution.blockstm.commit import (
+    Fold,
+    RollingCommit,
+    prime_account_cache,
+    prime_written_accounts,
+)
 from execution.blockstm.config import BlockSTMConfig
 from execution.blockstm.contention import ContentionJudge
 from execution.blockstm.dispatch import Dispatcher
@@ -355,6 +360,8 @@ class _BlockRun:
             self.db, make_execution_context(env), self.pre_state.state_root
         )
         self.recorder = state._account_db if building else None
+        self.recorded = 0  # committed transactions whose access records the builder has
+        self.code_of = code_reader(self.pre_state.nodes)
         # A plain dict (py-evm's is a 2048-entry LRU): primed with workers' base reads.
         self.account_cache: dict = {}
         self.base_accounts: dict[bytes, bytes] = {}  # address -> pre-state RLP, from workers
@@ -413,6 +420,7 @@ class _BlockRun:
                     raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
             self.commit.validate()
             self.commit.advance()
+            self._record_committed(sched.commit_idx)
             verdict = self.judge.verdict(self.received, sched.commit_idx, self.n)
             if verdict is not None:
                 self.fallback_reason = verdict
@@ -612,12 +620,20 @@ class _BlockRun:
         return AccessListBuilder(pre_value, pre_state_storage(self.pre_state))
 
     def _record_committed(self, end: int) -> None:
-        """Add the access records of the committed transactions [0, end) (before the fold
-        frees their results, and while the account cache holds pre-state accounts)."""
-        if self.recorder is None:
+        """Add the access records of the committed transactions not yet recorded, up to
+        `end` (before the fold frees their results). Called as the commit index
+        advances, so the records are made while the workers execute, not in the tail:
+        a committed incarnation is final, and until the fold the account cache holds
+        only pre-state accounts (primed here for the accounts the records write)."""
+        if self.recorder is None or end <= self.recorded:
             return
-        code_of = code_reader(self.pre_state.nodes)
-        for i in range(end):
+        start, self.recorded = self.recorded, end
+        prime_written_accounts(
+            self.account_cache, self.base_accounts, self.results, start, end,
+            self.owner.node_reader(self.pre_state.nodes), self.pre_state.state_root,
+        )
+        code_of = self.code_of
+        for i in range(start, end):
             result = self.results[i]
             assert result is not None
             self.builder.add(i + 1, record_of(result, code_of))

@@ -130,10 +130,27 @@ class Fold:
         self.header = GasHeader(0)
         self.merged = False  # whether the write sets went in as one
 
+    @property
+    def receipts_before_fold(self) -> bool:
+        """Byzantium on, a receipt carries no state root: it can be made as soon as its
+        transaction commits, before any write set is folded."""
+        return issubclass(self.vm_class, ByzantiumVM)
+
+    def receipts_up_to(self, results: Sequence[Optional[TxResult]], end: int) -> None:
+        """Make the receipts of committed transactions up to `end` that have none yet
+        (only where `receipts_before_fold`)."""
+        assert self.receipts_before_fold
+        for i in range(len(self.receipts), end):
+            result = results[i]
+            assert result is not None
+            self.add_receipt(i, result.outcome)
+
     def fold(self, results: list[Optional[TxResult]], end: int) -> None:
-        """Fold the committed write sets of transactions [0, end), freeing them."""
+        """Fold the committed write sets of transactions [0, end), freeing them, with the
+        receipts not made yet."""
         state = self.state
         vm_class = self.vm_class
+        made = len(self.receipts)
         if issubclass(vm_class, ByzantiumVM):
             # Receipts no longer carry a state root: when no write set wipes storage,
             # deletes an account or changes code, the write sets merge into one (last
@@ -147,7 +164,8 @@ class Fold:
                 for i in range(end):
                     result = results[i]
                     assert result is not None
-                    self.add_receipt(i, result.outcome)
+                    if i >= made:
+                        self.add_receipt(i, result.outcome)
                     results[i] = None
                 return
         for i in range(end):
@@ -155,7 +173,8 @@ class Fold:
             assert result is not None
             state.lock_changes()
             fold_write_set(state, result.writes, result.deltas, result.codes)
-            self.add_receipt(i, result.outcome)
+            if i >= made:
+                self.add_receipt(i, result.outcome)
             results[i] = None  # free memory
 
     def add_receipt(self, i: int, outcome: tuple) -> None:

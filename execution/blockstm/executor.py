@@ -421,6 +421,8 @@ class _BlockRun:
             self.commit.validate()
             self.commit.advance()
             self._record_committed(sched.commit_idx)
+            if self.fold.receipts_before_fold:
+                self.fold.receipts_up_to(self.results, sched.commit_idx)
             verdict = self.judge.verdict(self.received, sched.commit_idx, self.n)
             if verdict is not None:
                 self.fallback_reason = verdict

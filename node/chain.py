@@ -43,7 +43,7 @@ from execution.executor import (
 from execution.forks import LAMINAR_VM
 from execution.overlay import LayeredNodes, OverlayDB
 from execution.prestate import load_prestate
-from execution.roots import make_header_roots, receipts_root, transactions_root
+from execution.roots import TransactionsRootInBackground, receipts_root, transactions_root
 from node.blocks import LaminarBlock, LaminarBlockHeader
 from node.genesis import Genesis
 from storage.chain_store import BlockToCommit, ChainStore, TxLocation
@@ -234,6 +234,9 @@ class Chain:
         # Decoded access lists of blocks decoded lately, by block hash (decode_block
         # checks them; import_block runs from them).
         self._access_lists: OrderedDict[bytes, BlockAccessList] = OrderedDict()
+        # Header hash -> the transactions `decode_block` checked against its root (the
+        # very tuple), so importing that block does not build the same root again.
+        self._checked_transactions: OrderedDict[bytes, Sequence] = OrderedDict()
         self._decoded_nodes: dict[bytes, object] = {}  # executionless sync's node cache
         self._synced_accounts = PostStateAccounts()  # and its accounts (valid at one root)
         self._recent_blocks: OrderedDict[bytes, tuple[BlockAPI, tuple[ReceiptAPI, ...]]] = OrderedDict()
@@ -472,25 +475,32 @@ class Chain:
             patch_nodes, patched_root = apply_state_patch(self.db, parent.state_root, state_patch)
             pre_state = StateView(LayeredNodes(patch_nodes, self.db), patched_root)
         executor = self.executor
+        background_root = TransactionsRootInBackground(txs)
         if impersonated:
             if self._sequential is None:
                 from execution.sequential import SequentialExecutor
 
                 self._sequential = SequentialExecutor()
             executor = self._sequential
-        while True:
-            try:
-                result = executor.execute(
-                    BlockInput(env=env, transactions=txs, senders=known, build_access_list=True),
-                    pre_state,
-                )
-                break
-            except InvalidBlockError as exc:
-                dropped.append((txs[exc.index], exc.reason))
-                del txs[exc.index]
-                del known[exc.index]
+        try:
+            while True:
+                try:
+                    result = executor.execute(
+                        BlockInput(env=env, transactions=txs, senders=known,
+                                   build_access_list=True),
+                        pre_state,
+                    )
+                    break
+                except InvalidBlockError as exc:
+                    dropped.append((txs[exc.index], exc.reason))
+                    del txs[exc.index]
+                    del known[exc.index]
+        except BaseException:
+            background_root.wait()  # no thread outlives the proposal
+            raise
         access_list = self._access_list_of(result)
-        tx_root, receipt_root = make_header_roots(txs, result.receipts)
+        tx_root = background_root.root(txs)
+        receipt_root = receipts_root(result.receipts)
         header = self._make_header(
             env, coinbase, result, tx_root, receipt_root, access_list_hash=access_list.hash()
         )
@@ -572,6 +582,9 @@ class Chain:
             raise InvalidProposalError("block has withdrawals")
         if transactions_root(block.transactions) != header.transaction_root:
             raise InvalidProposalError("transactions do not match the header's transactions root")
+        self._checked_transactions[header.hash] = block.transactions
+        while len(self._checked_transactions) > ACCESS_LIST_CACHE:
+            self._checked_transactions.popitem(last=False)
         if keccak(block.access_list) != header.block_access_list_hash:
             raise InvalidProposalError(
                 "the access list does not hash to the header's blockAccessListHash"
@@ -623,7 +636,11 @@ class Chain:
                 f"block {header.block_number}: the block's access list is wrong: "
                 + describe_difference(given, built)
             )
-        tx_root, receipt_root = make_header_roots(txs, result.receipts)
+        if self._checked_transactions.get(header.hash) is block.transactions:
+            tx_root = header.transaction_root  # decode_block built it from these
+        else:
+            tx_root = transactions_root(txs)
+        receipt_root = receipts_root(result.receipts)
         expected = self._make_header(
             env, header.coinbase, result, tx_root, receipt_root, header.extra_data,
             access_list_hash=header.block_access_list_hash,

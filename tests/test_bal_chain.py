@@ -121,7 +121,25 @@ def test_every_executor_refuses_a_wrong_list(chains, executor) -> None:
     assert verifier.head.hash == proposal.header.hash
 
 
-def test_executionless_sync_reaches_the_same_state_and_receipts(chains) -> None:
+def test_import_checks_the_transactions_root_of_a_block_decode_block_did_not_check(
+        chains) -> None:
+    """A block decode_block checked has its transactions root taken from its header on
+    import; any other block object has it built again and compared."""
+    builder = chains("builder")
+    verifier = chains("verifier")
+    proposal = builder.propose(_block_txs(builder, 0), 1_000, b"\x33" * 20)
+    block = proposal.block
+    wrong_root = block.copy(header=block.header.copy(transaction_root=b"\x11" * 32))
+    with pytest.raises(InvalidProposalError, match="transaction_root"):
+        verifier.import_block(wrong_root)
+    with pytest.raises(InvalidProposalError, match="transactions root"):
+        verifier.decode_block(rlp.encode(wrong_root))
+    same_transactions = block.copy(transactions=list(block.transactions))  # other objects
+    executed = verifier.import_block(same_transactions)
+    assert executed.header.hash == proposal.header.hash
+
+
+
     source = chains("source")
     follower = chains("follower")
     for height in range(4):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trie import HexaryTrie
 
-from execution.roots import ordered_trie_root
+from execution.roots import TransactionsRootInBackground, ordered_trie_root, transactions_root
 from execution.trie import (
     _encode_node_python,
     decode_node,
@@ -248,3 +248,14 @@ def test_account_decoder_refuses_what_pyrlp_refuses(malformed: bytes) -> None:
         rlp.decode(malformed, sedes=Account)
     with pytest.raises(ValueError):
         decode_account_fields(malformed)
+
+
+def test_transactions_root_in_background_is_the_root_of_the_final_transactions() -> None:
+    from bench.workloads import build
+
+    transactions = list(build("transfers", 12).decode_transactions())
+    full_root = transactions_root(transactions)
+    assert TransactionsRootInBackground(transactions).root(transactions) == full_root
+    background = TransactionsRootInBackground(transactions)
+    del transactions[5]  # the proposer dropped an invalid transaction meanwhile
+    assert background.root(transactions) == transactions_root(transactions) != full_root

@@ -139,7 +139,7 @@ def test_import_checks_the_transactions_root_of_a_block_decode_block_did_not_che
     assert executed.header.hash == proposal.header.hash
 
 
-
+def test_executionless_sync_reaches_the_same_state_and_receipts(chains) -> None:
     source = chains("source")
     follower = chains("follower")
     for height in range(4):

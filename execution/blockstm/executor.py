@@ -361,6 +361,8 @@ class _BlockRun:
         )
         self.recorder = state._account_db if building else None
         self.recorded = 0  # committed transactions whose access records the builder has
+        # This block's readers of the pre-state: decoded trie nodes and code, by hash.
+        self.node_of = self.owner.node_reader(self.pre_state.nodes)
         self.code_of = code_reader(self.pre_state.nodes)
         # A plain dict (py-evm's is a 2048-entry LRU): primed with workers' base reads.
         self.account_cache: dict = {}
@@ -598,18 +600,14 @@ class _BlockRun:
     # ---------------------------------------------------------------- the tail
     def _prime_account_cache(self, end: int) -> None:
         prime_account_cache(
-            self.account_cache, self.base_accounts, self.results, end,
-            self.owner.node_reader(self.pre_state.nodes), self.pre_state.state_root,
+            self.account_cache, self.base_accounts, self.results, end, self.node_of,
+            self.pre_state.state_root,
         )
 
     # ---------------------------------------------------------------- access list
     def _access_list_builder(self) -> AccessListBuilder:
-        nodes = self.pre_state.nodes
         adb = self.state._account_db
-        pre = PreBlockValues(
-            self.account_cache, adb._get_account, self.owner.node_reader(nodes),
-            code_reader(nodes),
-        )
+        pre = PreBlockValues(self.account_cache, adb._get_account, self.node_of, self.code_of)
         captured = adb.pre_values  # values the coordinator's own indexes overwrote
 
         def pre_value(location: bytes) -> Any:
@@ -631,8 +629,8 @@ class _BlockRun:
             return
         start, self.recorded = self.recorded, end
         prime_written_accounts(
-            self.account_cache, self.base_accounts, self.results, start, end,
-            self.owner.node_reader(self.pre_state.nodes), self.pre_state.state_root,
+            self.account_cache, self.base_accounts, self.results, start, end, self.node_of,
+            self.pre_state.state_root,
         )
         code_of = self.code_of
         for i in range(start, end):

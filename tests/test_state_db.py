@@ -160,3 +160,24 @@ def test_the_chains_state_reader_reads_what_py_evm_reads(tmp_path, seed: int) ->
                     assert reader.get_storage(address, slot) == expected.get_storage(address, slot)
     finally:
         db.close()
+
+
+def test_state_classes_log_under_py_evms_logger_names() -> None:
+    """Each state class looks its logger up once (py-evm's property did it several times
+    per transaction); it is the very logger py-evm's property gives, so logging set up by
+    name (`eth.vm.state.<class>`) still reaches py-evm's messages."""
+    import eth.vm.state
+    from eth.vm.forks.cancun.state import CancunState
+    from eth_utils import ExtendedDebugLogger
+
+    from execution.bal.recorder import recording_state_class
+    from execution.blockstm.state import blockstm_state_class
+    from execution.state_db import batched_state_class
+
+    for state_class in (batched_state_class(CancunState), blockstm_state_class(CancunState),
+                        recording_state_class(CancunState)):
+        instance = state_class.__new__(state_class)
+        py_evms = eth.vm.state.BaseState.logger.fget(instance)
+        assert isinstance(state_class.logger, ExtendedDebugLogger)
+        assert instance.logger is py_evms
+        assert py_evms.name == f"eth.vm.state.{state_class.__name__}"

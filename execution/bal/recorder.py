@@ -19,7 +19,7 @@ from execution.bal.builder import AccessRecord
 from execution.executor import StateView
 from execution.locations import BAL, COD, NON, Location, is_slot, slot_key, slot_of
 from execution.overlay import OverlayDB
-from execution.state_db import BatchedAccountDB, StorageCollisionRule
+from execution.state_db import BatchedAccountDB, laminar_state_class
 
 
 class RecordingAccountDB(BatchedAccountDB):
@@ -162,11 +162,7 @@ class RecordingAccountDB(BatchedAccountDB):
 @functools.cache
 def recording_state_class(state_class: type[StateAPI]) -> type[StateAPI]:
     """`state_class` (a fork's py-evm State) over `RecordingAccountDB`."""
-    return type(
-        f"Recording{state_class.__name__}",
-        (StorageCollisionRule, state_class),
-        {"account_db_class": RecordingAccountDB},
-    )
+    return laminar_state_class("Recording", state_class, {"account_db_class": RecordingAccountDB})
 
 
 def pre_state_storage(pre_state: StateView) -> Callable[[bytes], bool]:

@@ -24,7 +24,7 @@ from eth.rlp.accounts import Account
 from eth_hash.auto import keccak
 
 from execution.blockstm.messages import BAL, COD, EXI, NON, OK, SLOT_KEY_LEN, STO, WIP
-from execution.state_db import StorageCollisionRule
+from execution.state_db import laminar_state_class
 
 _MISSING = object()
 
@@ -280,11 +280,8 @@ def blockstm_state_class(state_class: Type[StateAPI]) -> type:
         def delta_balance(self, address: bytes, delta: int) -> None:
             self._account_db.delta_balance(address, delta)
 
-        cls = type(
-            "BlockSTM" + state_class.__name__,
-            (StorageCollisionRule, state_class),
-            {"__init__": __init__, "delta_balance": delta_balance},
-        )
+        cls = laminar_state_class("BlockSTM", state_class,
+                                  {"__init__": __init__, "delta_balance": delta_balance})
         _STATE_CLASSES[state_class] = cls
     return cls
 

@@ -367,3 +367,64 @@ def update_trie(
     root = BLANK_NODE if root_hash == BLANK_ROOT_HASH else updater.stored(root_hash)
     root_hash = _root_of(updater.update(root, 0, len(ordered), 0), updater.nodes, decoded)
     return root_hash, updater.nodes
+
+
+# ------------------------------------------------------------------ split updates
+# A state trie's root is a branch; the changes under each of its sixteen children are
+# independent. `update_subtries` applies the changes under some children (a worker's
+# share of the first nibbles) and `join_subtries` puts the children back under the root:
+# together they give `update_trie`'s root and nodes, with the work spread over processes.
+
+
+def root_branch(root_hash: bytes, read_node: NodeReader,
+                decoded: Optional[dict[bytes, Any]] = None) -> Optional[list]:
+    """The root node of the trie `root_hash` when it is a branch, else None (an empty
+    trie, or one whose keys all share their first nibble)."""
+    if root_hash == BLANK_ROOT_HASH:
+        return None
+    node = _TrieUpdater(read_node, (), (), decoded).stored(root_hash)
+    return node if len(node) == BRANCH_WIDTH + 1 else None
+
+
+def update_subtries(
+    root_hash: bytes, read_node: NodeReader, changes: Mapping[bytes, Optional[bytes]],
+    decoded: Optional[dict[bytes, Any]] = None,
+) -> tuple[dict[int, Any], dict[bytes, bytes]]:
+    """`changes` applied under the children of the root branch of `root_hash` (which
+    `root_branch` must have found): {first nibble: the child's new reference (a hash, an
+    embedded node, or BLANK_NODE)} for each nibble the changes touch, and the new nodes."""
+    ordered = sorted((to_nibbles(key), value or None) for key, value in changes.items())
+    keys = [key for key, _ in ordered]
+    updater = _TrieUpdater(read_node, keys, [value for _, value in ordered], decoded)
+    root = updater.stored(root_hash)
+    assert len(root) == BRANCH_WIDTH + 1, "update_subtries needs a root branch (root_branch)"
+    children: dict[int, Any] = {}
+    index = 0
+    while index < len(keys):
+        nibble = keys[index][0]
+        group_end = index + 1
+        while group_end < len(keys) and keys[group_end][0] == nibble:
+            group_end += 1
+        child = updater.update(updater.resolve(root[nibble]), index, group_end, 1)
+        children[nibble] = (BLANK_NODE if child == BLANK_NODE
+                            else _hashed(child, updater.nodes, decoded))
+        index = group_end
+    return children, updater.nodes
+
+
+def join_subtries(
+    root_hash: bytes, read_node: NodeReader, children: Mapping[int, Any],
+    decoded: Optional[dict[bytes, Any]] = None,
+) -> Optional[tuple[bytes, dict[bytes, bytes]]]:
+    """The root hash and new root node of the root branch of `root_hash` with `children`
+    (`update_subtries`' references) in place; None when fewer than two children are
+    left: the root is then no branch, and the caller applies the changes with
+    `update_trie` instead."""
+    root = _TrieUpdater(read_node, (), (), decoded).stored(root_hash)
+    branch = list(root)
+    for nibble, reference in children.items():
+        branch[nibble] = reference
+    if branch[:BRANCH_WIDTH].count(BLANK_NODE) >= BRANCH_WIDTH - 1:
+        return None
+    nodes: dict[bytes, bytes] = {}
+    return _root_of(branch, nodes, decoded), nodes

@@ -259,3 +259,58 @@ def test_transactions_root_in_background_is_the_root_of_the_final_transactions()
     background = TransactionsRootInBackground(transactions)
     del transactions[5]  # the proposer dropped an invalid transaction meanwhile
     assert background.root(transactions) == transactions_root(transactions) != full_root
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_trie_updated_in_shares_by_first_nibble_is_the_trie_updated_whole(seed: int) -> None:
+    """The importer's workers each update the root's children for their first nibbles
+    (`update_subtries`), and the coordinator joins them (`join_subtries`): the root and
+    the nodes are `update_trie`'s, or the join says it cannot (the root stops being a
+    branch) and the caller updates whole."""
+    from execution.trie import join_subtries, root_branch, update_subtries, update_trie
+
+    rng = random.Random(seed)
+    size = rng.choice([2, 5, 40, 300])
+    items = {rng.randbytes(32): rng.randbytes(rng.choice([1, 5, 40])) for _ in range(size)}
+    one_nibble = {bytes([0x12]) + rng.randbytes(31): b"\x01", bytes([0x1f]) + rng.randbytes(31): b"\x02"}
+    assert root_branch(trie_root_and_nodes(one_nibble)[0], trie_root_and_nodes(one_nibble)[1].__getitem__) is None
+    items[bytes([0x80 ^ (next(iter(items))[0] & 0xF0)]) + rng.randbytes(31)] = b"\x03"  # two nibbles at least
+    root, nodes = trie_root_and_nodes(items)
+    present = list(items)
+    changes: dict = {}
+    for _ in range(rng.choice([1, 10, 200])):
+        roll = rng.random()
+        if roll < 0.4 and present:
+            changes[rng.choice(present)] = rng.randbytes(rng.choice([1, 40]))
+        elif roll < 0.7 and present:
+            changes[rng.choice(present)] = None
+        else:
+            changes[rng.randbytes(32)] = rng.randbytes(rng.choice([1, 40]))
+    if seed % 3 == 0:  # delete all but one first nibble's keys: the root folds away
+        keep = present[0][0] >> 4
+        changes = {key: None for key in present if key[0] >> 4 != keep}
+    expected_root, expected_nodes = update_trie(root, nodes.__getitem__, changes)
+
+    assert root_branch(root, nodes.__getitem__) is not None
+    shares = [{}, {}, {}]
+    for key, value in changes.items():
+        shares[(key[0] >> 4) % 3][key] = value
+    children: dict = {}
+    made: dict = {}
+    for share in shares:
+        if share:
+            part, part_nodes = update_subtries(root, nodes.__getitem__, share, {})
+            assert not set(part) & set(children)
+            children.update(part)
+            made.update(part_nodes)
+    joined = join_subtries(root, nodes.__getitem__, children)
+    remaining = {key for key in items if changes.get(key, items[key]) is not None}
+    remaining |= {key for key, value in changes.items() if value is not None}
+    if len({key[0] >> 4 for key in remaining}) < 2:
+        assert joined is None
+        return
+    assert joined is not None
+    joined_root, root_nodes = joined
+    made.update(root_nodes)
+    assert joined_root == expected_root
+    assert made == expected_nodes

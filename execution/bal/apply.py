@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generator, Optional
 
 from eth.abc import VirtualMachineAPI
-from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
+from eth.constants import EMPTY_SHA3
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM
 from eth_hash.auto import keccak
@@ -28,8 +28,6 @@ from execution.account_rlp import (
     AccountFields,
     AccountLike,
     decode_account_fields,
-    encode_account,
-    encode_storage_value,
 )
 from execution.bal.builder import AccessListUnsupported
 from execution.bal.codec import AccountChanges, BlockAccessList
@@ -38,6 +36,7 @@ from execution.blockstm.state import fold_write_set
 from execution.blockstm.triereader import decode_node, lookup
 from execution.executor import StateView
 from execution.overlay import OverlayDB
+from execution.post_state import APPLY_CHUNK, NO_ACCOUNT, RootInput, account_trie_change_steps
 from execution.state_db import BatchedAccountDB
 from execution.trie import update_trie
 
@@ -62,9 +61,6 @@ class _AccountState:
 # Decoded trie nodes kept across calls (content-addressed: valid under any root); a
 # syncing node applies block after block over the same upper trie.
 DECODED_NODE_CACHE_LIMIT = 500_000
-SLOT_BYTES = 32
-APPLY_CHUNK = 256  # accounts between two yields of `apply_steps`
-NO_ACCOUNT = AccountFields(0, 0, BLANK_ROOT_HASH, EMPTY_SHA3)  # what an absent account reads as
 
 
 class PostStateAccounts:
@@ -150,16 +146,10 @@ def apply_steps(access_list: BlockAccessList, vm_class: type[VirtualMachineAPI],
         account = pre_accounts[address] = read(address)
         return account
 
-    finals = []
-    for changes in access_list.accounts:
-        if changes.has_changes():
-            final = final_account(changes, pre_account_of(changes.address))
-            if final is None:  # emptied at some index: deleted, maybe made again
-                return _apply_index_by_index(access_list, pre_state, pre_account_of,
-                                             pre_accounts, started)
-            finals.append(final)
-            if len(finals) % APPLY_CHUNK == 0:
-                yield
+    finals = yield from final_account_steps(access_list, pre_account_of)
+    if finals is None:  # an account emptied at some index: deleted, maybe made again
+        return _apply_index_by_index(access_list, pre_state, pre_account_of, pre_accounts,
+                                     started)
     applied, post_accounts = yield from _fold_final_values(finals, pre_state, decoded, started)
     if accounts is not None and pre_account is None:
         accounts.advance(pre_state.state_root, applied.post_state_root, post_accounts)
@@ -262,37 +252,42 @@ def _fold_final_values(finals: list[FinalAccount], pre_state: StateView, decoded
     (yields after every `APPLY_CHUNK` accounts). Also returns the accounts as the block
     leaves them (for `PostStateAccounts`)."""
     read = pre_state.nodes.__getitem__
-    new_nodes: dict[bytes, bytes] = {}
-    account_changes: dict[bytes, Optional[bytes]] = {}
-    post_accounts: dict[bytes, AccountLike] = {}
-    for done, final in enumerate(finals, 1):
-        if done % APPLY_CHUNK == 0:
-            yield
-        storage_root = final.pre.storage_root
-        if final.slots:
-            storage_changes = {
-                keccak_256(slot.to_bytes(SLOT_BYTES, "big")).digest():
-                    encode_storage_value(value) if value else None
-                for slot, value in final.slots.items()
-            }
-            storage_root, created = update_trie(storage_root, read, storage_changes, decoded)
-            new_nodes.update(created)
-        if final.code:
-            new_nodes[final.code_hash] = final.code
-        if final.exists:
-            account_changes[keccak_256(final.address).digest()] = encode_account(
-                final.nonce, final.balance, storage_root, final.code_hash)
-            post_accounts[final.address] = AccountFields(
-                final.nonce, final.balance, storage_root, final.code_hash)
-        else:
-            account_changes[keccak_256(final.address).digest()] = None
-            post_accounts[final.address] = NO_ACCOUNT
+    account_changes, new_nodes, post_accounts = yield from account_trie_change_steps(
+        [root_input(final) for final in finals], read, decoded)
+    new_nodes.update(new_code(finals))
     yield
     root, created = update_trie(pre_state.state_root, read, account_changes, decoded)
     new_nodes.update(created)
     applied = AppliedBlock(post_state_root=root, state_nodes=new_nodes,
                            seconds=time.perf_counter() - started)
     return applied, post_accounts
+
+
+def root_input(final: FinalAccount) -> RootInput:
+    """What the state root needs of `final` (`execution.post_state.RootInput`)."""
+    return (final.address, final.pre.storage_root, final.nonce, final.balance, final.code_hash,
+            final.slots)
+
+
+def new_code(finals: list[FinalAccount]) -> dict[bytes, bytes]:
+    """The code the block installs, by hash (stored beside the trie nodes)."""
+    return {final.code_hash: final.code for final in finals if final.code}
+
+
+def final_account_steps(access_list: BlockAccessList, pre_account: PreAccount
+                        ) -> Generator[None, None, Optional[list[FinalAccount]]]:
+    """Every changed account as the block leaves it (yields every `APPLY_CHUNK`); None
+    when some index leaves an account empty (EIP-161 deletes it there)."""
+    finals = []
+    for changes in access_list.accounts:
+        if changes.has_changes():
+            final = final_account(changes, pre_account(changes.address))
+            if final is None:
+                return None
+            finals.append(final)
+            if len(finals) % APPLY_CHUNK == 0:
+                yield
+    return finals
 
 
 def _apply_index_by_index(access_list: BlockAccessList, pre_state: StateView,

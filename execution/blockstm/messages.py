@@ -20,6 +20,10 @@ Coordinator -> worker
         (the access-list importer sends it before the write sets are ready; the tasks
         then come without their transactions)
     Node(block_id, request_id, values)      answer to Need (value or None per hash)
+    RootShare(block_id, accounts)           the access-list importer's: the worker's share
+        of the state root, to work out when its tasks are done: [RootInput] (the final
+        values of the accounts under some first nibbles of the account trie,
+        `execution.bal.apply`); answered by RootPart
     End(block_id)                           block over: drop tasks, acknowledge
     Stop()                                  exit
 Worker -> coordinator
@@ -27,6 +31,9 @@ Worker -> coordinator
     Done(block_id, tx, incarnation, reads, writes, deltas, codes, outcome, accounts)
     Blocked(block_id, tx, incarnation, dependency)   read an ESTIMATE of `dependency`
     Results(messages)                       several Done / Blocked in one message
+    RootPart(block_id, children, nodes)     a RootShare worked out: {first nibble: the
+        account trie's new child there} and the new trie nodes (`execution.trie.
+        update_subtries`)
     Error(block_id, tx, incarnation, text)  unexpected exception (the block falls back)
     Ended(block_id, timing)                 acknowledges End; timing: the worker's
         seconds this block [running tasks (wall), running tasks (CPU), waiting for
@@ -58,8 +65,8 @@ Incarnation = int
 
 # ---- message tags ---------------------------------------------------------------------
 
-BLOCK, WORK, NODE, END, STOP, PREPARE = 1, 2, 3, 4, 5, 6
-NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS = 11, 12, 13, 14, 15, 16
+BLOCK, WORK, NODE, END, STOP, PREPARE, ROOT_SHARE = 1, 2, 3, 4, 5, 6, 7
+NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS, ROOT_PART = 11, 12, 13, 14, 15, 16, 17
 
 
 # ---- coordinator -> worker ------------------------------------------------------------
@@ -89,6 +96,11 @@ class Node(NamedTuple):
     block_id: int
     request_id: int
     values: list
+
+
+class RootShare(NamedTuple):
+    block_id: int
+    accounts: list
 
 
 class End(NamedTuple):
@@ -131,6 +143,12 @@ class Results(NamedTuple):
     messages: list
 
 
+class RootPart(NamedTuple):
+    block_id: int
+    children: dict
+    nodes: dict
+
+
 class Error(NamedTuple):
     block_id: int
     tx: TxIndex
@@ -143,13 +161,13 @@ class Ended(NamedTuple):
     timing: list
 
 
-Message = Union[Block, Work, Prepare, Node, End, Stop, Need, Done, Blocked, Results, Error,
-                Ended]
+Message = Union[Block, Work, Prepare, Node, RootShare, End, Stop, Need, Done, Blocked, Results,
+                RootPart, Error, Ended]
 
 _BY_TAG: dict[int, Any] = {
-    BLOCK: Block, WORK: Work, PREPARE: Prepare, NODE: Node, END: End, STOP: Stop, NEED: Need,
-    DONE: Done,
-    BLOCKED: Blocked, RESULTS: Results, ERROR: Error, ENDED: Ended,
+    BLOCK: Block, WORK: Work, PREPARE: Prepare, NODE: Node, ROOT_SHARE: RootShare, END: End,
+    STOP: Stop, NEED: Need, DONE: Done, BLOCKED: Blocked, RESULTS: Results, ROOT_PART: RootPart,
+    ERROR: Error, ENDED: Ended,
 }
 _TAG_OF: dict[type, int] = {cls: tag for tag, cls in _BY_TAG.items()}
 

@@ -30,6 +30,7 @@ from execution.executor import (
     adopt_known_senders,
 )
 from execution.overlay import OverlayDB
+from execution.receipts import make_receipt
 from execution.rules import (
     GasHeader,
     block_preprocessing,
@@ -85,7 +86,7 @@ def apply_transactions(
         except ValidationError as exc:
             raise InvalidBlockError(index, readable_error(exc)) from exc
         header.gas_used = gas_used
-        receipt = vm_class.make_receipt(header, tx, computation, state)
+        receipt = make_receipt(vm_class, header, tx, computation, state)
         gas_used = receipt.gas_used
         bloom |= int(receipt.bloom)
         receipts.append(receipt)

@@ -26,8 +26,8 @@ from eth.db.cache import CacheDB
 from eth.db.journal import JournalDB
 from eth.db.storage import AccountStorageDB, StorageLookup
 from eth_hash.auto import keccak
-from eth_utils import get_extended_debug_logger
 from eth_typing import Address, Hash32
+from eth_utils import get_extended_debug_logger
 
 from execution.trie import update_trie
 

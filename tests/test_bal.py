@@ -35,6 +35,7 @@ from execution.bal.codec import (
 )
 from execution.bal.importer import AccessListMismatch, BALImportExecutor
 from execution.blockstm import BlockSTMExecutor
+from execution.blockstm.config import BlockSTMConfig
 from execution.executor import BlockInput, ExecutionResult, InvalidBlockError, StateView
 from execution.forks import mainnet_vm_for_block
 from execution.prestate import load_prestate
@@ -256,6 +257,30 @@ def test_workloads_build_identical_lists_and_import_exactly(blockstm, importer, 
     applied = apply_access_list(expected.access_list, workload.env.vm_class, pre)
     assert applied.post_state_root == expected.post_state_root
     assert applied.state_nodes == expected.state_nodes
+
+
+@pytest.mark.parametrize("shipped", [True, False], ids=["pre-state shipped", "pre-state fetched"])
+@pytest.mark.parametrize("name", ["transfers", "erc20", "mixed"])
+def test_the_workers_share_the_root_and_it_is_sequentials(name: str, shipped: bool) -> None:
+    """With nothing after the transactions, each of the two workers works out the
+    accounts under its share of the account trie's first nibbles (storage tries too),
+    and the coordinator joins them: the root and every new node are sequential's, with
+    the pre-state shipped whole or fetched node by node from the coordinator."""
+    workload = _workload_block(name, 120)
+    pre = workload.pre_state()
+    expected = _built(SequentialExecutor(), workload.block(), pre)
+    assert expected.access_list is not None
+    config = BlockSTMConfig(workers=2, force_parallel=True,
+                            ship_prestate_limit=BlockSTMConfig().ship_prestate_limit if shipped else 0)
+    with BALImportExecutor(2, force_parallel=True) as importer:
+        importer.blockstm.config = config
+        imported = importer.execute(
+            dataclasses.replace(workload.block(), access_list=expected.access_list), pre)
+        info = importer.last_import_info
+    assert info["root_shared"]
+    assert (info["needs"] == 0) == shipped
+    assert _summary(imported) == _summary(expected)
+    assert imported.state_nodes == expected.state_nodes
 
 
 @pytest.mark.parametrize("after", [1, 40, 80])

@@ -6,7 +6,12 @@ list's latest change below it for every location): Block-STM's worker processes 
 them with the list's changes installed as the write sets of the transactions below, so
 no read meets an ESTIMATE and nothing is validated or re-executed. While they run, the
 coordinator folds the list's final values into the state trie (the state root does not
-wait for the last transaction). When every result is in, the list is built again from
+wait for the last transaction). With two workers or more, and nothing after the
+transactions that writes, the root is theirs too: each works out, once its
+transactions are done, the accounts under its share of the account trie's first
+nibbles (storage tries included, `execution.post_state.root_part`), and the
+coordinator, which meanwhile makes the receipts and the check, joins the sixteen
+children (`execution.trie.join_subtries`). When every result is in, the list is built again from
 what the transactions really read and wrote (the builder Block-STM and the sequential
 executor use) and must be byte-identical to the one the block came with: a wrong value,
 a missing or extra location or a wrong index all show as a difference, and then the
@@ -32,8 +37,17 @@ from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM, PragueVM
 
 from execution.account_rlp import AccountFields
-from execution.bal.apply import AppliedBlock, apply_steps, read_pre_account
-from execution.bal.builder import AccessListBuilder
+from execution.bal.apply import (
+    AppliedBlock,
+    FinalAccount,
+    apply_steps,
+    final_account_steps,
+    new_code,
+    read_pre_account,
+    root_input,
+    run_to_end,
+)
+from execution.bal.builder import AccessListBuilder, AccessListUnsupported
 from execution.bal.codec import BlockAccessList, SlotChanges
 from execution.bal.recorder import recording_state_class
 from execution.bal.write_sets import seed_write_sets
@@ -54,6 +68,7 @@ from execution.executor import (
 )
 from execution.locations import EXI
 from execution.overlay import OverlayDB
+from execution.post_state import first_nibble
 from execution.rules import (
     REQUEST_SYSTEM_CONTRACTS,
     block_level_reason,
@@ -61,6 +76,7 @@ from execution.rules import (
     make_execution_context,
 )
 from execution.sequential import SequentialExecutor
+from execution.trie import BRANCH_WIDTH, join_subtries, root_branch
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +249,18 @@ class _ImportRun:
         self.requests: tuple[bytes, ...] = ()
         self.post_record: Any = None
         self.applied: Optional[AppliedBlock] = None  # the root from the list's final values
+        # The root shared out to the workers (`_share_root`): their parts, and the code.
+        self.parts_expected = 0
+        self.root_parts: list[m.RootPart] = []
+        self.root_codes: dict[bytes, bytes] = {}
         self.node_of = owner.blockstm.node_reader(pre_state.nodes)
+        self.code_of = code_reader(pre_state.nodes)
+        # Results taken in index order (`_take_results`): receipts, gas, the list's records.
+        self.taken = 0
+        self.gas_used = 0
+        self.fold: Optional[Fold] = None
+        self.builder: Optional[AccessListBuilder] = None
+        self.builder_error: Optional[AccessListUnsupported] = None
         self.pre_accounts: dict[bytes, AccountFields] = {}
         # per worker: seconds running tasks (wall, CPU), waiting for messages, sending
         self.worker_timing: list = [None] * len(pool.conns)
@@ -324,12 +351,16 @@ class _ImportRun:
                 self.results[msg.tx] = TxResult(msg.reads, msg.writes, msg.deltas, msg.codes,
                                                 msg.outcome)
                 self.received += 1
+        elif isinstance(msg, m.RootPart):
+            if msg.block_id == self.block_id:
+                self.root_parts.append(msg)
         elif isinstance(msg, m.Blocked):
             if msg.block_id == self.block_id:
                 raise WorkerFailure(f"transaction {msg.tx} met an ESTIMATE in an import")
         elif isinstance(msg, m.Error):
             if msg.block_id == self.block_id:
-                raise WorkerFailure(f"worker {w} failed on transaction {msg.tx}:\n{msg.text}")
+                what = "its share of the state root" if msg.tx < 0 else f"transaction {msg.tx}"
+                raise WorkerFailure(f"worker {w} failed on {what}:\n{msg.text}")
 
     # ---------------------------------------------------------------- the block
     def run(self) -> ExecutionResult:
@@ -366,34 +397,35 @@ class _ImportRun:
             issubclass(env.vm_class, PragueVM) and env.rules.system_contracts_required
         )
         steps = self._root_steps(seeds, codes, post_needs_receipts)
+        self.fold = Fold(state, env, self.txs)
+        self.builder = self._list_builder(prelude_record)
         root_pending = True
         while root_pending or self.received < self.n:
             self._drain(block=not root_pending)
+            self._take_results()
             if self.received == self.n and not self.results_done_at:
                 self.results_done_at = time.perf_counter()
             if root_pending:
                 root_pending = next(steps, _DONE) is not _DONE
                 if not root_pending:
                     self.root_done_at = time.perf_counter()
-        self.end_block()
 
-        fold = Fold(state, env, self.txs)
-        gas_used = 0
-        for i, tx in enumerate(self.txs):
-            result = self.results[i]
-            assert result is not None
-            reason = block_level_reason(env, tx, gas_used) or m.invalid_reason(result.outcome)
-            if reason is not None:
-                raise InvalidBlockError(i, f"{reason} (run from the block's access list)")
-            gas_used += env.vm_class.finalize_gas_used(tx, OutcomeComputation(result.outcome))
-            fold.add_receipt(i, result.outcome)
+        self._take_results()
+        assert self.taken == self.n
+        fold = self.fold
         if post_needs_receipts:
             recorder.open_record()
             requests = finish_block(state, self.block, fold.receipts)
             self.post_record = recorder.close_record()
             self.requests = requests
             state.persist()
-        self._check(prelude_record)
+        self._check()
+        if self.parts_expected:
+            while len(self.root_parts) < self.parts_expected:
+                self._drain(block=True)
+            self.applied = self._joined_root()
+            self.root_done_at = time.perf_counter()
+        self.end_block()
         return ExecutionResult(
             access_list=access_list,
             requests=self.requests,
@@ -477,6 +509,14 @@ class _ImportRun:
             access_list = self.block.access_list
             assert access_list is not None
             yield
+            if self._root_can_be_shared():
+                finals = yield from final_account_steps(access_list, self._pre_account)
+                if finals is not None:  # None: an account emptied at some index
+                    self._share_root(finals)
+                    adb.open_record()
+                    self.requests = finish_block(state, self.block, [])
+                    self.post_record = adb.close_record()
+                    return
             self.applied = yield from apply_steps(
                 access_list, self.env.vm_class, self.pre_state, self.owner.blockstm.decoded_nodes,
                 pre_account=self._pre_account,
@@ -510,6 +550,53 @@ class _ImportRun:
         state.persist()
         yield
 
+    def _root_can_be_shared(self) -> bool:
+        """Two workers or more, and a pre-state whose account trie's root is a branch."""
+        return len(self.pool.conns) >= 2 and root_branch(
+            self.pre_state.state_root, self.pre_state.nodes.__getitem__,
+            self.owner.blockstm.decoded_nodes) is not None
+
+    def _share_root(self, finals: list[FinalAccount]) -> None:
+        """Each worker a share of the account trie's first nibbles (`messages.RootShare`),
+        balanced by accounts and slots; the workers take them up once their
+        transactions are done."""
+        by_nibble: list[list] = [[] for _ in range(BRANCH_WIDTH)]
+        for final in finals:
+            by_nibble[first_nibble(final.address)].append(root_input(final))
+        workers = len(self.pool.conns)
+        shares: list[list] = [[] for _ in range(workers)]
+        loads = [0] * workers
+        weight = [sum(1 + len(item[5]) for item in items) for items in by_nibble]
+        for nibble in sorted(range(BRANCH_WIDTH), key=weight.__getitem__, reverse=True):
+            w = loads.index(min(loads))
+            shares[w].extend(by_nibble[nibble])
+            loads[w] += weight[nibble]
+        self.root_codes = new_code(finals)
+        self.parts_expected = workers
+        for w, share in enumerate(shares):
+            self._send(w, m.wire(m.RootShare(self.block_id, share)))
+
+    def _joined_root(self) -> AppliedBlock:
+        """The workers' parts of the root under the pre-state's root branch."""
+        children: dict[int, Any] = {}
+        nodes = dict(self.root_codes)
+        for part in self.root_parts:
+            children.update(part.children)
+            nodes.update(part.nodes)
+        pre_state = self.pre_state
+        decoded = self.owner.blockstm.decoded_nodes
+        joined = join_subtries(pre_state.state_root, pre_state.nodes.__getitem__, children, decoded)
+        if joined is None:
+            # Fewer than two children left: not with values that all exist (an account
+            # emptied anywhere never gets here), but if so, the whole trie here.
+            access_list = self.block.access_list
+            assert access_list is not None
+            return run_to_end(apply_steps(access_list, self.env.vm_class, pre_state, decoded,
+                                          pre_account=self._pre_account))
+        root, root_nodes = joined
+        nodes.update(root_nodes)
+        return AppliedBlock(post_state_root=root, state_nodes=nodes, seconds=0.0)
+
     def _nothing_after_transactions(self) -> bool:
         """Whether `finish_block` only reads here: no withdrawals or rewards, and no
         request system contract with code (before or after the transactions)."""
@@ -529,11 +616,9 @@ class _ImportRun:
                 return False
         return True
 
-    def _check(self, prelude_record: Any) -> None:
-        """The list the executions make must be the block's, byte for byte."""
-        nodes = self.pre_state.nodes
-        code_of = code_reader(nodes)
-        pre = PreBlockValues(self.pre_accounts, self._pre_account, self.node_of, code_of)
+    def _list_builder(self, prelude_record: Any) -> AccessListBuilder:
+        """The builder of the list the executions make, with the prelude's record."""
+        pre = PreBlockValues(self.pre_accounts, self._pre_account, self.node_of, self.code_of)
         captured = self.prelude_pre_values
 
         def pre_value(location: bytes) -> Any:
@@ -543,10 +628,42 @@ class _ImportRun:
 
         builder = AccessListBuilder(pre_value, pre.has_storage)
         builder.add(0, prelude_record)
-        for i in range(self.n):
-            result = self.results[i]
-            assert result is not None
-            builder.add(i + 1, record_of(result, code_of))
+        return builder
+
+    def _take_results(self) -> None:
+        """The receipts and access records of the results in so far, in index order,
+        while the workers run the rest: the tail after the last result only finishes.
+        An invalid transaction stops the block at once. The builder's objection (an
+        index the list cannot express) waits for the check, as it comes after every
+        transaction's own validity."""
+        env, results, txs = self.env, self.results, self.txs
+        fold, builder = self.fold, self.builder
+        assert fold is not None and builder is not None
+        i = self.taken
+        while i < self.n:
+            result = results[i]
+            if result is None:
+                break
+            tx = txs[i]
+            reason = block_level_reason(env, tx, self.gas_used) or m.invalid_reason(result.outcome)
+            if reason is not None:
+                raise InvalidBlockError(i, f"{reason} (run from the block's access list)")
+            self.gas_used += env.vm_class.finalize_gas_used(tx, OutcomeComputation(result.outcome))
+            fold.add_receipt(i, result.outcome)
+            if self.builder_error is None:
+                try:
+                    builder.add(i + 1, record_of(result, self.code_of))
+                except AccessListUnsupported as exc:
+                    self.builder_error = exc
+            i += 1
+        self.taken = i
+
+    def _check(self) -> None:
+        """The list the executions make must be the block's, byte for byte."""
+        if self.builder_error is not None:
+            raise self.builder_error
+        builder = self.builder
+        assert builder is not None
         builder.add(self.n + 1, self.post_record)
         given = self.block.access_list
         assert given is not None
@@ -554,6 +671,7 @@ class _ImportRun:
 
     def info(self) -> dict:
         return {"needs": self.needs,
+                "root_shared": self.parts_expected > 0,
                 "root_before_last_result": self.root_done_at <= self.results_done_at,
                 "worker_timing": self.worker_timing}
 

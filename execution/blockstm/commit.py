@@ -21,6 +21,7 @@ from execution.blockstm.scheduler import EXECUTED, Scheduler
 from execution.blockstm.state import OutcomeComputation, fold_write_set, merge_write_sets
 from execution.blockstm.triereader import NodeMissing, lookup
 from execution.executor import BlockEnv, InvalidBlockError
+from execution.receipts import make_receipt
 from execution.rules import GasHeader, block_level_reason
 
 
@@ -178,9 +179,8 @@ class Fold:
             results[i] = None  # free memory
 
     def add_receipt(self, i: int, outcome: tuple) -> None:
-        receipt = self.vm_class.make_receipt(
-            self.header, self.txs[i], OutcomeComputation(outcome), self.state
-        )
+        receipt = make_receipt(self.vm_class, self.header, self.txs[i], OutcomeComputation(outcome),
+                               self.state)
         self.header.gas_used = receipt.gas_used
         self.bloom |= int(receipt.bloom)
         self.receipts.append(receipt)

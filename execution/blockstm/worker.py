@@ -30,6 +30,7 @@ from execution.blockstm.mvmemory import EstimateHit, MVMemory
 from execution.blockstm.state import make_tx_state, outcome_of
 from execution.blockstm.triereader import BLANK_ROOT, NodeMissing, decode_node, lookup
 from execution.gc_policy import freeze_startup_objects, tune_collector
+from execution.post_state import SLOT_BYTES, root_part
 from execution.rules import check_transaction, make_execution_context, readable_error
 from execution.senders import recover_sender
 
@@ -133,10 +134,8 @@ class BlockContext:
     def prefetch(self, tasks: list) -> None:
         """Fetch, in batched round trips, the account-trie nodes on the paths to the
         senders and recipients of `tasks` (first incarnations only)."""
-        worker = self.worker
-        cached = worker.cached_node
         root = self.pre_root
-        keys = []
+        paths = []
         base = self.base
         for tx_index, _inc, raw in tasks:
             if tx_index in self.prefetched:
@@ -149,17 +148,8 @@ class BlockContext:
                 continue  # the execution reports it
             for address in addresses:
                 if address and address not in base:
-                    keys.append(keccak(address))
-        for _ in range(_MAX_PREFETCH_ROUNDS):
-            missing = set()
-            for key in keys:
-                try:
-                    lookup(cached, root, key)
-                except NodeMissing as exc:
-                    missing.add(exc.node_hash)
-            if not missing:
-                return
-            worker.fetch_nodes(list(missing))
+                    paths.append((root, keccak(address)))
+        self.worker.fetch_paths(paths)
 
     def apply_update(self, tx: int, writes: Optional[dict], deltas: Optional[dict],
                      codes: Optional[dict]) -> None:
@@ -223,6 +213,7 @@ class Worker:
         self.stash: deque = deque()
         self.tasks: deque = deque()
         self.outbox: list = []  # results not sent yet (see RESULTS_BATCH)
+        self.root_share: Optional[m.RootShare] = None  # worked out once the tasks are done
 
     # -- messages ---------------------------------------------------------------
     def fetch_nodes(self, keys: list) -> None:
@@ -246,6 +237,44 @@ class Worker:
                         nodes[key] = value
                 return
             self.stash.append(msg)
+
+    def fetch_paths(self, paths: list[tuple[bytes, bytes]]) -> None:
+        """Fetch, in batched round trips (one per trie level), the nodes on the paths
+        to `paths`' (root, hashed key)."""
+        cached = self.cached_node
+        for _ in range(_MAX_PREFETCH_ROUNDS):
+            missing = set()
+            unfinished = []
+            for path in paths:
+                try:
+                    lookup(cached, *path)
+                except NodeMissing as exc:
+                    missing.add(exc.node_hash)
+                    unfinished.append(path)
+            if not missing:
+                return
+            self.fetch_nodes(list(missing))
+            paths = unfinished
+
+    def run_root_share(self, share: m.RootShare) -> None:
+        """Work out a share of the post-state root (`execution.post_state.root_part`):
+        the nodes on its paths first, in batched round trips, then the tries."""
+        ctx = self.ctx
+        if ctx is None or share.block_id != ctx.block_id:
+            return
+        try:
+            paths = []
+            for address, storage_root, _nonce, _balance, _code_hash, slots in share.accounts:
+                paths.append((ctx.pre_root, keccak(address)))
+                if slots and storage_root != BLANK_ROOT:
+                    paths.extend((storage_root, keccak(slot.to_bytes(SLOT_BYTES, "big")))
+                                 for slot in slots)
+            self.fetch_paths(paths)
+            children, nodes = root_part(ctx.pre_root, share.accounts, self.raw_node, self.decoded)
+        except Exception:
+            self.conn.send(m.wire(m.Error(share.block_id, -1, 0, traceback.format_exc())))
+            return
+        self.conn.send(m.wire(m.RootPart(share.block_id, children, nodes)))
 
     def raw_node(self, key: bytes) -> bytes:
         value = self.nodes.get(key)
@@ -301,6 +330,8 @@ class Worker:
             ctx = self.ctx
             if ctx is not None and msg.block_id == ctx.block_id:
                 ctx.prefetch([(tx_index, 0, tx) for tx_index, tx in msg.transactions])
+        elif isinstance(msg, m.RootShare):
+            self.root_share = msg
         elif isinstance(msg, m.Block):
             nodes = msg.nodes
             if nodes:
@@ -309,10 +340,12 @@ class Worker:
                     self.decoded.clear()
                 self.nodes.update(nodes)
             self.ctx = BlockContext(self, msg.block_id, msg.env, msg.pre_root, msg.prelude)
+            self.root_share = None
             self.tasks.clear()
             self.outbox.clear()
             self.timing = [0.0, 0.0, 0.0, 0.0]
         elif isinstance(msg, m.End):
+            self.root_share = None
             self.tasks.clear()
             self.outbox.clear()
             self.ctx = None
@@ -326,7 +359,7 @@ class Worker:
             while True:
                 if self.outbox and (not self.tasks or len(self.outbox) >= RESULTS_BATCH):
                     self.flush()
-                msg = self.next_message(block=not self.tasks)
+                msg = self.next_message(block=not self.tasks and self.root_share is None)
                 while msg is not None:
                     self.handle(msg)
                     msg = self.next_message(block=False)
@@ -337,6 +370,9 @@ class Worker:
                     timing = self.timing
                     timing[0] += perf_counter() - t0
                     timing[1] += process_time() - c0
+                elif self.root_share is not None:  # after the tasks: their results go first
+                    share, self.root_share = self.root_share, None
+                    self.run_root_share(share)
         except (_Stop, EOFError, OSError, KeyboardInterrupt):
             return
 

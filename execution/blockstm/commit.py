@@ -108,8 +108,10 @@ def prime_written_accounts(
             touched.add(key[:20])
         for key in result.deltas:
             touched.add(key[:20])
-    touched.difference_update(cache)
-    for address in touched:
+    # Not touched.difference_update(cache): that walks the whole cache (every account
+    # the block has primed so far) on each call, and this runs at every advance of the
+    # commit index.
+    for address in [address for address in touched if address not in cache]:
         encoded = base_accounts.get(address)
         if encoded is None:
             try:

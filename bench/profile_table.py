@@ -61,6 +61,7 @@ IDLE_LEAVES = ("Worker.run (execution/blockstm/worker.py)", "get_events (trio/",
 IDLE_UNDER = (("Connection._recv (multiprocessing/connection.py)", "Queue.get (multiprocessing/queues.py)"),)
 WORKERS = "workers"
 NODE = "node"
+PROCESS_FRAME = "process "
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,11 @@ def read_raw(path: Path) -> dict[str, Counter]:
         frames = [re.sub(r":\d+\)", ")", frame) for frame in stack.split(";")]
         if is_wait(frames):
             continue
-        group = WORKERS if any(WORKER_MARKER in frame for frame in frames) else NODE
+        # py-spy nests a child's stack under its parents' process frames: the node's
+        # Block-STM and admission workers (forkserver children) are the WORKERS group,
+        # whose CPU the meter reports together.
+        processes = sum(1 for frame in frames if frame.startswith(PROCESS_FRAME))
+        group = WORKERS if processes > 1 else NODE
         counts[group][stage_of(frames)] += int(number)
     return counts
 
@@ -110,14 +115,19 @@ def table(counts: dict[str, Counter], transactions: Optional[int],
           cpu_seconds: Optional[dict[str, float]]) -> list[StageRow]:
     """One row per stage; `cpu_seconds` by process group (NODE, WORKERS)."""
     everything = sum(sum(c.values()) for c in counts.values()) or 1
-    rows = []
+    samples_of: Counter = Counter()
+    per_tx_of: dict[str, Optional[float]] = {}
     for group, group_counts in counts.items():
         group_total = sum(group_counts.values()) or 1
         for stage, samples in group_counts.items():
+            samples_of[stage] += samples  # a stage may run in both groups (admission)
             per_tx = None
             if transactions and cpu_seconds is not None:
                 per_tx = samples / group_total * cpu_seconds[group] / transactions * MICROSECONDS
-            rows.append(StageRow(stage, samples, samples / everything, per_tx))
+                per_tx += per_tx_of.get(stage) or 0.0
+            per_tx_of[stage] = per_tx
+    rows = [StageRow(stage, samples, samples / everything, per_tx_of[stage])
+            for stage, samples in samples_of.items()]
     rows.sort(key=lambda row: -(row.microseconds_per_tx if row.microseconds_per_tx is not None else row.samples))
     return rows
 

@@ -25,7 +25,8 @@ RAW = "\n".join([
     CHILD + "process 3:\"admission\";_process_worker (concurrent/futures/process.py:1);"
     "recover_sender (execution/senders.py:3) 50",
     # a worker waiting on its pipe: not work, dropped
-    CHILD + "process 2:\"worker\";worker_main (execution/blockstm/worker.py:9);Worker.run (execution/blockstm/worker.py:5) 70",
+    CHILD + "process 2:\"worker\";worker_main (execution/blockstm/worker.py:9);"
+    "Worker.run (execution/blockstm/worker.py:5) 70",
     # trio's cached thread between jobs, an admission worker blocked on its queue: dropped
     "process 1:\"laminar node\";Thread.run (threading.py:1);WorkerThread._work (trio/_core/_thread_cache.py:2) 60",
     CHILD + "process 3:\"admission\";_process_worker (concurrent/futures/process.py:1);Queue.get "

@@ -74,3 +74,12 @@ def decode_account_fields(encoded: bytes) -> AccountFields:
 def encode_storage_value(value: int) -> bytes:
     """A storage slot's leaf: rlp of the value (a cleared slot is deleted, not stored)."""
     return encode_node(int_bytes(value))
+
+
+def decode_storage_value(encoded: bytes) -> int:
+    """A storage slot's leaf as its value (rlp's big_endian_int sedes takes five times
+    as long); ValueError when it is not a canonical unsigned integer."""
+    raw = decode_node(encoded)
+    if type(raw) is not bytes:
+        raise ValueError("a storage value's RLP is a byte string")
+    return _int_of(raw, "storage value")

@@ -223,13 +223,32 @@ def test_node_and_worker_processes_hash_with_safe_pysha3() -> None:
 def test_account_and_storage_leaves_are_pyrlp_s(nonce, balance, storage_root, code_hash, value) -> None:
     from eth.rlp.accounts import Account
 
-    from execution.account_rlp import decode_account_fields, encode_account, encode_storage_value
+    from execution.account_rlp import (
+        decode_account_fields,
+        decode_storage_value,
+        encode_account,
+        encode_storage_value,
+    )
 
     account = Account(nonce, balance, storage_root, code_hash)
     encoded = encode_account(nonce, balance, storage_root, code_hash)
     assert encoded == rlp.encode(account)
     assert Account(*decode_account_fields(encoded)) == account
     assert encode_storage_value(value) == rlp.encode(value)
+    assert decode_storage_value(rlp.encode(value)) == value
+
+
+@pytest.mark.parametrize("malformed", [
+    rlp.encode(b"\x00\x01"),  # a leading zero
+    rlp.encode([b"\x01"]),  # a list
+])
+def test_storage_value_decoder_refuses_what_pyrlp_refuses(malformed: bytes) -> None:
+    from execution.account_rlp import decode_storage_value
+
+    with pytest.raises((rlp.exceptions.DeserializationError, TypeError)):  # pyrlp: either
+        rlp.decode(malformed, sedes=rlp.sedes.big_endian_int)
+    with pytest.raises(ValueError):
+        decode_storage_value(malformed)
 
 
 @pytest.mark.parametrize("malformed", [

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-import rlp
 from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth_hash.auto import keccak
 
-from execution.account_rlp import AccountLike
+from execution.account_rlp import AccountLike, decode_storage_value
 from execution.bal.builder import AccessRecord
 from execution.blockstm.messages import TxResult
 from execution.blockstm.triereader import lookup
@@ -76,7 +75,7 @@ class PreBlockValues:
             if account.storage_root == BLANK_ROOT_HASH:
                 return 0
             encoded = lookup(self._node_of, account.storage_root, keccak(location[ADDRESS_LEN:]))
-            return rlp.decode(encoded, sedes=rlp.sedes.big_endian_int) if encoded else 0
+            return decode_storage_value(encoded) if encoded else 0
         tag = location[ADDRESS_LEN:]
         if tag == BAL:
             return account.balance

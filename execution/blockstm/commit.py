@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-import rlp
 from eth.rlp.accounts import Account
 from eth.vm.forks import ByzantiumVM
 from eth_hash.auto import keccak
 
+from execution.account_rlp import decode_account_fields
 from execution.blockstm.messages import TxIndex, TxResult, invalid_reason
 from execution.blockstm.mvmemory import MVMemory
 from execution.blockstm.scheduler import EXECUTED, Scheduler
@@ -88,7 +88,7 @@ def prime_account_cache(
     cache is a plain dict, never evicted)."""
     for address, encoded in base_accounts.items():
         if address not in cache:
-            cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
+            cache[address] = Account(*decode_account_fields(encoded)) if encoded else Account()
     prime_written_accounts(cache, base_accounts, results, 0, end, node_of, root)
 
 
@@ -118,7 +118,7 @@ def prime_written_accounts(
                 encoded = lookup(node_of, root, keccak(address))
             except (KeyError, NodeMissing, ValueError):
                 continue  # let py-evm read it (and raise what it raises)
-        cache[address] = rlp.decode(encoded, sedes=Account) if encoded else Account()
+        cache[address] = Account(*decode_account_fields(encoded)) if encoded else Account()
 
 
 class Fold:

@@ -4,18 +4,18 @@ The access list says what every index of the block changed. Each transaction can
 run at once, on any worker, over the state as of its index (the pre-state plus the
 list's latest change below it for every location): Block-STM's worker processes run
 them with the list's changes installed as the write sets of the transactions below, so
-no read meets an ESTIMATE and nothing is validated or re-executed. While they run, the
-coordinator folds the list's final values into the state trie (the state root does not
-wait for the last transaction). With two workers or more, and nothing after the
-transactions that writes, the root is theirs too: each works out, once its
-transactions are done, the accounts under its share of the account trie's first
-nibbles (storage tries included, `execution.post_state.root_part`), and the
-coordinator, which meanwhile makes the receipts and the check, joins the sixteen
-children (`execution.trie.join_subtries`). When every result is in, the list is built again from
-what the transactions really read and wrote (the builder Block-STM and the sequential
-executor use) and must be byte-identical to the one the block came with: a wrong value,
-a missing or extra location or a wrong index all show as a difference, and then the
-block is invalid (`AccessListMismatch`). By induction on the index, a list that passes
+no read meets an ESTIMATE and nothing is validated or re-executed. The state root comes
+from the list's final values and does not wait for the last transaction: with two
+workers or more, and nothing after the transactions that writes, each worker works out,
+once its transactions are done, the accounts under its share of the account trie's
+first nibbles (storage tries included, `execution.post_state.root_part`) and the
+coordinator joins the sixteen children (`execution.trie.join_subtries`); otherwise the
+coordinator folds the final values into the trie while the workers run. As the results
+come in, in index order, the coordinator makes the receipts and builds the list again
+from what the transactions really read and wrote (the builder Block-STM and the
+sequential executor use); it must be byte-identical to the one the block came with: a
+wrong value, a missing or extra location or a wrong index all show as a difference, and
+then the block is invalid (`AccessListMismatch`). By induction on the index, a list that passes
 means every transaction ran on exactly the state sequential execution gives it, so the
 receipts, the gas and the root are sequential's.
 

@@ -269,6 +269,8 @@ class Worker:
                     paths.extend((storage_root, keccak(slot.to_bytes(SLOT_BYTES, "big")))
                                  for slot in slots)
             self.fetch_paths(paths)
+            if len(self.decoded) > _NODE_CACHE_LIMIT:  # it also takes the nodes made here
+                self.decoded.clear()
             children, nodes = root_part(ctx.pre_root, share.accounts, self.raw_node, self.decoded)
         except Exception:
             self.conn.send(m.wire(m.Error(share.block_id, -1, 0, traceback.format_exc())))

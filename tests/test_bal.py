@@ -262,7 +262,7 @@ def test_workloads_build_identical_lists_and_import_exactly(blockstm, importer, 
 @pytest.mark.parametrize("shipped", [True, False], ids=["pre-state shipped", "pre-state fetched"])
 @pytest.mark.parametrize("name", ["transfers", "erc20", "mixed"])
 def test_the_workers_share_the_root_and_it_is_sequentials(name: str, shipped: bool) -> None:
-    """With nothing after the transactions, each of the two workers works out the
+    """With the knob on and nothing after the transactions, each of the two workers works out the
     accounts under its share of the account trie's first nibbles (storage tries too),
     and the coordinator joins them: the root and every new node are sequential's, with
     the pre-state shipped whole or fetched node by node from the coordinator."""
@@ -270,7 +270,7 @@ def test_the_workers_share_the_root_and_it_is_sequentials(name: str, shipped: bo
     pre = workload.pre_state()
     expected = _built(SequentialExecutor(), workload.block(), pre)
     assert expected.access_list is not None
-    config = BlockSTMConfig(workers=2, force_parallel=True,
+    config = BlockSTMConfig(workers=2, force_parallel=True, share_root_with_workers=True,
                             ship_prestate_limit=BlockSTMConfig().ship_prestate_limit if shipped else 0)
     with BALImportExecutor(2, force_parallel=True) as importer:
         importer.blockstm.config = config

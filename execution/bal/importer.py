@@ -6,7 +6,8 @@ list's latest change below it for every location): Block-STM's worker processes 
 them with the list's changes installed as the write sets of the transactions below, so
 no read meets an ESTIMATE and nothing is validated or re-executed. The state root comes
 from the list's final values and does not wait for the last transaction: with two
-workers or more, and nothing after the transactions that writes, each worker works out,
+workers or more, nothing after the transactions that writes, and the knob on
+(`BlockSTMConfig.share_root_with_workers`, off by default), each worker works out,
 once its transactions are done, the accounts under its share of the account trie's
 first nibbles (storage tries included, `execution.post_state.root_part`) and the
 coordinator joins the sixteen children (`execution.trie.join_subtries`); otherwise the
@@ -551,7 +552,10 @@ class _ImportRun:
         yield
 
     def _root_can_be_shared(self) -> bool:
-        """Two workers or more, and a pre-state whose account trie's root is a branch."""
+        """Switched on (`BlockSTMConfig.share_root_with_workers`), two workers or more, and
+        a pre-state whose account trie's root is a branch."""
+        if not self.owner.blockstm.config.share_root_with_workers:
+            return False
         return len(self.pool.conns) >= 2 and root_branch(
             self.pre_state.state_root, self.pre_state.nodes.__getitem__,
             self.owner.blockstm.decoded_nodes) is not None

@@ -44,6 +44,13 @@ class BlockSTMConfig:
     liveness_timeout_s: float = 5.0
     # In-memory pre-states with at most this many nodes go to every worker with the block.
     ship_prestate_limit: int = 50_000
+    # The access-list importer: the workers share the state root after their transactions
+    # (`execution.post_state.root_part`) instead of the coordinator folding it while they
+    # run. Off: on the 4-validator devnet (2026-12-07, two pairs) it cost 20-30% more CPU
+    # per committed transaction and a fifth of the throughput, as the root then waits
+    # for the last transactions instead of overlapping them; a lone import of the bench
+    # blocks was faster with it.
+    share_root_with_workers: bool = False
     # Test hook: called with the number of results received so far in the block.
     on_result: Optional[Callable[[int], None]] = None
     # Test hook: switch to sequential once this many results have been received.

@@ -61,18 +61,21 @@ def account_trie_change_steps(
     return account_changes, new_nodes, post_accounts
 
 
+def run_to_end(steps: Generator[None, None, Any]) -> Any:
+    """What a step generator returns, run with nothing in between."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 def root_part(pre_root: bytes, inputs: list[RootInput], read: NodeReader,
               decoded: Optional[dict[bytes, Any]]) -> tuple[dict[int, Any], dict[bytes, bytes]]:
     """A share of the post-state root: `inputs` (accounts under some first nibbles of a
     pre-state whose root is a branch) applied to their storage tries and to the account
     trie's children there. Returns {first nibble: new child} and the new nodes."""
-    steps = account_trie_change_steps(inputs, read, decoded)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            account_changes, nodes, _ = done.value
-            break
+    account_changes, nodes, _ = run_to_end(account_trie_change_steps(inputs, read, decoded))
     children, made = update_subtries(pre_root, read, account_changes, decoded)
     nodes.update(made)
     return children, nodes

@@ -306,20 +306,12 @@ class _TrieUpdater:
 
     def update_branch(self, node: list, low: int, high: int, depth: int) -> Any:
         branch = list(node)
-        fresh: dict[int, Any] = {}  # slot -> updated child structure, hashed at the end
         index = low
         if len(self.keys[index]) == depth:  # the change for the key ending at this branch
             value = self.values[index]
             branch[BRANCH_WIDTH] = BLANK_NODE if value is None else value
             index += 1
-        while index < high:
-            nibble = self.keys[index][depth]
-            group_end = index + 1
-            while group_end < high and self.keys[group_end][depth] == nibble:
-                group_end += 1
-            fresh[nibble] = self.update(self.resolve(branch[nibble]), index, group_end, depth + 1)
-            branch[nibble] = fresh[nibble]
-            index = group_end
+        fresh = self.update_children(branch, index, high, depth)
         blank_children = branch[:BRANCH_WIDTH].count(BLANK_NODE)  # C speed: most have many
         if blank_children == BRANCH_WIDTH:
             if branch[BRANCH_WIDTH] == BLANK_NODE:
@@ -334,6 +326,21 @@ class _TrieUpdater:
         for slot, child in fresh.items():
             branch[slot] = BLANK_NODE if child == BLANK_NODE else _hashed(child, self.nodes, self.decoded)
         return branch
+
+    def update_children(self, branch: list, low: int, high: int, depth: int) -> dict[int, Any]:
+        """Changes[low:high] (all longer than `depth`) applied under the children of
+        `branch`, in place: {slot: the updated child structure}, not yet hashed."""
+        fresh: dict[int, Any] = {}
+        index = low
+        while index < high:
+            nibble = self.keys[index][depth]
+            group_end = index + 1
+            while group_end < high and self.keys[group_end][depth] == nibble:
+                group_end += 1
+            fresh[nibble] = self.update(self.resolve(branch[nibble]), index, group_end, depth + 1)
+            branch[nibble] = fresh[nibble]
+            index = group_end
+        return fresh
 
     def join(self, path: Nibbles, child: Any, reference: Any = None) -> Any:
         """The node for `path` followed by `child`: merged into it when it is a leaf or an
@@ -398,17 +405,9 @@ def update_subtries(
     updater = _TrieUpdater(read_node, keys, [value for _, value in ordered], decoded)
     root = updater.stored(root_hash)
     assert len(root) == BRANCH_WIDTH + 1, "update_subtries needs a root branch (root_branch)"
-    children: dict[int, Any] = {}
-    index = 0
-    while index < len(keys):
-        nibble = keys[index][0]
-        group_end = index + 1
-        while group_end < len(keys) and keys[group_end][0] == nibble:
-            group_end += 1
-        child = updater.update(updater.resolve(root[nibble]), index, group_end, 1)
-        children[nibble] = (BLANK_NODE if child == BLANK_NODE
-                            else _hashed(child, updater.nodes, decoded))
-        index = group_end
+    fresh = updater.update_children(list(root), 0, len(keys), 0)
+    children = {nibble: BLANK_NODE if child == BLANK_NODE else _hashed(child, updater.nodes, decoded)
+                for nibble, child in fresh.items()}
     return children, updater.nodes
 
 

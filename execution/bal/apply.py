@@ -36,7 +36,13 @@ from execution.blockstm.state import fold_write_set
 from execution.blockstm.triereader import decode_node, lookup
 from execution.executor import StateView
 from execution.overlay import OverlayDB
-from execution.post_state import APPLY_CHUNK, NO_ACCOUNT, RootInput, account_trie_change_steps
+from execution.post_state import (
+    APPLY_CHUNK,
+    NO_ACCOUNT,
+    RootInput,
+    account_trie_change_steps,
+    run_to_end,
+)
 from execution.state_db import BatchedAccountDB
 from execution.trie import update_trie
 
@@ -161,15 +167,6 @@ def read_pre_account(node_of: Callable[[bytes], Any], state_root: bytes, address
     decoded node by hash); an absent account reads as `NO_ACCOUNT`."""
     encoded = lookup(node_of, state_root, keccak_256(address).digest())
     return decode_account_fields(encoded) if encoded else NO_ACCOUNT
-
-
-def run_to_end(steps: Generator[None, None, Any]) -> Any:
-    """What a step generator returns, run with nothing in between."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
 
 
 @dataclass(frozen=True)

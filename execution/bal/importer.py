@@ -46,7 +46,6 @@ from execution.bal.apply import (
     new_code,
     read_pre_account,
     root_input,
-    run_to_end,
 )
 from execution.bal.builder import AccessListBuilder, AccessListUnsupported
 from execution.bal.codec import BlockAccessList, SlotChanges
@@ -69,7 +68,7 @@ from execution.executor import (
 )
 from execution.locations import EXI
 from execution.overlay import OverlayDB
-from execution.post_state import first_nibble
+from execution.post_state import first_nibble, run_to_end
 from execution.rules import (
     REQUEST_SYSTEM_CONTRACTS,
     block_level_reason,

@@ -245,7 +245,7 @@ def _measure_tx_costs(make_block: Callable[[], BlockInput], pre_state: StateView
     )
     block = make_block()
     shipped = nodes if isinstance(nodes, dict) else None
-    announce = m.wire(m.Block(1, block.env, pre_state.state_root, prelude, shipped))
+    announce = m.wire(m.Block(1, block.env, pre_state.state_root, prelude, shipped, False))
     t0 = _thread_time()
     blob = _dumps(announce)
     t1 = _thread_time()

@@ -16,7 +16,7 @@ import rlp
 from bal_lies import LIES
 from eth.vm.forks import ByzantiumVM
 from eth_utils import keccak
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_blockstm_properties import PRE, _block, _materialize, op
 
@@ -209,6 +209,110 @@ def test_random_blocks_build_identical_lists_and_import_exactly(
     )
     assert _summary(imported) == _summary(expected)
     assert imported.stats.executor == "bal"
+    # Confirmed where the transactions ran: not run again sequentially.
+    assert importer.last_import_info["confirmed_where_run"], importer.last_import_info
+
+
+def _entries(access_list: BlockAccessList) -> list[tuple[int, str, int]]:
+    """(account position, field, position in the field's list) of every change."""
+    entries = []
+    for a, account in enumerate(access_list.accounts):
+        for s, slot in enumerate(account.storage_changes):
+            entries.extend((a, f"slot {s}", c) for c in range(len(slot.changes)))
+        for name in ("balance_changes", "nonce_changes", "code_changes"):
+            entries.extend((a, name, c) for c in range(len(getattr(account, name))))
+    return entries
+
+
+def _changes_of(account: AccountChanges, where: str) -> tuple:
+    if where.startswith("slot "):
+        return account.storage_changes[int(where[5:])].changes
+    return getattr(account, where)
+
+
+def _with_changes(account: AccountChanges, where: str, changes: tuple) -> AccountChanges:
+    if where.startswith("slot "):
+        s = int(where[5:])
+        slots = list(account.storage_changes)
+        if changes:
+            slots[s] = dataclasses.replace(slots[s], changes=changes)
+        else:
+            del slots[s]
+        return dataclasses.replace(account, storage_changes=tuple(slots))
+    return dataclasses.replace(account, **{where: changes})
+
+
+def _lie(truth: BlockAccessList, txs: int, data) -> BlockAccessList:
+    """A canonical list that differs from `truth` in one random way."""
+    accounts = list(truth.accounts)
+    kind = data.draw(st.sampled_from(["value", "index", "drop", "add", "read", "unread",
+                                      "drop account", "add account"]))
+    entries = _entries(truth)
+    if kind in ("value", "index", "drop") and entries:
+        a, where, c = data.draw(st.sampled_from(entries))
+        changes = list(_changes_of(accounts[a], where))
+        change = changes[c]
+        field = dataclasses.fields(change)[1].name
+        value = getattr(change, field)
+        if kind == "value":
+            changes[c] = dataclasses.replace(change, **{field: value + b"\x00" if isinstance(
+                value, bytes) else value + data.draw(st.integers(1, 2))})
+        elif kind == "index":
+            low = changes[c - 1].index + 1 if c else 0
+            high = changes[c + 1].index - 1 if c + 1 < len(changes) else txs + 1
+            others = [i for i in range(low, high + 1) if i != change.index]
+            assume(others)
+            changes[c] = dataclasses.replace(change, index=data.draw(st.sampled_from(others)))
+        else:
+            del changes[c]
+        accounts[a] = _with_changes(accounts[a], where, tuple(changes))
+    elif kind == "add":
+        a = data.draw(st.integers(0, len(accounts) - 1))
+        taken = {c.index for c in accounts[a].balance_changes}
+        index = data.draw(st.integers(1, txs + 1).filter(lambda i: i not in taken))
+        balances = sorted(accounts[a].balance_changes + (BalanceChange(index, 12345),),
+                          key=lambda c: c.index)
+        accounts[a] = dataclasses.replace(accounts[a], balance_changes=tuple(balances))
+    elif kind == "read":
+        a = data.draw(st.integers(0, len(accounts) - 1))
+        accounts[a] = dataclasses.replace(accounts[a], storage_reads=tuple(
+            sorted(set(accounts[a].storage_reads) | {2**255 + 7})))
+    elif kind == "unread":
+        with_reads = [a for a, account in enumerate(accounts) if account.storage_reads]
+        assume(with_reads)
+        a = data.draw(st.sampled_from(with_reads))
+        reads = list(accounts[a].storage_reads)
+        del reads[data.draw(st.integers(0, len(reads) - 1))]
+        accounts[a] = dataclasses.replace(accounts[a], storage_reads=tuple(reads))
+    elif kind == "drop account":
+        del accounts[data.draw(st.integers(0, len(accounts) - 1))]
+    else:
+        stranger = b"\xee" * 20
+        assume(truth.account(stranger) is None)
+        accounts = sorted(accounts + [AccountChanges(stranger)], key=lambda a: a.address)
+    lie = BlockAccessList(tuple(accounts))
+    assume(lie != truth)
+    return BlockAccessList.decode(lie.encode())  # canonical, as a block brings it
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(op, min_size=6, max_size=18), coinbase_choice=st.integers(0, 3),
+       data=st.data())
+def test_a_random_wrong_list_is_never_confirmed(importer, ops, coinbase_choice, data) -> None:
+    """The check where the transactions ran (`execution.bal.index_check`) must never pass
+    a list the builder would not make: every one-place lie about a valid random block
+    is caught there, and refused, naming the difference."""
+    env, raws = _block(ops, coinbase_choice)
+    try:
+        truth = _built(SequentialExecutor(), _materialize(env, raws), PRE)
+    except InvalidBlockError:
+        return
+    assert truth.access_list is not None
+    lie = _lie(truth.access_list, len(raws), data)
+    with pytest.raises(AccessListMismatch, match="the block's access list is wrong"):
+        importer.execute(dataclasses.replace(_materialize(env, raws), access_list=lie), PRE)
+    assert "unconfirmed" in importer.last_import_info
 
 
 def _workload_block(name: str, txs: int):
@@ -317,6 +421,7 @@ def test_every_kind_of_lying_list_is_refused(importer, name) -> None:
         block = dataclasses.replace(workload.block(), access_list=lie)
         with pytest.raises(AccessListMismatch, match="the block's access list is wrong"):
             importer.execute(block, pre)
+        assert "unconfirmed" in importer.last_import_info, kind  # caught where it ran
     # The honest list still imports (nothing was kept of the refused ones).
     honest = importer.execute(
         dataclasses.replace(workload.block(), access_list=truth.access_list), pre)

@@ -47,15 +47,15 @@ from execution.bal.apply import (
     read_pre_account,
     root_input,
 )
-from execution.bal.builder import AccessListBuilder, AccessListUnsupported
+from execution.bal.builder import AccessListUnsupported, AccessRecord
 from execution.bal.codec import BlockAccessList, SlotChanges
+from execution.bal.index_check import ListedAccesses, listed_changes, record_changes
 from execution.bal.recorder import recording_state_class
 from execution.bal.write_sets import seed_write_sets
 from execution.blockstm import messages as m
-from execution.blockstm.access_list import PreBlockValues, code_reader, record_of
+from execution.blockstm.access_list import PreBlockValues, code_reader
 from execution.blockstm.commit import Fold
 from execution.blockstm.executor import BlockSTMExecutor, WorkerFailure, prelude_writes
-from execution.blockstm.messages import TxResult
 from execution.blockstm.state import OutcomeComputation, fold_write_set
 from execution.executor import (
     BlockInput,
@@ -87,6 +87,12 @@ FOLD_CHUNK = 256
 
 class AccessListMismatch(BlockRuleError):
     """The block's access list is not what its transactions do: the block is invalid."""
+
+
+class _Unconfirmed(Exception):
+    """The check where the transactions ran did not confirm the list (a wrong list, or
+    one it cannot judge): the block is run sequentially, which builds the list and
+    names the first difference."""
 
 
 class BALImportExecutor:
@@ -149,6 +155,15 @@ class BALImportExecutor:
             log.warning("access-list import: %s; executing the block sequentially", exc)
             self.blockstm.kill_pool()
             return self._checked_sequentially(block, pre_state, started)
+        except _Unconfirmed as exc:
+            self.last_import_info = {"unconfirmed": str(exc)}
+            log.info("access-list import: the list is not confirmed (%s); executing the "
+                     "block sequentially to say where it differs", exc)
+            run.end_block()
+            result = self._checked_sequentially(block, pre_state, started)
+            log.warning("access-list import: the sequential run confirmed a list the "
+                        "index check did not (%s)", exc)
+            return result
         finally:
             run.end_block()
         result.stats.seconds = time.perf_counter() - started
@@ -240,13 +255,17 @@ class _ImportRun:
         self.pre_state = pre_state
         self.txs = tuple(block.transactions)
         self.n = len(self.txs)
-        self.results: list[Optional[TxResult]] = [None] * self.n
+        # Each transaction's outcome, and where the list's changes at its index were not
+        # what it changed (`messages.Checked`).
+        self.outcomes: list[Optional[tuple]] = [None] * self.n
+        self.differences: dict[int, str] = {}
         self.received = 0
         self.started_block = False
         self.needs = 0
         self.root_done_at = 0.0
         self.results_done_at = 0.0  # when the last result came in
         self.requests: tuple[bytes, ...] = ()
+        self.prelude_record: Optional[AccessRecord] = None
         self.post_record: Any = None
         self.applied: Optional[AppliedBlock] = None  # the root from the list's final values
         # The root shared out to the workers (`_share_root`): their parts, and the code.
@@ -255,15 +274,17 @@ class _ImportRun:
         self.root_codes: dict[bytes, bytes] = {}
         self.node_of = owner.blockstm.node_reader(pre_state.nodes)
         self.code_of = code_reader(pre_state.nodes)
-        # Results taken in index order (`_take_results`): receipts, gas, the list's records.
+        # Results taken in index order (`_take_results`): receipts, gas.
         self.taken = 0
         self.gas_used = 0
         self.fold: Optional[Fold] = None
-        self.builder: Optional[AccessListBuilder] = None
-        self.builder_error: Optional[AccessListUnsupported] = None
         self.pre_accounts: dict[bytes, AccountFields] = {}
+        self.edges: dict[int, dict] = {}  # the list's changes at 0 and n+1
         # per worker: seconds running tasks (wall, CPU), waiting for messages, sending
         self.worker_timing: list = [None] * len(pool.conns)
+        # per worker: the addresses and slots its transactions accessed (`messages.Ended`)
+        self.accessed: list[Optional[tuple]] = [None] * len(pool.conns)
+        self.confirmed = False
 
     # ---------------------------------------------------------------- pre-state
     def _pre_account(self, address: bytes) -> AccountFields:
@@ -301,6 +322,7 @@ class _ImportRun:
                     if isinstance(msg, m.Ended) and msg.block_id == self.block_id:
                         waiting.discard(w)
                         self.worker_timing[w] = [round(x, 3) for x in msg.timing]
+                        self.accessed[w] = msg.accessed
                     elif isinstance(msg, m.Need):
                         self._answer_need(w, msg)
         except (WorkerFailure, EOFError, OSError, ValueError):
@@ -346,10 +368,11 @@ class _ImportRun:
                 self._handle(w, m.named(inner))
         elif isinstance(msg, m.Need):
             self._answer_need(w, msg)
-        elif isinstance(msg, m.Done):
-            if msg.block_id == self.block_id and self.results[msg.tx] is None:
-                self.results[msg.tx] = TxResult(msg.reads, msg.writes, msg.deltas, msg.codes,
-                                                msg.outcome)
+        elif isinstance(msg, m.Checked):
+            if msg.block_id == self.block_id and self.outcomes[msg.tx] is None:
+                self.outcomes[msg.tx] = msg.outcome
+                if msg.difference is not None:
+                    self.differences[msg.tx] = msg.difference
                 self.received += 1
         elif isinstance(msg, m.RootPart):
             if msg.block_id == self.block_id:
@@ -381,7 +404,7 @@ class _ImportRun:
         prelude = prelude_writes(state, env)
         for key, value in prelude.items():
             state.set_storage(key[:20], int.from_bytes(key[20:], "big"), value)
-        prelude_record = recorder.close_record()
+        self.prelude_record = recorder.close_record()
         # Values the prelude overwrote (before the block); later captures are not
         # pre-block values (the root work writes the list's values first).
         self.prelude_pre_values = dict(recorder.pre_values)
@@ -389,7 +412,7 @@ class _ImportRun:
         # The workers decode, recover senders and fetch trie paths while the list
         # becomes write sets here; they run nothing before the write sets arrive.
         self._announce(prelude)
-        seeds, codes = seed_write_sets(access_list, self.n, self._pre_account)
+        seeds, codes = seed_write_sets(access_list, self.n, self._pre_account, self.edges)
         self._send_work(seeds, codes)
 
         # The state root from the list, while the transactions run.
@@ -398,7 +421,6 @@ class _ImportRun:
         )
         steps = self._root_steps(seeds, codes, post_needs_receipts)
         self.fold = Fold(state, env, self.txs)
-        self.builder = self._list_builder(prelude_record)
         root_pending = True
         while root_pending or self.received < self.n:
             self._drain(block=not root_pending)
@@ -419,13 +441,13 @@ class _ImportRun:
             self.post_record = recorder.close_record()
             self.requests = requests
             state.persist()
-        self._check()
         if self.parts_expected:
             while len(self.root_parts) < self.parts_expected:
                 self._drain(block=True)
             self.applied = self._joined_root()
             self.root_done_at = time.perf_counter()
-        self.end_block()
+        self.end_block()  # the workers' accesses come with their acknowledgements
+        self._check()
         return ExecutionResult(
             access_list=access_list,
             requests=self.requests,
@@ -461,7 +483,7 @@ class _ImportRun:
             shipped = self.pool.new_nodes
         self.pool.new_nodes = None
         announce = m.wire(m.Block(self.block_id, self.env, self.pre_state.state_root, prelude,
-                                  shipped))
+                                  shipped, checks_list=True))
         workers = len(self.pool.conns)
         self.started_block = True
         for w in range(workers):
@@ -619,8 +641,8 @@ class _ImportRun:
                 return False
         return True
 
-    def _list_builder(self, prelude_record: Any) -> AccessListBuilder:
-        """The builder of the list the executions make, with the prelude's record."""
+    def _pre_value(self) -> Any:
+        """A location's value before the block (what the prelude overwrote, as it was)."""
         pre = PreBlockValues(self.pre_accounts, self._pre_account, self.node_of, self.code_of)
         captured = self.prelude_pre_values
 
@@ -629,51 +651,78 @@ class _ImportRun:
                 return captured[location]
             return pre.value(location)
 
-        builder = AccessListBuilder(pre_value, pre.has_storage)
-        builder.add(0, prelude_record)
-        return builder
+        return pre_value
 
     def _take_results(self) -> None:
-        """The receipts and access records of the results in so far, in index order,
-        while the workers run the rest: the tail after the last result only finishes.
-        An invalid transaction stops the block at once. The builder's objection (an
-        index the list cannot express) waits for the check, as it comes after every
-        transaction's own validity."""
-        env, results, txs = self.env, self.results, self.txs
-        fold, builder = self.fold, self.builder
-        assert fold is not None and builder is not None
+        """The receipts and the gas of the results in so far, in index order, while the
+        workers run the rest. An invalid transaction stops the block at once, unless the
+        list was wrong below it (then the state it ran on was too: _Unconfirmed); a
+        list found wrong otherwise waits for the check, after every transaction's own
+        validity."""
+        env, outcomes, txs = self.env, self.outcomes, self.txs
+        fold = self.fold
+        assert fold is not None
         i = self.taken
         while i < self.n:
-            result = results[i]
-            if result is None:
+            outcome = outcomes[i]
+            if outcome is None:
                 break
             tx = txs[i]
-            reason = block_level_reason(env, tx, self.gas_used) or m.invalid_reason(result.outcome)
+            reason = block_level_reason(env, tx, self.gas_used) or m.invalid_reason(outcome)
             if reason is not None:
+                wrong_below = [j for j in self.differences if j < i]
+                if wrong_below:  # it ran on a state the list got wrong
+                    raise _Unconfirmed(self.differences[min(wrong_below)])
                 raise InvalidBlockError(i, f"{reason} (run from the block's access list)")
-            self.gas_used += env.vm_class.finalize_gas_used(tx, OutcomeComputation(result.outcome))
-            fold.add_receipt(i, result.outcome)
-            if self.builder_error is None:
-                try:
-                    builder.add(i + 1, record_of(result, self.code_of))
-                except AccessListUnsupported as exc:
-                    self.builder_error = exc
+            self.gas_used += env.vm_class.finalize_gas_used(tx, OutcomeComputation(outcome))
+            fold.add_receipt(i, outcome)
             i += 1
         self.taken = i
 
     def _check(self) -> None:
-        """The list the executions make must be the block's, byte for byte."""
-        if self.builder_error is not None:
-            raise self.builder_error
-        builder = self.builder
-        assert builder is not None
-        builder.add(self.n + 1, self.post_record)
+        """The list is the block's when every transaction changed what the list says at
+        its index (checked by the workers, `execution.bal.index_check`), so did the
+        coordinator's own indexes 0 and n+1, and the block accessed exactly the list's
+        accounts and slots; otherwise _Unconfirmed."""
         given = self.block.access_list
         assert given is not None
-        check_access_list(given, builder.build())
+        n = self.n
+        listed = ListedAccesses(given, n)
+        if listed.problem is not None:
+            raise _Unconfirmed(listed.problem)
+        if self.differences:
+            raise _Unconfirmed(self.differences[min(self.differences)])
+        if any(accessed is None for accessed in self.accessed):
+            raise _Unconfirmed("a worker did not report its accesses")
+        pre_value = self._pre_value()
+
+        def after_transactions(location: bytes) -> Any:
+            return listed.value_at(location, n + 1, pre_value)
+
+        addresses: set[bytes] = set()
+        slots: set[bytes] = set()
+        for index, record, value_before in ((0, self.prelude_record, pre_value),
+                                            (n + 1, self.post_record, after_transactions)):
+            assert record is not None
+            try:
+                changes = record_changes(record, value_before)
+            except AccessListUnsupported as exc:
+                raise _Unconfirmed(str(exc)) from None
+            if changes != listed_changes(self.edges.get(index)):
+                raise _Unconfirmed(f"block access index {index} changes other locations")
+            addresses |= record.addresses
+            slots |= record.slots
+        for worker_addresses, worker_slots in self.accessed:  # type: ignore[misc]
+            addresses |= worker_addresses
+            slots |= worker_slots
+        difference = listed.difference(addresses, slots)
+        if difference is not None:
+            raise _Unconfirmed(difference)
+        self.confirmed = True
 
     def info(self) -> dict:
         return {"needs": self.needs,
+                "confirmed_where_run": self.confirmed,
                 "root_shared": self.parts_expected > 0,
                 "root_before_last_result": self.root_done_at <= self.results_done_at,
                 "worker_timing": self.worker_timing}

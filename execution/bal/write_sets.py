@@ -16,20 +16,23 @@ PreAccount = Callable[[bytes], AccountLike]  # address -> the account before the
 
 
 def seed_write_sets(access_list: BlockAccessList, n: int,
-                    pre_account: PreAccount
+                    pre_account: PreAccount, edges: Optional[dict[int, dict]] = None
                     ) -> tuple[list[Optional[dict]], dict[bytes, bytes]]:
     """The list's changes at indexes 1..n as Block-STM write sets (one per transaction,
-    None where it changes nothing), and the code they install by hash."""
+    None where it changes nothing), and the code they install by hash. With `edges`,
+    the changes at 0 and n+1 (the coordinator's own indexes) go there."""
     seeds: list[Optional[dict]] = [None] * n
     codes: dict[bytes, bytes] = {}
     for account in access_list.accounts:
         for index, writes in writes_by_index(account, pre_account, codes).items():
-            if 1 <= index <= n:  # 0 and n+1 are the coordinator's own; others fail the check
+            if 1 <= index <= n:
                 seed = seeds[index - 1]
                 if seed is None:
                     seeds[index - 1] = writes
                 else:
                     seed.update(writes)
+            elif edges is not None and index in (0, n + 1):  # others fail the check
+                edges.setdefault(index, {}).update(writes)
     return seeds, codes
 
 

@@ -391,7 +391,7 @@ class _BlockRun:
             # when blocks chain): without them every worker would fetch them again.
             shipped = self.pool.new_nodes
         self.pool.new_nodes = None
-        announce = m.wire(m.Block(self.block_id, env, self.pre_state.state_root, prelude, shipped))
+        announce = m.wire(m.Block(self.block_id, env, self.pre_state.state_root, prelude, shipped, False))
         for w in range(len(self.pool.conns)):
             self._send(w, announce)
         self.started_block = True

@@ -8,9 +8,11 @@ message of a transfer: 2.6 us vs 6.0 us to pickle, 2.6 vs 5.3 us to unpickle), n
 a received tuple 0.4 us.
 
 Coordinator -> worker
-    Block(block_id, env, pre_root, prelude, nodes)   a new block: env is the BlockEnv,
-        prelude the block's pre-transaction storage writes ({location: value}, EIP-4788 /
-        EIP-2935), nodes the whole pre-state when it is a small in-memory dict (else None)
+    Block(block_id, env, pre_root, prelude, nodes, checks_list)   a new block: env is the
+        BlockEnv, prelude the block's pre-transaction storage writes ({location: value},
+        EIP-4788 / EIP-2935), nodes the whole pre-state when it is a small in-memory dict
+        (else None); checks_list: the access-list importer's block, whose write sets are
+        the list's: each transaction is checked against its own and answered by Checked
     Work(block_id, updates, tasks, nodes)   updates: [(tx, writes, deltas, codes)] write
         sets of finished incarnations, or (tx, None, None, None): ESTIMATE, the
         incarnation was aborted; tasks: [(tx, incarnation, transaction or None: the
@@ -29,15 +31,19 @@ Coordinator -> worker
 Worker -> coordinator
     Need(block_id, request_id, hashes)      trie nodes / code missing from its cache
     Done(block_id, tx, incarnation, reads, writes, deltas, codes, outcome, accounts)
+    Checked(block_id, tx, outcome, difference)   a transaction of a checks_list block:
+        difference is None when its changes are the list's at its index, else why not
+        (`execution.bal.index_check`)
     Blocked(block_id, tx, incarnation, dependency)   read an ESTIMATE of `dependency`
     Results(messages)                       several Done / Blocked in one message
     RootPart(block_id, children, nodes)     a RootShare worked out: {first nibble: the
         account trie's new child there} and the new trie nodes (`execution.trie.
         update_subtries`)
     Error(block_id, tx, incarnation, text)  unexpected exception (the block falls back)
-    Ended(block_id, timing)                 acknowledges End; timing: the worker's
+    Ended(block_id, timing, accessed)       acknowledges End; timing: the worker's
         seconds this block [running tasks (wall), running tasks (CPU), waiting for
-        messages, sending results]
+        messages, sending results]; accessed: for a checks_list block, the addresses
+        and slots its transactions accessed (else None)
 
 State locations are `execution.locations`' (address + field tag, or address + slot).
 """
@@ -66,7 +72,7 @@ Incarnation = int
 # ---- message tags ---------------------------------------------------------------------
 
 BLOCK, WORK, NODE, END, STOP, PREPARE, ROOT_SHARE = 1, 2, 3, 4, 5, 6, 7
-NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS, ROOT_PART = 11, 12, 13, 14, 15, 16, 17
+NEED, DONE, BLOCKED, ERROR, ENDED, RESULTS, ROOT_PART, CHECKED = 11, 12, 13, 14, 15, 16, 17, 18
 
 
 # ---- coordinator -> worker ------------------------------------------------------------
@@ -78,6 +84,7 @@ class Block(NamedTuple):
     pre_root: bytes
     prelude: dict
     nodes: Optional[dict]
+    checks_list: bool
 
 
 class Work(NamedTuple):
@@ -132,6 +139,13 @@ class Done(NamedTuple):
     accounts: dict
 
 
+class Checked(NamedTuple):
+    block_id: int
+    tx: TxIndex
+    outcome: tuple
+    difference: Optional[str]
+
+
 class Blocked(NamedTuple):
     block_id: int
     tx: TxIndex
@@ -159,15 +173,16 @@ class Error(NamedTuple):
 class Ended(NamedTuple):
     block_id: int
     timing: list
+    accessed: Optional[tuple]
 
 
-Message = Union[Block, Work, Prepare, Node, RootShare, End, Stop, Need, Done, Blocked, Results,
-                RootPart, Error, Ended]
+Message = Union[Block, Work, Prepare, Node, RootShare, End, Stop, Need, Done, Checked, Blocked,
+                Results, RootPart, Error, Ended]
 
 _BY_TAG: dict[int, Any] = {
     BLOCK: Block, WORK: Work, PREPARE: Prepare, NODE: Node, ROOT_SHARE: RootShare, END: End,
     STOP: Stop, NEED: Need, DONE: Done, BLOCKED: Blocked, RESULTS: Results, ROOT_PART: RootPart,
-    ERROR: Error, ENDED: Ended,
+    ERROR: Error, ENDED: Ended, CHECKED: Checked,
 }
 _TAG_OF: dict[type, int] = {cls: tag for tag, cls in _BY_TAG.items()}
 

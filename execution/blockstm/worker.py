@@ -24,6 +24,8 @@ from eth_hash.auto import keccak
 from eth_utils import ValidationError
 
 from execution.account_rlp import decode_account_fields, decode_storage_value
+from execution.bal.builder import AccessListUnsupported
+from execution.bal.index_check import changes_of, listed_changes, note_accesses
 from execution.blockstm import messages as m
 from execution.blockstm.mvmemory import EstimateHit, MVMemory
 from execution.blockstm.state import make_tx_state, outcome_of
@@ -49,8 +51,14 @@ RESULTS_BATCH = 3
 
 class BlockContext:
     def __init__(self, worker: "Worker", block_id: int, env: Any, pre_root: bytes,
-                 prelude: dict) -> None:
+                 prelude: dict, checks_list: bool = False) -> None:
         self.block_id = block_id
+        # The access-list importer's block: each transaction is checked against the
+        # list's write set at its index (`execution.bal.index_check`), which stays in
+        # the replica; only the verdict and the outcome go back.
+        self.checks_list = checks_list
+        self.accessed_addresses: set[bytes] = set()
+        self.accessed_slots: set[bytes] = set()
         self.env = env
         self.vm_class = env.vm_class
         self.execution_context = make_execution_context(env)
@@ -159,6 +167,45 @@ class BlockContext:
         self.mv.record(tx, writes, deltas)
         if codes:
             self.codes.update(codes)
+
+    def value_before(self, key: bytes, tx_index: int) -> Any:
+        """The value at `key` as transaction `tx_index` finds it: the replica's latest
+        write below it, else the pre-state's."""
+        is_base, value = self.mv.resolve(key, tx_index)
+        if is_base:
+            base = self.base_value(key)
+            return base + value if value else base
+        return value
+
+    def difference_from_list(self, tx_index: int, reads: dict, writes: dict,
+                             deltas: dict) -> Optional[str]:
+        """How the transaction's changes differ from the list's at its index (the write
+        set the replica holds for it), or None; its accesses join the block's."""
+        note_accesses(self.accessed_addresses, self.accessed_slots, reads, writes, deltas)
+        mv = self.mv
+
+        def before(key: bytes) -> Any:
+            return self.value_before(key, tx_index)
+
+        def slots_changed_before(address: bytes) -> list[bytes]:
+            return [key for key in mv.data if len(key) == m.SLOT_KEY_LEN
+                    and key[:20] == address and not mv.resolve(key, tx_index)[0]]
+
+        def had_storage(address: bytes) -> bool:
+            return bool(self.base_value(address + m.STO))
+
+        try:
+            changes = changes_of(writes, deltas, before, slots_changed_before, had_storage)
+        except AccessListUnsupported as exc:
+            return str(exc)
+        data = mv.data
+        listed = listed_changes({key: data[key][1][tx_index]
+                                 for key in mv.txkeys.get(tx_index, ())})
+        if changes == listed:
+            return None
+        differing = sorted(set(changes.items()) ^ set(listed.items()))
+        return f"transaction {tx_index}: changes {len(changes)} locations, the list {len(listed)} " \
+               f"(first difference at 0x{differing[0][0].hex()})"
 
     def decoded(self, tx_index: int, tx: Any) -> Any:
         """The transaction object: sent once with its first task (None afterwards)."""
@@ -340,17 +387,22 @@ class Worker:
                     self.nodes.clear()
                     self.decoded.clear()
                 self.nodes.update(nodes)
-            self.ctx = BlockContext(self, msg.block_id, msg.env, msg.pre_root, msg.prelude)
+            self.ctx = BlockContext(self, msg.block_id, msg.env, msg.pre_root, msg.prelude,
+                                    msg.checks_list)
             self.root_share = None
             self.tasks.clear()
             self.outbox.clear()
             self.timing = [0.0, 0.0, 0.0, 0.0]
         elif isinstance(msg, m.End):
+            ctx = self.ctx
+            accessed = None
+            if ctx is not None and ctx.block_id == msg.block_id and ctx.checks_list:
+                accessed = (ctx.accessed_addresses, ctx.accessed_slots)
             self.root_share = None
             self.tasks.clear()
             self.outbox.clear()
             self.ctx = None
-            self.conn.send(m.wire(m.Ended(msg.block_id, self.timing)))
+            self.conn.send(m.wire(m.Ended(msg.block_id, self.timing, accessed)))
         elif isinstance(msg, m.Stop):
             raise _Stop()
         # NODE answers that arrive late (after a block ended) are dropped
@@ -389,6 +441,10 @@ class Worker:
             return
         except Exception:
             self.conn.send(m.wire(m.Error(block_id, tx_index, incarnation, traceback.format_exc())))
+            return
+        if ctx.checks_list:
+            difference = ctx.difference_from_list(tx_index, reads, writes, deltas)
+            self.outbox.append(m.wire(m.Checked(block_id, tx_index, outcome, difference)))
             return
         # Our own replica learns our write set at once.
         ctx.apply_update(tx_index, writes, deltas, codes)

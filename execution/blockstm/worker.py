@@ -47,6 +47,10 @@ _MAX_PREFETCH_ROUNDS = 16
 # Results are sent in batches of this many (or as soon as the task queue is empty, and
 # before any round trip): fewer messages, fewer wake-ups of the coordinator.
 RESULTS_BATCH = 3
+# An access-list import's results wait for nothing but the coordinator's receipts: bigger
+# batches, fewer wake-ups of a coordinator that shares the cores with the workers (2,000
+# transfers, 2026-12-07: the coordinator's reading of its pipes 46-60 ms -> 20-25 ms).
+CHECKED_RESULTS_BATCH = 16
 
 
 class BlockContext:
@@ -410,7 +414,9 @@ class Worker:
     def run(self) -> None:
         try:
             while True:
-                if self.outbox and (not self.tasks or len(self.outbox) >= RESULTS_BATCH):
+                batch = CHECKED_RESULTS_BATCH if self.ctx is not None and self.ctx.checks_list \
+                    else RESULTS_BATCH
+                if self.outbox and (not self.tasks or len(self.outbox) >= batch):
                     self.flush()
                 msg = self.next_message(block=not self.tasks and self.root_share is None)
                 while msg is not None:

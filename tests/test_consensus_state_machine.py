@@ -609,3 +609,42 @@ async def test_timeout_scheduler_fires_in_deadline_order_without_stray_tasks(aut
         (1.0, TimeoutFired(1, 0, Step.PREVOTE)),
         (3.0, TimeoutFired(1, 0, Step.PROPOSE)),
     ]
+
+
+def _resent_proposals(one: One, proposals: bool = True) -> list[bytes]:
+    return [a.proposal.block_hash for a in one.m.rebroadcast(proposals=proposals)
+            if isinstance(a, BroadcastProposal)]
+
+
+def test_a_proposal_every_other_validator_voted_for_is_not_re_sent():
+    """Re-sends are for peers that lack a message; a validator that voted for a block
+    holds it. Votes are still re-sent."""
+    one = One()
+    a = one.propose(0, b"A")
+    assert _resent_proposals(one) == [a]  # nobody else is known to hold it
+    one.votes(Step.PREVOTE, 0, a, [1, 2])
+    assert _resent_proposals(one) == [a]  # validator 3 may still lack it
+    assert _resent_proposals(one, proposals=False) == []  # the reactor's first tick
+    one.votes(Step.PREVOTE, 0, a, [3])
+    assert _resent_proposals(one) == []
+    assert any(isinstance(x, BroadcastVote) for x in one.m.rebroadcast())
+    # Decided with validator 3's precommit missing: the decided proposal is still not
+    # re-sent (3 prevoted it), its precommits are.
+    one.votes(Step.PRECOMMIT, 0, a, [1, 2])
+    assert one.m.decision is not None and one.m.decision.block_hash == a
+    one.feed(StartHeight(2))
+    resent = one.m.rebroadcast()
+    assert not any(isinstance(x, BroadcastProposal) for x in resent)
+    assert {x.vote.validator for x in resent if isinstance(x, BroadcastVote)
+            and x.vote.height == 1} >= {1, 2}
+
+
+def test_a_decided_proposal_some_validator_never_voted_for_is_re_sent():
+    one = One()
+    a = one.propose(0, b"A")
+    one.votes(Step.PREVOTE, 0, a, [1, 2])
+    one.votes(Step.PRECOMMIT, 0, a, [1, 2])
+    assert one.m.decision is not None
+    one.feed(StartHeight(2))
+    assert _resent_proposals(one) == [a]  # validator 3 may be at height 1 without it
+    assert _resent_proposals(one, proposals=False) == []

@@ -9,7 +9,7 @@ to the block's union, which must be the list's accounts and slots. If every inde
 by induction on the index every transaction ran on the state sequential execution gives
 it, and the list the builder would make from the executions is the block's, byte for
 byte: the same verdict as building the list again, without sending every read and write
-to one process (`docs/bal.md`, "Checked where it ran").
+to one process (`docs/bal.md`, "Importing a block with its BAL", step 4).
 
 Locations and values are Block-STM's (`execution.locations`): code as its hash, existence
 (EXI) derived and never compared.

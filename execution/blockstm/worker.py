@@ -192,8 +192,12 @@ class BlockContext:
             return self.value_before(key, tx_index)
 
         def slots_changed_before(address: bytes) -> list[bytes]:
-            return [key for key in mv.data if len(key) == m.SLOT_KEY_LEN
-                    and key[:20] == address and not mv.resolve(key, tx_index)[0]]
+            """The address's slots some index below changed (the prelude's too)."""
+            changed = [key for key in mv.data if len(key) == m.SLOT_KEY_LEN
+                       and key[:20] == address and not mv.resolve(key, tx_index)[0]]
+            seen = set(changed)
+            return changed + [key for key in self.prelude if key[:20] == address
+                              and key not in seen]
 
         def had_storage(address: bytes) -> bool:
             return bool(self.base_value(address + m.STO))

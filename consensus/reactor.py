@@ -159,8 +159,7 @@ class Rebroadcast:
 
 
 # Ticks of `rebroadcast_interval` without progress before proposals are re-sent too
-# (votes go at every tick). A 4-validator devnet under load, 2026-12-07: proposals re-sent
-# at the first tick were ten times the bytes of the proposals themselves.
+# (votes go at every tick; `docs/consensus.md`, frames).
 PROPOSAL_RESEND_TICKS = 2
 
 

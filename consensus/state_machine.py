@@ -127,7 +127,6 @@ class StateMachine:
         self._signed: dict[tuple[int, int, Step], Message] = {}
         self._next_buffer: dict[int, list[Message]] = {}
         self._last_commit: Optional[tuple[Optional[Proposal], list[Vote]]] = None
-        self._last_commit_voters: set[int] = set()  # who voted for the decided block
         self._out: list[Action] = []
         self._reset_height_state()
 
@@ -165,13 +164,12 @@ class StateMachine:
         the last decision's proposal and precommits (a peer still at that height can
         decide from them), this height's own signed messages, the current round's
         proposal and votes, and the prevotes of the proof-of-lock rounds that matter;
-        a proposal every other validator has voted for is left out (`_everyone_else`),
-        and with `proposals` False every proposal. All `new=False`: relays, never to be
-        written to the WAL."""
+        with `proposals` False, no proposal (the reactor sends blocks less often than
+        votes). All `new=False`: relays, never to be written to the WAL."""
         out: list[Union[BroadcastProposal, BroadcastVote]] = []
         if self._last_commit is not None:
             proposal, precommits = self._last_commit
-            if proposal is not None and not self._everyone_else(self._last_commit_voters):
+            if proposal is not None:
                 out.append(BroadcastProposal(proposal, False))
             out.extend(BroadcastVote(v, False) for v in precommits)
         if self.height is not None and self.decision is None:
@@ -181,13 +179,11 @@ class StateMachine:
             )
             for _, message in own:
                 if isinstance(message, Proposal):
-                    if not self._everyone_else(self._voters_for(message.block_hash)):
-                        out.append(BroadcastProposal(message, False))
+                    out.append(BroadcastProposal(message, False))
                 else:
                     out.append(BroadcastVote(message, False))
             for proposal in self._proposals.get(self.round, {}).values():
-                if self._signed.get((self.height, self.round, Step.PROPOSE)) != proposal \
-                        and not self._everyone_else(self._voters_for(proposal.block_hash)):
+                if self._signed.get((self.height, self.round, Step.PROPOSE)) != proposal:
                     out.append(BroadcastProposal(proposal, False))
                 break
             # Relay others' votes that peers need to make progress (the paper assumes a
@@ -213,22 +209,6 @@ class StateMachine:
         if not proposals:
             return [action for action in out if not isinstance(action, BroadcastProposal)]
         return out
-
-    def _voters_for(self, block_hash: bytes) -> set[int]:
-        """Validators that voted for `block_hash` at this height, in any round and step:
-        each holds the block (an honest validator votes for a block only once it has it)."""
-        return {validator for votes in self._votes.values()
-                for validator, values in votes.votes.items() if block_hash in values}
-
-    def _everyone_else(self, validators: set[int]) -> bool:
-        """Whether `validators` are all the validators but this one: a proposal they all
-        hold is not re-sent (a block is about 260 KB at 1,000 transfers, and every peer
-        forwards a re-send: re-sent proposals were ten times the bytes of the proposals
-        themselves on a loaded devnet). A peer that lost the block in a crash gets the
-        decided one by block sync, once it sees the next heights."""
-        others = set(range(len(self.validators)))
-        others.discard(self.index)
-        return others <= validators
 
     def status(self) -> dict:
         return {
@@ -625,7 +605,6 @@ class StateMachine:
                 )
                 self.decision = Commit(self.height, round_, value, self._blocks[value], certificate)
                 self._last_commit = (proposal, votes.for_value(value))
-                self._last_commit_voters = self._voters_for(value)
                 self._out.append(self.decision)
                 return True
         return False

@@ -159,7 +159,6 @@ class BALImportExecutor:
             self.last_import_info = {"unconfirmed": str(exc)}
             log.info("access-list import: the list is not confirmed (%s); executing the "
                      "block sequentially to say where it differs", exc)
-            run.end_block()
             result = self._checked_sequentially(block, pre_state, started)
             log.warning("access-list import: the sequential run confirmed a list the "
                         "index check did not (%s)", exc)

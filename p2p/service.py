@@ -35,7 +35,6 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
-from libp2p.tools.anyio_service import background_trio_service
 
 from p2p import codec
 from p2p.codec import Kind
@@ -49,6 +48,7 @@ from p2p.gossip import (
     wait_for_outbound_room,
 )
 from p2p.identity import load_or_create_key_pair, peer_id_of
+from p2p.service_manager import background_service
 from p2p.sync import BlocksHandler, StatusHandler, SyncProtocol
 
 if TYPE_CHECKING:
@@ -469,7 +469,7 @@ class P2PService:
         try:
             async with host.run(listen_addrs=[listen]):
                 _cache_host_addrs(host)
-                async with background_trio_service(pubsub), background_trio_service(router):
+                async with background_service(pubsub), background_service(router):
                     await pubsub.wait_until_ready()
                     self.host, self.pubsub, self.router, self.sync = host, pubsub, router, sync
                     size = self.config.gossip.subscription_channel_size

@@ -16,6 +16,7 @@ import trio
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service.trio_manager import TrioManager
 from libp2p.utils.varint import encode_uvarint, encode_varint_prefixed
 
 from p2p import codec
@@ -24,6 +25,7 @@ from p2p.config import BanPolicy, Caps, P2PConfig
 from p2p.gossip import PeerPenalties, Verdict
 from p2p.identity import IdentityError, load_or_create_key_pair, peer_id_of
 from p2p.service import P2PService
+from p2p.service_manager import IndexedTrioManager
 from p2p.sync import RemoteError
 
 pytestmark = pytest.mark.timeout(120)
@@ -280,6 +282,41 @@ async def test_5000_messages_none_lost_no_duplicates(tmp_path: Path) -> None:
                 assert nd.svc.tx_validator.stats.accepted == n
             print(f"\n5000 msgs: published in {t_pub:.2f}s, all delivered to 3 hosts in {elapsed:.2f}s")
             nursery.cancel_scope.cancel()
+
+
+async def test_pubsub_task_parents_match_py_libp2p_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The indexed parent lookup of p2p.service_manager gives, for every task pubsub and
+    the router spawn while peers join and gossip flows, the parent py-libp2p's own walk of
+    the task tree gives: tasks spawned by service tasks keep their parents (and their
+    ordered cancellation), per-message tasks stay roots."""
+    lookups: list[tuple[object, object]] = []
+    managers: set[IndexedTrioManager] = set()
+    indexed = IndexedTrioManager._find_parent_task
+
+    def both(self: IndexedTrioManager, trio_task: trio.lowlevel.Task) -> object:
+        managers.add(self)
+        found = indexed(self, trio_task)
+        lookups.append((found, TrioManager._find_parent_task(self, trio_task)))
+        return found
+
+    monkeypatch.setattr(IndexedTrioManager, "_find_parent_task", both)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nodes = await star(nursery, tmp_path)
+            for i in range(200):
+                await nodes[1].svc.publish_consensus(b"vote" + i.to_bytes(2, "big"))
+            for node in (nodes[0], nodes[2], nodes[3]):
+                await node.wait_cons(200)
+            nursery.cancel_scope.cancel()
+    assert [pair for pair in lookups if pair[0] is not pair[1]] == []
+    with_parent = [found for found, _ in lookups if found is not None]
+    assert with_parent, "no task was spawned by a service task: the check saw nothing"
+    # Each of the 3 receivers spawned a root task per message it was sent.
+    assert sum(found is None for found, _ in lookups) >= 3 * 200
+    # Stopped services leave no task in the index (it would keep every finished task).
+    assert managers and all(m._running_function_tasks == {} for m in managers)
 
 
 async def test_transactions_travel_in_batches(tmp_path: Path) -> None:

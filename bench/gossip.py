@@ -7,6 +7,10 @@ of 161 bytes (a vote's size) one by one; the clock and the process CPU counter r
 the first publish until the three other hosts have all N. CPU is the whole process: the
 four hosts' sending, forwarding and receiving. Runs alternate between the two managers so
 that the machine's drift falls on both.
+
+With `--one-at-a-time` the leaf publishes the next message only once the three others
+have the last: every hop is an RPC of its own (as votes travel on a devnet), instead of
+the bursts the sender coalesces into a few large RPCs.
 """
 
 from __future__ import annotations
@@ -44,16 +48,22 @@ class Run:
 
 
 class _Receiver:
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
+    def __init__(self) -> None:
         self.count = 0
-        self.done = trio.Event()
+        self._waiting: tuple[int, trio.Event] | None = None
 
     def __call__(self, payload: bytes, peer: object) -> bool:
         self.count += 1
-        if self.count >= self.expected:
-            self.done.set()
+        if self._waiting is not None and self.count >= self._waiting[0]:
+            self._waiting[1].set()
+            self._waiting = None
         return True
+
+    async def wait_for(self, count: int) -> None:
+        if self.count < count:
+            event = trio.Event()
+            self._waiting = (count, event)
+            await event.wait()
 
 
 @contextlib.asynccontextmanager
@@ -79,21 +89,25 @@ async def _star(root: Path, receivers: list[_Receiver]) -> AsyncIterator[list[P2
         nursery.cancel_scope.cancel()
 
 
-async def measure(manager: str, messages: int) -> Run:
-    """One star, one burst of `messages` from a leaf, with `manager` running pubsub."""
+async def measure(manager: str, messages: int, one_at_a_time: bool = False) -> Run:
+    """One star, `messages` from a leaf (a burst, or one at a time), with `manager`
+    running pubsub."""
     p2p.service.background_service = MANAGERS[manager]  # type: ignore[attr-defined]
     try:
-        receivers = [_Receiver(messages) for _ in range(4)]
+        receivers = [_Receiver() for _ in range(4)]
+        others = [receiver for i, receiver in enumerate(receivers) if i != 1]
         with tempfile.TemporaryDirectory(prefix="laminar-gossip-") as tmp:
             async with _star(Path(tmp), receivers) as services:
                 publisher = services[1]
                 payloads = [i.to_bytes(4, "big") * (VOTE_SIZE // 4) + b"v" for i in range(messages)]
                 wall0, cpu0 = time.perf_counter(), time.process_time()
-                for payload in payloads:
+                for sent, payload in enumerate(payloads, start=1):
                     await publisher.publish_consensus(payload)
-                for i, receiver in enumerate(receivers):
-                    if i != 1:
-                        await receiver.done.wait()
+                    if one_at_a_time:
+                        for receiver in others:
+                            await receiver.wait_for(sent)
+                for receiver in others:
+                    await receiver.wait_for(messages)
                 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     finally:
         p2p.service.background_service = background_service  # type: ignore[attr-defined]
@@ -104,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gossip", description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=3000, help="messages per run (default 3000)")
     parser.add_argument("--pairs", type=int, default=3, help="alternated pairs of runs (default 3)")
+    parser.add_argument(
+        "--one-at-a-time", action="store_true",
+        help="publish each message once the others have the last (one RPC per hop)",
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.pairs < 1:
         parser.error("--messages and --pairs must be at least 1")
@@ -111,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for pair in range(args.pairs):
         order = list(MANAGERS) if pair % 2 == 0 else list(reversed(MANAGERS))
         for manager in order:
-            run = trio.run(measure, manager, args.messages)
+            run = trio.run(measure, manager, args.messages, args.one_at_a_time)
             runs.append(run)
             print(
                 f"{manager:>10}: {args.messages} messages to 3 hosts in {run.wall_seconds:.2f} s, "

@@ -231,8 +231,7 @@ class BatchingPubsub(Pubsub):
     whose per-peer sender coalesces queued publish-only RPCs into one frame.
 
     py-libp2p writes every queued RPC as its own length-prefixed frame (one yamux frame,
-    one noise frame, one syscall; the receiver verifies the sender's signed peer record
-    once per RPC). Under a burst, everything already sitting in the queue that carries
+    one noise frame, one syscall). Under a burst, everything already sitting in the queue that carries
     only ``publish`` entries is merged (up to ``batch_bytes``) into one RPC. RPCs with
     control or subscription parts are never merged, so their relative order is kept.
     """
@@ -247,12 +246,25 @@ class BatchingPubsub(Pubsub):
         )
 
     async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
-        """``Pubsub.write_msg`` with one writer at a time per stream (frames stay whole)."""
+        """``Pubsub.write_msg`` with one writer at a time per stream (frames stay whole),
+        without the signed peer record py-libp2p attaches to every RPC: the receiver
+        parses it and checks its Ed25519 signature once per RPC (twice when the RPC has a
+        control part), while identify has already given it the same record once per
+        connection, and Laminar uses no peer exchange that would need it."""
+        if rpc_msg.HasField("senderRecord"):
+            rpc_msg.ClearField("senderRecord")
         lock = self._write_locks.get(stream)
         if lock is None:
             lock = self._write_locks[stream] = trio.Lock()
         async with lock:
             return await super().write_msg(stream, rpc_msg)
+
+    def get_hello_packet(self) -> rpc_pb2.RPC:
+        """``Pubsub.get_hello_packet`` without the signed peer record (see ``write_msg``):
+        the hello is written to the stream directly, not through ``write_msg``."""
+        hello = super().get_hello_packet()
+        hello.ClearField("senderRecord")
+        return hello
 
     async def stream_handler(self, stream: INetStream) -> None:
         """Read a peer's pubsub stream; a frame we cannot handle costs the peer, not the host."""

@@ -13,6 +13,7 @@ from typing import Callable
 import pytest
 import rlp
 import trio
+from libp2p.pubsub import pubsub as libp2p_pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -317,6 +318,30 @@ async def test_pubsub_task_parents_match_py_libp2p_walk(
     assert sum(found is None for found, _ in lookups) >= 3 * 200
     # Stopped services leave no task in the index (it would keep every finished task).
     assert managers and all(m._running_function_tasks == {} for m in managers)
+
+
+async def test_gossip_rpcs_carry_no_signed_peer_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our RPCs (subscriptions, messages, mesh control) travel without the signed peer
+    record py-libp2p attaches to each, so receivers do not check an Ed25519 signature per
+    RPC; gossip is delivered all the same."""
+    seen: list[bool] = []
+    consume = libp2p_pubsub_module.maybe_consume_signed_record
+
+    def recording(rpc: rpc_pb2.RPC, host: object, peer_id: object) -> bool:
+        seen.append(rpc.HasField("senderRecord"))
+        return consume(rpc, host, peer_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(libp2p_pubsub_module, "maybe_consume_signed_record", recording)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nodes = await star(nursery, tmp_path, leaves=2)
+            await nodes[1].svc.publish_consensus(b"vote")
+            await nodes[2].wait_cons(1)
+            nursery.cancel_scope.cancel()
+    # Each host received at least a subscription RPC and the hub the vote.
+    assert len(seen) >= 4 and not any(seen), seen
 
 
 async def test_transactions_travel_in_batches(tmp_path: Path) -> None:

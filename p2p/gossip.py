@@ -231,9 +231,10 @@ class BatchingPubsub(Pubsub):
     whose per-peer sender coalesces queued publish-only RPCs into one frame.
 
     py-libp2p writes every queued RPC as its own length-prefixed frame (one yamux frame,
-    one noise frame, one syscall). Under a burst, everything already sitting in the queue that carries
-    only ``publish`` entries is merged (up to ``batch_bytes``) into one RPC. RPCs with
-    control or subscription parts are never merged, so their relative order is kept.
+    one noise frame, one syscall). Under a burst, everything already sitting in the
+    queue that carries only ``publish`` entries is merged (up to ``batch_bytes``) into one
+    RPC. RPCs with control or subscription parts are never merged, so their relative
+    order is kept.
     """
 
     batch_bytes: int = 256 * 1024

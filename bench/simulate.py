@@ -28,8 +28,9 @@ What is measured (untimed, after the bench's rounds):
 
 The per-result cost of the coordinator is calibrated on the one-worker run: `c0` =
 (loop CPU - unpickling the results) / results; at N workers a result also costs
-pickling its write set for the N-1 others. Setup grows with N by pickling the block
-announcement (and, for the importer, every write set of the list) once per worker.
+pickling its write set for the N-1 others. Setup pickles the block announcement (and,
+for the importer, every write set of the list) once, whatever N: the executors send the
+same bytes to every worker (`_Pool.broadcast`).
 
 The model is a discrete-event simulation of the coordinator and N workers, with
 processor sharing over `cores` CPUs (N+1 for the predictions: a core per worker and one
@@ -93,9 +94,9 @@ class TxCosts:
     reads: list[tuple[bytes, ...]]  # locations read that a lower transaction writes
     writes: list[tuple[bytes, ...]]  # written locations some higher transaction reads
     deltas: list[tuple[bytes, ...]]  # the same, for commutative balance deltas
-    announce_dumps: float = 0.0  # the BLOCK message (the shipped pre-state), per worker
+    announce_dumps: float = 0.0  # the BLOCK message (the shipped pre-state), pickled once
     announce_loads: float = 0.0
-    seeds_dumps: float = 0.0  # the importer: every write set of the list, per worker
+    seeds_dumps: float = 0.0  # the importer: every write set of the list, pickled once
     seeds_loads: float = 0.0
     seeds_apply: float = 0.0
     tasks_dumps: float = 0.0  # the importer: every transaction object, once
@@ -438,9 +439,9 @@ class ModelParams:
     """The calibrated constants of the model (seconds of CPU unless said otherwise)."""
 
     c0: float  # Block-STM coordinator, per result, beyond unpickling it
-    setup0: float  # Block-STM coordinator setup, beyond pickling the announcement per worker
+    setup0: float  # Block-STM coordinator setup, beyond pickling the announcement
     bal_c0: float  # importer coordinator, per result, beyond unpickling it
-    bal_setup0: float  # importer setup, beyond pickling the announcement and the list per worker
+    bal_setup0: float  # importer setup, beyond pickling the announcement and the list
     bal_root: list[float]  # importer: the root work, step by step
     # A worker's wall seconds per CPU second measured here: its own clock of running
     # tasks in the one-worker run over what the same tasks cost in the pass here.
@@ -642,8 +643,7 @@ class _BlockSTMSim:
         self.busy_s += self.engine.start(work, then)
 
     def run(self) -> dict[str, Any]:
-        workers = len(self.workers)
-        self._job(self.params.setup0 + workers * self.costs.announce_dumps, self._started)
+        self._job(self.params.setup0 + self.costs.announce_dumps, self._started)
         self.engine.run()
         return {
             "seconds": self.finished_at,
@@ -814,9 +814,9 @@ class _BalSim:
         self.finished_at: Optional[float] = None
 
     def run(self) -> dict[str, Any]:
-        costs, workers = self.costs, self.workers
+        costs = self.costs
         setup = (self.params.bal_setup0 + costs.tasks_dumps
-                 + workers * (costs.announce_dumps + costs.seeds_dumps))
+                 + costs.announce_dumps + costs.seeds_dumps)
         self._job(setup, self._started)
         self.engine.run()
         return {

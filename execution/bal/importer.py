@@ -481,27 +481,28 @@ class _ImportRun:
         else:
             shipped = self.pool.new_nodes
         self.pool.new_nodes = None
-        announce = m.wire(m.Block(self.block_id, self.env, self.pre_state.state_root, prelude,
-                                  shipped, checks_list=True))
         workers = len(self.pool.conns)
         self.started_block = True
+        self.pool.broadcast(m.wire(m.Block(self.block_id, self.env, self.pre_state.state_root,
+                                           prelude, shipped, checks_list=True)))
         for w in range(workers):
-            self._send(w, announce)
             share = [(i, self.txs[i]) for i in range(w, self.n, workers)]
             self._send(w, m.wire(m.Prepare(self.block_id, share)))
 
     def _send_work(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes]) -> None:
-        """The list's write sets to every worker, then its tasks (the transactions it
-        prepared)."""
+        """The list's write sets to every worker (one message, pickled once), then its
+        tasks (the transactions it prepared)."""
         updates: list[tuple] = [(i, seed, {}, {}) for i, seed in enumerate(seeds)
                                 if seed is not None]
         if codes:  # a worker keeps the block's code by hash, whichever update brings it
             first = updates[0] if updates else (0, {}, {}, {})
             updates[:1] = [(first[0], first[1], {}, codes)]
+        if updates:
+            self.pool.broadcast(m.wire(m.Work(self.block_id, updates, [], {})))
         workers = len(self.pool.conns)
         for w in range(workers):
             tasks = [(i, 0, None) for i in range(w, self.n, workers)]
-            self._send(w, m.wire(m.Work(self.block_id, updates, tasks, {})))
+            self._send(w, m.wire(m.Work(self.block_id, [], tasks, {})))
 
     def _root_steps(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes],
                     post_needs_receipts: bool) -> Any:

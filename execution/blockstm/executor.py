@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Optional
 
 from execution.bal.builder import AccessListBuilder, AccessRecord
@@ -74,6 +75,18 @@ class _Pool:
 
     def alive(self) -> bool:
         return all(p.is_alive() for p in self.procs)
+
+    def broadcast(self, raw: tuple) -> None:
+        """The same message to every worker, pickled once: a block's announcement (with
+        the previous block's new trie nodes) and an access list's write sets are large,
+        and `Connection.send` would pickle them again for each worker. The workers'
+        `recv` unpickles what `send_bytes` carries as it would a `send`."""
+        data = ForkingPickler.dumps(raw)
+        for w, conn in enumerate(self.conns):
+            try:
+                conn.send_bytes(data)
+            except (OSError, ValueError) as exc:
+                raise WorkerFailure(f"worker {w} pipe closed ({exc})") from None
 
     def close(self, timeout: float = 2.0) -> None:
         for conn in self.conns:
@@ -391,9 +404,8 @@ class _BlockRun:
             # when blocks chain): without them every worker would fetch them again.
             shipped = self.pool.new_nodes
         self.pool.new_nodes = None
-        announce = m.wire(m.Block(self.block_id, env, self.pre_state.state_root, prelude, shipped, False))
-        for w in range(len(self.pool.conns)):
-            self._send(w, announce)
+        self.pool.broadcast(m.wire(m.Block(self.block_id, env, self.pre_state.state_root, prelude,
+                                           shipped, False)))
         self.started_block = True
 
         pool = self.pool
@@ -416,7 +428,7 @@ class _BlockRun:
                 w = conn_index[obj]
                 conn = conns[w]
                 try:
-                    while conn.poll():
+                    while conn.poll() and not self._switch_forced():
                         self._handle(w, m.named(conn.recv()))
                 except (EOFError, OSError) as exc:
                     raise WorkerFailure(f"worker {w} pipe closed ({exc!r})") from None
@@ -507,6 +519,13 @@ class _BlockRun:
         result.stats.fallback = True
         result.stats.incarnations = self.sched.executions + (self.n - start)
         return result
+
+    def _switch_forced(self) -> bool:
+        """Test hook (`BlockSTMConfig.fallback_after`): once that many results are in,
+        take no more, so that the switch to sequential always comes before the block's
+        last transaction commits (results drained all at once would commit it first)."""
+        after = self.config.fallback_after
+        return after is not None and self.received >= after
 
     # ---------------------------------------------------------------- worker messages
     def _collect_end_acks(self) -> None:

@@ -14,6 +14,8 @@ r and s in [1, n), low s, y parity 0 or 1), as py-evm's Signature does on constr
 
 from __future__ import annotations
 
+from typing import Optional
+
 import coincurve
 from eth.abc import SignedTransactionAPI
 from eth_hash.auto import keccak
@@ -28,12 +30,16 @@ class SenderRecoveryError(ValueError):
     """The signature recovers no public key (not a point on the curve)."""
 
 
-def recover_sender(tx: SignedTransactionAPI) -> Address:
-    """The transaction's sender, recovered at most once per object."""
+def recover_sender(tx: SignedTransactionAPI, signing_message: Optional[bytes] = None) -> Address:
+    """The transaction's sender, recovered at most once per object. `signing_message`:
+    what the sender signed, if the caller has it (`execution.transaction_decoding`
+    gets it from the raw bytes for less than py-evm's `get_message_for_signing`)."""
     cached = tx.__dict__.get("sender")
     if cached is not None:
         return cached
-    message_hash = keccak(tx.get_message_for_signing())
+    if signing_message is None:
+        signing_message = tx.get_message_for_signing()
+    message_hash = keccak(signing_message)
     signature = (
         tx.r.to_bytes(SIGNATURE_SCALAR_BYTES, "big")
         + tx.s.to_bytes(SIGNATURE_SCALAR_BYTES, "big")

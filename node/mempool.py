@@ -42,7 +42,7 @@ import heapq
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Iterable, Iterator, Optional, Protocol, Sequence
 
 import rlp
 import trio
@@ -53,6 +53,7 @@ from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST, MAX_INITCODE_SIZ
 
 from execution.rules import signature_values_in_range
 from execution.senders import recover_sender
+from execution.transaction_decoding import DecodedTransaction, decode_transaction
 from node.config import MempoolSettings
 
 ACCESS_LIST_TX_TYPE = 0x01
@@ -263,9 +264,9 @@ class StatelessChecks:
     def check(self, raw: bytes) -> CheckedTransaction:
         """Decode and check `raw`; raises InvalidTransactionError."""
         raw = bytes(raw)
-        tx = self.decode(raw)
-        sender = self.validate(tx)
-        return CheckedTransaction(raw=raw, tx=tx, hash=bytes(tx.hash), sender=sender)
+        decoded = self.decode(raw)
+        sender = self.validate(decoded.tx, decoded.signing_message)
+        return CheckedTransaction(raw=raw, tx=decoded.tx, hash=decoded.hash, sender=sender)
 
     def _intrinsic_gas(self, tx: SignedTransactionAPI) -> int:
         gas = tx.intrinsic_gas
@@ -277,7 +278,7 @@ class StatelessChecks:
         # EIP-7623 (Prague): returns 0 on earlier forks.
         return self._executor_class.calc_data_floor_gas(tx, 0, 0)
 
-    def decode(self, raw: bytes) -> SignedTransactionAPI:
+    def decode(self, raw: bytes) -> DecodedTransaction:
         if len(raw) == 0:
             raise InvalidTransactionError("invalid transaction: empty input")
         if len(raw) > self.config.max_tx_bytes:
@@ -292,19 +293,20 @@ class StatelessChecks:
         if first < 0x7F and first not in SUPPORTED_TYPED_TX_TYPES:
             raise InvalidTransactionError(f"transaction type not supported: 0x{first:02x}")
         try:
-            tx = self.builder.decode(raw)
+            decoded = decode_transaction(self.builder, raw)
         except Exception as exc:  # rlp / py-evm raise a variety of types
             raise InvalidTransactionError(f"invalid transaction: rlp decoding failed ({exc})") from None
         try:
-            canonical = encode_transaction(tx) == raw
+            canonical = encode_transaction(decoded.tx) == raw
         except Exception:
             canonical = False
         if not canonical:
             raise InvalidTransactionError("invalid transaction: non-canonical encoding")
-        return tx
+        return decoded
 
-    def validate(self, tx: SignedTransactionAPI) -> bytes:
-        """Checks that do not need account state. Returns the sender."""
+    def validate(self, tx: SignedTransactionAPI, signing_message: Optional[bytes] = None) -> bytes:
+        """Checks that do not need account state. Returns the sender. `signing_message`:
+        what the sender signed, when decoding already has it (`DecodedTransaction`)."""
         cfg = self.config
         if tx.chain_id is None:
             raise InvalidTransactionError("only replay-protected (EIP-155) transactions allowed")
@@ -340,7 +342,7 @@ class StatelessChecks:
         if not signature_values_in_range(tx):
             raise InvalidTransactionError("invalid transaction: invalid signature values (r, s, y parity)")
         try:
-            sender = bytes(recover_sender(tx))
+            sender = bytes(recover_sender(tx, signing_message))
         except Exception as exc:
             raise InvalidTransactionError(f"invalid sender: {exc}") from None
         if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
@@ -477,12 +479,11 @@ class Mempool:
         Raises :class:`MempoolError` on rejection; the pool is then unchanged.
         """
         raw = bytes(raw)
-        tx = self.checks.decode(raw)
-        tx_hash = bytes(tx.hash)
-        if tx_hash in self._by_hash:
-            raise MempoolError(f"already known: 0x{tx_hash.hex()}")
-        sender = self.checks.validate(tx)
-        return self._admit(tx, tx_hash, sender, raw, base_fee, impersonated=False)
+        decoded = self.checks.decode(raw)
+        if decoded.hash in self._by_hash:
+            raise MempoolError(f"already known: 0x{decoded.hash.hex()}")
+        sender = self.checks.validate(decoded.tx, decoded.signing_message)
+        return self._admit(decoded.tx, decoded.hash, sender, raw, base_fee, impersonated=False)
 
     def add_checked(self, checked: CheckedTransaction, base_fee: int) -> PooledTx:
         """Add a transaction whose stateless checks passed elsewhere (`node.admission`):

@@ -663,6 +663,6 @@ def test_the_tails_heap_stays_bounded_while_the_pool_churns(state) -> None:
     for nonce in range(STALE_TAILS + 40):
         pool.add_raw(sign(A, nonce, tip=3 * GWEI), BASE_FEE)  # the first evicts a tip of 1
         state.nonces[addr(A)] = nonce + 1
-        pool.remove_committed([pool.checks.decode(sign(A, nonce, tip=3 * GWEI))])
+        pool.remove_committed([pool.checks.decode(sign(A, nonce, tip=3 * GWEI)).tx])
         assert len(pool._tails.heap) <= 2 * 3 + STALE_TAILS + 1  # three senders at most
     assert pool._pick_victim(addr(A), BASE_FEE) is _cheapest_tail_by_scan(pool, addr(A), BASE_FEE)

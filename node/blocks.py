@@ -30,6 +30,7 @@ from eth_hash.auto import keccak
 from rlp.sedes import CountableList, binary
 
 from execution.bal.codec import EMPTY_ACCESS_LIST_RLP
+from execution.transaction_decoding import TransactionSedes
 
 EMPTY_ACCESS_LIST_HASH = keccak(EMPTY_ACCESS_LIST_RLP)
 
@@ -103,7 +104,7 @@ class LaminarBlock(PragueBlock):
 
     fields = [
         ("header", LaminarBlockHeader),
-        ("transactions", CountableList(PragueBlock.transaction_builder)),
+        ("transactions", CountableList(TransactionSedes(PragueBlock.transaction_builder))),
         ("uncles", CountableList(None, max_length=0)),
         ("withdrawals", CountableList(Withdrawal)),
         ("access_list", binary),

@@ -1,7 +1,7 @@
 """`execution.transaction_decoding`: the object py-evm's decoder builds, for every
 transaction of the 27 mainnet blocks and the shared consensus tests and for damaged
 copies of them; the hash and the signed message py-evm computes; py-evm's own error
-for whatever it refuses."""
+for whatever it refuses; and the same inside a Laminar block."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 import rlp
+from eth.abc import SignedTransactionAPI
 from eth.vm.forks import PragueVM
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 import execution  # noqa: F401  (the process-level keccak and RLP decoder)
 from execution.replay import decode_transaction as from_json
 from execution.transaction_decoding import _decode_canonical, decode_transaction
+from node.blocks import LaminarBlock, LaminarBlockHeader
 from node.mempool import encode_transaction
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,3 +122,47 @@ def test_damaged_transactions_are_refused_as_py_evm_refuses_them(raw: bytes, dat
     else:
         damaged[0] = data.draw(st.integers(0, 0x7F))
     assert_agrees_with_py_evm(bytes(damaged))
+
+
+def _block_of(transactions: list[SignedTransactionAPI]) -> bytes:
+    header = LaminarBlockHeader(difficulty=0, block_number=1, gas_limit=30_000_000, timestamp=1)
+    return rlp.encode(LaminarBlock(header, transactions))
+
+
+def test_blocks_decode_their_transactions_as_py_evm_does() -> None:
+    by_type: dict[Any, list[bytes]] = {}
+    for raw in MAINNET_TRANSACTIONS:
+        by_type.setdefault(raw[0] if raw[0] < 0x80 else "legacy", []).append(raw)
+    raws = [raw for group in by_type.values() for raw in group[:40]]
+    expected = [BUILDER.decode(raw) for raw in raws]
+    block = rlp.decode(_block_of(expected), sedes=LaminarBlock)
+    assert list(block.transactions) == expected
+    assert [type(tx) for tx in block.transactions] == [type(tx) for tx in expected]
+    assert [tx.hash for tx in block.transactions] == [tx.hash for tx in expected]
+    typed = [tx for tx in block.transactions if tx.type_id is not None]
+    assert typed and all("hash" in tx.__dict__ for tx in typed)  # decoded by the fast path
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([raw for raw in MAINNET_TRANSACTIONS if raw[0] < 0x80]), st.data())
+def test_a_block_with_a_damaged_transaction_is_refused_as_py_evm_refuses_it(raw: bytes, data) -> None:
+    """A typed transaction with a byte changed (its type byte half the time) inside a
+    block: decoded or refused as py-evm's builder does."""
+    damaged = bytearray(raw)
+    at = data.draw(st.sampled_from([0, data.draw(st.integers(0, len(damaged) - 1))]))
+    damaged[at] = data.draw(st.integers(0, 255))
+    encoded = rlp.encode([rlp.decode(_block_of([]))[0], [bytes(damaged)], [], [], b""])
+    mine = _outcome(lambda data: rlp.decode(data, sedes=LaminarBlock), encoded)
+    reference = _outcome(lambda data: BUILDER.deserialize(rlp.decode(data)[1][0]), encoded)
+    assert mine[0] == reference[0]
+    if mine[0] == "ok":
+        assert list(mine[1].transactions) == [reference[1]]
+
+
+def test_a_legacy_transaction_as_a_byte_string_in_a_block_is_refused() -> None:
+    """Inside a block a legacy transaction is an RLP list; its encoding given as a
+    string is not a transaction (py-evm: no typed transaction starts at 0xc0 or above)."""
+    legacy = next(raw for raw in MAINNET_TRANSACTIONS if raw[0] >= 0xC0)
+    encoded = rlp.encode([rlp.decode(_block_of([]))[0], [legacy], [], [], b""])
+    with pytest.raises(Exception, match="Cannot build typed transaction"):
+        rlp.decode(encoded, sedes=LaminarBlock)

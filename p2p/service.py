@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -113,6 +114,20 @@ def _cache_host_addrs(host: IHost, ttl: float = 2.0) -> None:
         return list(cache[1])
 
     host.get_addrs = get_addrs
+
+
+# py-libp2p 0.8.1's yamux answers every read of a stream with a WINDOW_UPDATE frame by
+# default (its PY_YAMUX_RELEASE_ON_READ=1): one more encrypted frame and socket write
+# per message received, about as many as the data frames themselves when votes and
+# transaction batches travel one at a time. With it off, yamux follows go-yamux: a
+# stream's window is given back once half of it has been read. The library reads its
+# PY_YAMUX_* settings from the environment on every read; an operator's own setting wins.
+YAMUX_SETTINGS = {"PY_YAMUX_RELEASE_ON_READ": "0"}
+
+
+def tune_yamux() -> None:
+    for name, value in YAMUX_SETTINGS.items():
+        os.environ.setdefault(name, value)
 
 
 class P2PService:
@@ -426,6 +441,7 @@ class P2PService:
     # ------------------------------------------------------------------ run
 
     def _build_host(self) -> IHost:
+        tune_yamux()
         listen = multiaddr.Multiaddr(self.config.listen_addr)
         noise = NoiseTransport(self.key_pair, noise_privkey=create_x25519_key_pair().private_key)
         host = new_host(

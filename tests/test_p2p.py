@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 import socket
 import stat
+import struct
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -17,6 +19,13 @@ from libp2p.pubsub import pubsub as libp2p_pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.stream_muxer.yamux.yamux import (
+    HEADER_SIZE,
+    TYPE_DATA,
+    TYPE_WINDOW_UPDATE,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+)
 from libp2p.tools.anyio_service.trio_manager import TrioManager
 from libp2p.utils.varint import encode_uvarint, encode_varint_prefixed
 
@@ -362,6 +371,43 @@ async def test_transactions_travel_in_batches(tmp_path: Path) -> None:
             assert b.svc.tx_validator.stats.accepted == n
             messages = b.svc.tx_validator.stats.delivered
             assert messages <= n // a.svc.config.caps.max_txs_per_batch * 4, messages
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_message_read_costs_at_most_one_yamux_window_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages sent one at a time (as votes are): the receiver answers each with at
+    most one WINDOW_UPDATE frame (`p2p.service.tune_yamux`); py-libp2p's default also
+    gives back every read's bytes in a frame of their own, two per message here."""
+    frames: dict[int, Counter] = {}
+    write_frame = Yamux._write_frame
+
+    async def counting(self: Yamux, data: bytes) -> None:
+        frame_type = struct.unpack(YAMUX_HEADER_FORMAT, data[:HEADER_SIZE])[1]
+        frames.setdefault(id(self), Counter())[frame_type] += 1
+        await write_frame(self, data)
+
+    monkeypatch.setattr(Yamux, "_write_frame", counting)
+    n = 300
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            b = await start(nursery, cfg(tmp_path, "b"))
+            a = await start(nursery, cfg(tmp_path, "a", bootstrap_peers=(b.addr,)))
+            await a.svc.wait_gossip_ready(b.svc.peer_id)
+            await b.svc.wait_gossip_ready(a.svc.peer_id)
+            assert a.svc.host is not None and b.svc.host is not None
+            a_muxer = a.svc.host.get_network().get_connections(b.svc.peer_id)[0].muxed_conn
+            b_muxer = b.svc.host.get_network().get_connections(a.svc.peer_id)[0].muxed_conn
+            before_a, before_b = Counter(frames.get(id(a_muxer))), Counter(frames.get(id(b_muxer)))
+            for i in range(n):
+                await a.svc.publish_transaction(b"\x02" + i.to_bytes(4, "big"))
+                await b.wait_txs(i + 1)  # one message on the wire at a time
+            sent = frames[id(a_muxer)][TYPE_DATA] - before_a[TYPE_DATA]
+            window_updates = frames[id(b_muxer)][TYPE_WINDOW_UPDATE] - before_b[TYPE_WINDOW_UPDATE]
+            assert sent >= n and len(b.txs) == n
+            # about one per message (heartbeats and control messages add a few), not two
+            assert window_updates < 1.5 * n, (window_updates, sent)
             nursery.cancel_scope.cancel()
 
 

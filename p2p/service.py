@@ -116,12 +116,13 @@ def _cache_host_addrs(host: IHost, ttl: float = 2.0) -> None:
     host.get_addrs = get_addrs
 
 
-# py-libp2p 0.8.1's yamux answers every read of a stream with a WINDOW_UPDATE frame by
-# default (its PY_YAMUX_RELEASE_ON_READ=1): one more encrypted frame and socket write
-# per message received, about as many as the data frames themselves when votes and
-# transaction batches travel one at a time. With it off, yamux follows go-yamux: a
-# stream's window is given back once half of it has been read. The library reads its
-# PY_YAMUX_* settings from the environment on every read; an operator's own setting wins.
+# py-libp2p 0.8.1's yamux gives back each read's bytes in a WINDOW_UPDATE frame of its
+# own by default (its PY_YAMUX_RELEASE_ON_READ=1), on top of the update its partial-slack
+# rule already sends: with votes and transaction batches travelling one at a time, two
+# more encrypted frames and socket writes per message received. Off, one is left (go-yamux
+# would send none until half the window is read; that rule is py-libp2p's private code).
+# The library reads its PY_YAMUX_* settings from the environment on every read; an
+# operator's own setting wins.
 YAMUX_SETTINGS = {"PY_YAMUX_RELEASE_ON_READ": "0"}
 
 

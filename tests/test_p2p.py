@@ -133,6 +133,15 @@ async def victim_bad_honest(
     return victim, bad, honest
 
 
+async def pair(nursery: trio.Nursery, tmp_path: Path) -> tuple[Node, Node]:
+    """Host a, which dials host b; returned once each is in the other's gossip mesh."""
+    b = await start(nursery, cfg(tmp_path, "b"))
+    a = await start(nursery, cfg(tmp_path, "a", bootstrap_peers=(b.addr,)))
+    await a.svc.wait_gossip_ready(b.svc.peer_id)
+    await b.svc.wait_gossip_ready(a.svc.peer_id)
+    return a, b
+
+
 async def star(nursery: trio.Nursery, tmp_path: Path, leaves: int = 3) -> list[Node]:
     """Hub + leaves that have the hub as bootstrap peer; returns once the mesh is formed."""
     hub = await start(nursery, cfg(tmp_path, "hub"))
@@ -359,10 +368,7 @@ async def test_transactions_travel_in_batches(tmp_path: Path) -> None:
     n = 1000
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            b = await start(nursery, cfg(tmp_path, "b"))
-            a = await start(nursery, cfg(tmp_path, "a", bootstrap_peers=(b.addr,)))
-            await a.svc.wait_gossip_ready(b.svc.peer_id)
-            await b.svc.wait_gossip_ready(a.svc.peer_id)
+            a, b = await pair(nursery, tmp_path)
             payloads = [b"\x02" + i.to_bytes(4, "big") for i in range(n)]
             for p in payloads:
                 await a.svc.publish_transaction(p)
@@ -392,10 +398,7 @@ async def test_a_message_read_costs_at_most_one_yamux_window_update(
     n = 300
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            b = await start(nursery, cfg(tmp_path, "b"))
-            a = await start(nursery, cfg(tmp_path, "a", bootstrap_peers=(b.addr,)))
-            await a.svc.wait_gossip_ready(b.svc.peer_id)
-            await b.svc.wait_gossip_ready(a.svc.peer_id)
+            a, b = await pair(nursery, tmp_path)
             assert a.svc.host is not None and b.svc.host is not None
             a_muxer = a.svc.host.get_network().get_connections(b.svc.peer_id)[0].muxed_conn
             b_muxer = b.svc.host.get_network().get_connections(a.svc.peer_id)[0].muxed_conn

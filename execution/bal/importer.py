@@ -294,12 +294,6 @@ class _ImportRun:
         return account
 
     # ---------------------------------------------------------------- messaging
-    def _send(self, w: int, raw: tuple) -> None:
-        try:
-            self.pool.conns[w].send(raw)
-        except (OSError, ValueError) as exc:
-            raise WorkerFailure(f"worker {w} pipe closed ({exc})") from None
-
     def end_block(self) -> None:
         if not self.started_block:
             return
@@ -339,7 +333,7 @@ class _ImportRun:
                     values.append(None)
         else:
             values = [None] * len(msg.hashes)
-        self._send(w, m.wire(m.Node(msg.block_id, msg.request_id, values)))
+        self.pool.send(w, m.wire(m.Node(msg.block_id, msg.request_id, values)))
 
     def _drain(self, block: bool) -> None:
         """Handle what the workers sent; with `block`, wait for at least one message."""
@@ -487,7 +481,7 @@ class _ImportRun:
                                            prelude, shipped, checks_list=True)))
         for w in range(workers):
             share = [(i, self.txs[i]) for i in range(w, self.n, workers)]
-            self._send(w, m.wire(m.Prepare(self.block_id, share)))
+            self.pool.send(w, m.wire(m.Prepare(self.block_id, share)))
 
     def _send_work(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes]) -> None:
         """The list's write sets to every worker (one message, pickled once), then its
@@ -502,7 +496,7 @@ class _ImportRun:
         workers = len(self.pool.conns)
         for w in range(workers):
             tasks = [(i, 0, None) for i in range(w, self.n, workers)]
-            self._send(w, m.wire(m.Work(self.block_id, [], tasks, {})))
+            self.pool.send(w, m.wire(m.Work(self.block_id, [], tasks, {})))
 
     def _root_steps(self, seeds: list[Optional[dict]], codes: dict[bytes, bytes],
                     post_needs_receipts: bool) -> Any:
@@ -599,7 +593,7 @@ class _ImportRun:
         self.root_codes = new_code(finals)
         self.parts_expected = workers
         for w, share in enumerate(shares):
-            self._send(w, m.wire(m.RootShare(self.block_id, share)))
+            self.pool.send(w, m.wire(m.RootShare(self.block_id, share)))
 
     def _joined_root(self) -> AppliedBlock:
         """The workers' parts of the root under the pre-state's root branch."""

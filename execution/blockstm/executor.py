@@ -76,17 +76,24 @@ class _Pool:
     def alive(self) -> bool:
         return all(p.is_alive() for p in self.procs)
 
+    def send(self, w: int, raw: tuple) -> None:
+        """A message to worker `w` (what `Connection.send` does: pickle, then write)."""
+        self._send_bytes(w, ForkingPickler.dumps(raw))
+
     def broadcast(self, raw: tuple) -> None:
         """The same message to every worker, pickled once: a block's announcement (with
         the previous block's new trie nodes) and an access list's write sets are large,
-        and `Connection.send` would pickle them again for each worker. The workers'
-        `recv` unpickles what `send_bytes` carries as it would a `send`."""
+        and `send` would pickle them again for each worker. The workers' `recv`
+        unpickles what `send_bytes` carries as it would a `send`."""
         data = ForkingPickler.dumps(raw)
-        for w, conn in enumerate(self.conns):
-            try:
-                conn.send_bytes(data)
-            except (OSError, ValueError) as exc:
-                raise WorkerFailure(f"worker {w} pipe closed ({exc})") from None
+        for w in range(len(self.conns)):
+            self._send_bytes(w, data)
+
+    def _send_bytes(self, w: int, data: memoryview) -> None:
+        try:
+            self.conns[w].send_bytes(data)
+        except (OSError, ValueError) as exc:  # BrokenPipeError is an OSError
+            raise WorkerFailure(f"worker {w} pipe closed ({exc})") from None
 
     def close(self, timeout: float = 2.0) -> None:
         for conn in self.conns:
@@ -333,12 +340,6 @@ class _BlockRun:
         self.worker_timing: list = [None] * len(pool.conns)
 
     # ---------------------------------------------------------------- messaging
-    def _send(self, w: int, raw: tuple) -> None:
-        try:
-            self.pool.conns[w].send(raw)
-        except (OSError, ValueError, BrokenPipeError) as exc:
-            raise WorkerFailure(f"worker {w} pipe closed ({exc})") from None
-
     def end_block(self) -> None:
         """Tell workers the block is over and wait for their acknowledgements."""
         if not self.started_block:
@@ -357,7 +358,7 @@ class _BlockRun:
 
     def _dispatch(self) -> None:
         self.dispatcher.depth = self.judge.tasks_in_flight()
-        self.dispatcher.dispatch(self.sched, self.block_id, self.txs, self._send)
+        self.dispatcher.dispatch(self.sched, self.block_id, self.txs, self.pool.send)
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> ExecutionResult:
@@ -614,7 +615,7 @@ class _BlockRun:
             self.dispatcher.share_nodes(w, msg.hashes, values)
         else:
             values = [None] * len(msg.hashes)
-        self._send(w, m.wire(m.Node(msg.block_id, msg.request_id, values)))
+        self.pool.send(w, m.wire(m.Node(msg.block_id, msg.request_id, values)))
 
     # ---------------------------------------------------------------- the tail
     def _prime_account_cache(self, end: int) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +30,49 @@ DEV_KEYS = [
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 ]
+
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_TEST_PORT = 10_000
+HIGHEST_PORT = 65_535
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default if unknown)."""
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32_768, 60_999
+    return low, high
+
+
+def free_port_block(count: int) -> int:
+    """A base port with `count` consecutive free loopback ports, outside the ephemeral range.
+
+    A node restarted on its old port must find it free. A port from the ephemeral range
+    can meanwhile become the local end of some outgoing connection (a test's HTTP
+    request, a peer's dial), and the restart then fails with "address already in use"
+    (seen in CI: a validator's RPC port, taken while the validator was down).
+    """
+    low, high = ephemeral_port_range()
+    spans = [(LOWEST_TEST_PORT, low - 1), (high + 1, HIGHEST_PORT)]
+    bases = [b for first, last in spans for b in range(first, last - count + 2)]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.choice(bases)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports outside the ephemeral range")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 import trio
-from conftest import LAMINAR, REPO_ROOT, NodeProcess, start_node_with_config
+from conftest import LAMINAR, REPO_ROOT, NodeProcess, free_port_block, start_node_with_config
 from eth_account import Account
 from eth_utils import to_checksum_address
 
@@ -87,27 +86,8 @@ def wait_height(nodes, target: int, timeout: float = DEADLINE_S) -> None:
                f"height {target} on {len(nodes)} nodes", timeout)
 
 
-def free_base(count: int) -> int:
-    """A base port with `count` consecutive free ports (checked by binding)."""
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port range")
-
-
 def devnet_init(out: Path, validators: int = 4, *extra: str) -> dict:
-    rpc_base, p2p_base = free_base(validators), free_base(validators)
+    rpc_base, p2p_base = free_port_block(validators), free_port_block(validators)
     subprocess.run(
         [*LAMINAR, "devnet", "init", "--validators", str(validators), "--out", str(out),
          "--base-rpc-port", str(rpc_base), "--base-p2p-port", str(p2p_base),

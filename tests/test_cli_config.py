@@ -6,6 +6,7 @@ And a custom genesis, given properly, runs its own chain.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -94,6 +95,15 @@ def test_bad_config_file(tmp_path, toml, fragments):
 
 def test_missing_config_file(tmp_path):
     assert_usage_error(run_cli("--config", str(tmp_path / "nope.toml")), "cannot read config file")
+
+
+def test_busy_rpc_port_is_named(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli("--datadir", str(tmp_path / "data"), "--rpc", f"127.0.0.1:{port}")
+    assert_usage_error(done, f"cannot serve JSON-RPC on 127.0.0.1:{port}", "in use")
 
 
 # ---- genesis files ----------------------------------------------------------------------

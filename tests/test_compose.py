@@ -28,9 +28,8 @@ import uuid
 
 import pytest
 import requests
-from conftest import DEV_KEYS, REPO_ROOT
+from conftest import DEV_KEYS, REPO_ROOT, free_port_block
 from eth_account import Account
-from test_bft_network import free_base
 from web3 import Web3
 
 PREPARE = REPO_ROOT / "docker" / "prepare-offline.sh"
@@ -95,7 +94,7 @@ class Cluster:
     def __init__(self) -> None:
         self.project = f"laminartest{uuid.uuid4().hex[:10]}"
         self.compose = compose_command()
-        base = free_base(4)
+        base = free_port_block(4)
         self.ports = [base + i for i in range(4)]
         self.subnet = free_subnet_prefix()
         self.env = {

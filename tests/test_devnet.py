@@ -14,8 +14,7 @@ import time
 import psutil
 import pytest
 import requests
-from conftest import LAMINAR, REPO_ROOT
-from test_bft_network import free_base
+from conftest import LAMINAR, REPO_ROOT, free_port_block
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,7 @@ def height(url: str) -> int:
 
 
 def test_runner_starts_four_validators_and_sigint_stops_all(tmp_path):
-    rpc_base, p2p_base = free_base(4), free_base(4)
+    rpc_base, p2p_base = free_port_block(4), free_port_block(4)
     runner = subprocess.Popen(
         [*LAMINAR, "devnet", "--dir", str(tmp_path / "devnet"), "--validators", "4",
          "--base-port", str(rpc_base), "--base-p2p-port", str(p2p_base), "--block-time", "0.5"],
@@ -90,13 +89,13 @@ def test_runner_rejects_bad_flags_and_busy_ports(tmp_path):
     bad = subprocess.run([*LAMINAR, "devnet", "--dir", str(tmp_path / "a"), "--validators", "0"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--validators" in bad.stderr
-    base = free_base(4)
+    base = free_port_block(4)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", base + 2))
         busy.listen()
         result = subprocess.run(
             [*LAMINAR, "devnet", "--dir", str(tmp_path / "b"), "--base-port", str(base),
-             "--base-p2p-port", str(free_base(4))],
+             "--base-p2p-port", str(free_port_block(4))],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
         )
     assert result.returncode == 2, result.stdout + result.stderr

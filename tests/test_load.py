@@ -7,8 +7,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import LAMINAR, REPO_ROOT
-from test_bft_network import free_base
+from conftest import LAMINAR, REPO_ROOT, free_port_block
 
 
 def load(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -122,7 +121,7 @@ def test_load_bad_flags_exit_2():
 
 
 def test_load_unreachable_rpc_exit_2():
-    port = free_base(1)
+    port = free_port_block(1)
     result = load("--rpc", f"http://127.0.0.1:{port}", "--tps", "5", "--duration", "1", timeout=120)
     assert result.returncode == 2
     assert "cannot reach a JSON-RPC node" in result.stderr and str(port) in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import socket
 import stat
 import struct
 import time
@@ -15,6 +14,7 @@ from typing import Callable
 import pytest
 import rlp
 import trio
+from conftest import free_port_block
 from libp2p.pubsub import pubsub as libp2p_pubsub_module
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
@@ -639,16 +639,10 @@ async def test_random_bytes_on_every_served_protocol_do_not_take_the_host_down(
             nursery.cancel_scope.cancel()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_restarted_bootstrap_peer_is_redialed(tmp_path: Path) -> None:
     with trio.fail_after(40):
         async with trio.open_nursery() as nursery:
-            port = _free_port()
+            port = free_port_block(1)  # the server restarts on it
             server_cfg = cfg(tmp_path, "server", listen_addr=f"/ip4/127.0.0.1/tcp/{port}")
             server = await start(nursery, server_cfg)
             client = await start(nursery, cfg(tmp_path, "client", bootstrap_peers=(server.addr,)))

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -61,6 +62,31 @@ log = logging.getLogger(__name__)
 
 class P2PNotRunning(RuntimeError):
     pass
+
+
+class P2PListenError(OSError):
+    """The listen address could not be opened: a node must not run unreachable.
+
+    py-libp2p logs the failure and runs on with no listener; the service refuses that.
+    """
+
+
+def listen_failure_reason(listen: multiaddr.Multiaddr) -> str:
+    """Why a TCP listen address cannot be bound, found by trying it (py-libp2p keeps it)."""
+    try:
+        family, host = (
+            (socket.AF_INET6, listen.value_for_protocol("ip6"))
+            if "ip6" in [protocol.name for protocol in listen.protocols()]
+            else (socket.AF_INET, listen.value_for_protocol("ip4"))
+        )
+        port = int(listen.value_for_protocol("tcp"))
+        with socket.socket(family) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except Exception:  # noqa: BLE001 - not an ip/tcp address: no probe to make
+        pass
+    return "py-libp2p opened no listener (its log line above says why)"
 
 
 class _Notifee(INotifee):
@@ -485,6 +511,11 @@ class P2PService:
         listen = multiaddr.Multiaddr(self.config.listen_addr)
         try:
             async with host.run(listen_addrs=[listen]):
+                if not host.get_addrs():
+                    raise P2PListenError(
+                        f"cannot listen for p2p on {listen}: {listen_failure_reason(listen)}"
+                        " (is another process using it? choose another --p2p-listen address)"
+                    )
                 _cache_host_addrs(host)
                 async with background_service(pubsub), background_service(router):
                     await pubsub.wait_until_ready()

@@ -97,13 +97,19 @@ def test_missing_config_file(tmp_path):
     assert_usage_error(run_cli("--config", str(tmp_path / "nope.toml")), "cannot read config file")
 
 
-def test_busy_rpc_port_is_named(tmp_path):
+def test_busy_ports_are_named_and_nothing_runs(tmp_path):
+    """A port another process holds stops the node with an error naming it: JSON-RPC, and
+    p2p (py-libp2p itself only logs the failure and would run on, unreachable)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = run_cli("--datadir", str(tmp_path / "data"), "--rpc", f"127.0.0.1:{port}")
-    assert_usage_error(done, f"cannot serve JSON-RPC on 127.0.0.1:{port}", "in use")
+        rpc_busy = run_cli("--datadir", str(tmp_path / "a"), "--rpc", f"127.0.0.1:{port}")
+        p2p_busy = run_cli("--datadir", str(tmp_path / "b"), "--rpc", "127.0.0.1:0",
+                           "--p2p-listen", f"/ip4/127.0.0.1/tcp/{port}")
+    assert_usage_error(rpc_busy, f"cannot serve JSON-RPC on 127.0.0.1:{port}", "in use")
+    assert_usage_error(p2p_busy, f"cannot listen for p2p on /ip4/127.0.0.1/tcp/{port}", "in use",
+                       "--p2p-listen")
 
 
 # ---- genesis files ----------------------------------------------------------------------

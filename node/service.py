@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import trio
 from eth.abc import BlockAPI, ReceiptAPI
@@ -85,23 +85,6 @@ def read_key_file(path: Path) -> bytes:
     if len(key) != PRIVATE_KEY_BYTES:
         raise NodeSetupError(f"validator key {path}: expected 32 bytes, got {len(key)}")
     return key
-
-
-async def start_rpc_server(
-    nursery: trio.Nursery, serve: Callable[..., Awaitable[None]], host: str, port: int
-) -> int:
-    """Start the JSON-RPC server; a port it cannot bind is a setup error naming the address."""
-    try:
-        return await nursery.start(serve)
-    except* OSError as failed:  # hypercorn's nurseries may wrap it in groups
-        cause: BaseException = failed
-        while isinstance(cause, BaseExceptionGroup):
-            cause = cause.exceptions[0]
-        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
-        raise NodeSetupError(
-            f"cannot serve JSON-RPC on {host}:{port}: {reason}"
-            " (is another process using it? choose another --rpc address)"
-        ) from None
 
 
 def resolve_genesis(config: NodeConfig, db: LevelDB) -> tuple[Genesis, bool]:
@@ -364,9 +347,8 @@ async def run_node(
         async with trio.open_nursery() as nursery:
             if p2p is not None:
                 await nursery.start(p2p.run)
-            node.rpc_port = await start_rpc_server(
-                nursery, partial(serve_rpc, rpc_config, methods, hub, metrics=metrics.render),
-                rpc_config.host, rpc_config.port,
+            node.rpc_port = await nursery.start(
+                partial(serve_rpc, rpc_config, methods, hub, metrics=metrics.render)
             )
             await nursery.start(engine.run)
             print_banner(node, is_dev)

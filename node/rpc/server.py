@@ -752,6 +752,18 @@ def _hypercorn_config(config: RpcServerConfig) -> HypercornConfig:
     return hc
 
 
+class RpcBindError(OSError):
+    """The JSON-RPC address cannot be served (in use, not local, ...); names the address."""
+
+
+def _first_reason(group: BaseExceptionGroup) -> object:
+    """The first OSError's reason ("Address already in use") inside nested groups."""
+    cause: BaseException = group
+    while isinstance(cause, BaseExceptionGroup):
+        cause = cause.exceptions[0]
+    return cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+
+
 def _port_from_bind(bind: str) -> int:
     return int(bind.rsplit(":", 1)[1].rstrip("/"))
 
@@ -774,12 +786,18 @@ async def serve_rpc(
     app = RpcApp(config, methods, subscriptions, metrics)
     hc = _hypercorn_config(config)
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(
-            partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown_trigger, mode="asgi")
-        )
+        try:
+            binds = await nursery.start(
+                partial(hypercorn_serve, app, hc, shutdown_trigger=shutdown_trigger, mode="asgi")
+            )
+        except* OSError as failed:  # hypercorn's own nurseries may wrap it
+            raise RpcBindError(
+                f"cannot serve JSON-RPC on {hc.bind[0]}: {_first_reason(failed)}"
+                " (is another process using it? choose another --rpc address)"
+            ) from None
         port = _port_from_bind(binds[0])
         log.info("JSON-RPC server listening on %s (HTTP + WebSocket)", binds[0])
         task_status.started(port)
 
 
-__all__ = ["RpcServerConfig", "Methods", "Dispatcher", "RpcApp", "serve_rpc"]
+__all__ = ["RpcServerConfig", "Methods", "Dispatcher", "RpcApp", "RpcBindError", "serve_rpc"]

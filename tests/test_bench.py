@@ -477,3 +477,39 @@ def test_profiling_puts_the_coordinator_back(cache_dir: Path) -> None:
         profile = profile_coordinator(blockstm, workload.block, workload.pre_state(), runs=1)
     assert profile.results == 8 and profile.setup_s > 0 and profile.loop_s > 0
     assert (executor.wait, executor._BlockRun.end_block, importer._ImportRun._root_steps) == before
+
+
+@pytest.mark.slow
+def test_pairs_runs_checkouts_alternately_under_the_same_load(tmp_path: Path) -> None:
+    """`python -m bench.pairs` on the dev setup, this tree under two labels: every run
+    commits all it admitted, and the report holds each run in alternating order."""
+    from conftest import free_port_block
+
+    out = tmp_path / "pairs.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.pairs", "--checkout", f"A={REPO_ROOT}",
+         "--checkout", f"B={REPO_ROOT}", "--pairs", "1", "--count", "300",
+         "--base-rpc-port", str(free_port_block(1)), "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["checkout"] for run in runs] == ["A", "B"]
+    for run in runs:
+        report = run["report"]
+        assert report["admitted"] == report["committed"] == 300, report
+        assert report["node_cpu"]["cpu_us_per_committed_tx"] > 0
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["checkout"] for line in lines[-2:]] == ["A", "B"]
+    # (300 transfers can commit in one block: no committed rate, but an admission rate)
+    assert all(line["median_admitted_per_s"] > 0 and line["median_cpu_us_per_committed_tx"] > 0
+               for line in lines[-2:])
+
+
+def test_pairs_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.pairs", "--checkout", f"A={REPO_ROOT}",
+         "--checkout", f"B={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and "not a Laminar checkout" in done.stderr, done.stderr

@@ -179,6 +179,7 @@ def devnet_run(checkout: Checkout, count: int, tps: float, rpc_port: int, p2p_po
     with (workdir / "devnet.log").open("w") as log:
         runner = subprocess.Popen(
             laminar("devnet", "--dir", str(workdir / "net"),
+                    # --base-port: the name older checkouts know too
                     "--base-port", str(rpc_port), "--base-p2p-port", str(p2p_port), "--no-live"),
             cwd=checkout.path, stdout=log, stderr=subprocess.STDOUT,
         )

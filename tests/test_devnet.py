@@ -35,7 +35,7 @@ def test_runner_starts_four_validators_and_sigint_stops_all(tmp_path):
     rpc_base, p2p_base = free_port_block(4), free_port_block(4)
     runner = subprocess.Popen(
         [*LAMINAR, "devnet", "--dir", str(tmp_path / "devnet"), "--validators", "4",
-         "--base-port", str(rpc_base), "--base-p2p-port", str(p2p_base), "--block-time", "0.5"],
+         "--base-rpc-port", str(rpc_base), "--base-p2p-port", str(p2p_base), "--block-time", "0.5"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

@@ -1,13 +1,13 @@
 """`laminar devnet`: run a local BFT devnet of N validator processes on this machine.
 
-    laminar devnet [--dir DIR] [--validators 4] [--base-port 8545] [--base-p2p-port 30303]
+    laminar devnet [--dir DIR] [--validators 4] [--base-rpc-port 8545] [--base-p2p-port 30303]
                    [--block-time 1] [--no-live]
 
 DIR (default ~/.laminar/devnet) is made with `laminar devnet init` when it holds no
 devnet yet; an existing one is resumed as it is (its validator count and ports are the
 ones it was made with). Each validator is `laminar node --config DIR/node{i}/config.toml`,
 a child process in its own session, logging to DIR/node{i}/node.log. The RPC URLs are
-printed (http://127.0.0.1:<base-port + i>), then a live view (rich) polls the nodes' JSON-RPC
+printed (http://127.0.0.1:<base-rpc-port + i>), then a live view (rich) polls the nodes' JSON-RPC
 once a second: per node its height, round, peers and mempool; per recent block its
 observed interval, transactions and how node 0 executed it (laminar_executionStats).
 
@@ -58,10 +58,13 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
         "--validators", type=int, default=None, help=f"validators of a new devnet (default {DEFAULT_VALIDATORS})"
     )
     parser.add_argument(
+        "--base-rpc-port",
         "--base-port",
+        dest="base_port",
         type=int,
         default=None,
-        help=f"RPC port of validator 0 of a new devnet; validator i gets base+i (default {DEFAULT_BASE_PORT})",
+        help=f"RPC port of validator 0 of a new devnet; validator i gets base+i (default {DEFAULT_BASE_PORT};"
+        " --base-port is the older name)",
     )
     parser.add_argument(
         "--base-p2p-port",
@@ -128,7 +131,7 @@ def prepare_dir(args: argparse.Namespace, out=print) -> dict:
         if args.base_port is not None and summary["nodes"][0]["rpc"].rsplit(":", 1)[1] != str(args.base_port):
             out(
                 f"note: {directory} was made with RPC ports from {summary['nodes'][0]['rpc'].rsplit(':', 1)[1]}; "
-                f"--base-port {args.base_port} ignored (use another --dir)"
+                f"--base-rpc-port {args.base_port} ignored (use another --dir)"
             )
         out(f"resuming the devnet in {directory}")
     else:
@@ -507,10 +510,11 @@ def run_devnet_network(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
-    for name in ("validators", "base_port", "base_p2p_port"):
+    for name, flag in (("validators", "--validators"), ("base_port", "--base-rpc-port"),
+                       ("base_p2p_port", "--base-p2p-port")):
         value = getattr(args, name)
         if value is not None and value < 1:
-            err.print(f"error: --{name.replace('_', '-')}: must be at least 1")
+            err.print(f"error: {flag}: must be at least 1")
             return 2
     if args.block_time is not None and args.block_time <= 0:
         err.print("error: --block-time: must be > 0")
@@ -523,7 +527,7 @@ def run_devnet_network(args: argparse.Namespace) -> int:
                 "ports already in use: "
                 + ", ".join(busy)
                 + " (another `laminar node` or devnet running? stop it, "
-                "or make a new devnet with --dir and --base-port)"
+                "or make a new devnet with --dir and --base-rpc-port)"
             )
     except (RunnerError, OSError) as exc:
         err.print(f"error: {exc}", markup=False)

@@ -3,9 +3,11 @@
 Virtual time, one event queue, a seeded RNG. Each honest node is a `StateMachine` plus the
 callbacks a reactor would give it (builder, validator, commit); the network floods every
 message a node sees for the first time to its peers (gossip) and each node re-sends
-`machine.rebroadcast()` every `rebroadcast_every` seconds. Tests control delays, drops,
-partitions, crashes (with a restart that restores from the node's in-memory WAL) and
-Byzantine behaviour (outbound filters that rewrite or add messages).
+`machine.rebroadcast()` every `rebroadcast_every` seconds, to every peer, under a fresh
+gossip id (as the reactor's relay tag gives it), so a re-send reaches the machine again.
+Tests control delays, drops, partitions, crashes (with a restart that restores from the
+node's in-memory WAL) and Byzantine behaviour (outbound filters that rewrite or add
+messages).
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class Sim:
         self.delay = delay
         self.drop = drop
         self.rebroadcast_every = rebroadcast_every
-        self.max_height = max_height
+        self.max_height = max_height  # the last height to finish; the next one starts
         self.now = 0.0
         self._queue: list = []
         self._seq = 0
@@ -154,45 +156,53 @@ class Sim:
             return True
         return any(a in side and b in side for side in self.partition)
 
-    def send(self, src: int, dst: int, message) -> None:
+    def send(self, src: int, dst: int, message, resend: bool = False) -> None:
         if src == dst or not self.connected(src, dst):
             return
         if self.drop and self.rng.random() < self.drop:
             return
         event = ProposalReceived(message) if isinstance(message, Proposal) else VoteReceived(message)
-        self.at(self.now + self.delay(self.rng), dst, ("msg", src, event))
+        self.at(self.now + self.delay(self.rng), dst, ("msg", src, event, resend))
 
-    def flood(self, node: Node, message) -> None:
+    def flood(self, node: Node, message, resend: bool = False) -> None:
         if node.outbound is not None:
             for dst, m in node.outbound(self, node, message):
-                self.send(node.index, dst, m)
+                self.send(node.index, dst, m, resend)
             return
         for dst in range(self.n):
-            self.send(node.index, dst, message)
+            self.send(node.index, dst, message, resend)
 
     # ---- a node's reactor -------------------------------------------------------------
 
     def perform(self, node: Node, actions) -> None:
         if isinstance(actions, tuple) and actions and actions[0] == "msg":
-            _, _, event = actions
+            _, _, event, resend = actions
             message = event.proposal if isinstance(event, ProposalReceived) else event.vote
-            # dedup per receiver height: a message too far ahead is dropped by the machine
-            # and must be accepted when it is re-sent after the node caught up
-            key = (getattr(node.machine, "height", None), message)
-            if key in node.seen:
-                return
-            node.seen.add(key)
-            self.delivered += 1
-            actions = node.machine.handle(event)
-            for dst in range(self.n):  # gossip: relay what is new to us
-                self.send(node.index, dst, message)
+            if resend:
+                # A periodic re-send goes out under a fresh gossip id (the reactor's tag),
+                # so the receiver's machine gets it again even if it saw the message, and
+                # may now count what it dropped before (e.g. a vote past the per-validator
+                # cap that has since gained support). Sent to every peer, not relayed.
+                self.delivered += 1
+                actions = node.machine.handle(event)
+            else:
+                # dedup per receiver height: a message too far ahead is dropped by the
+                # machine and must be accepted when it is relayed after the node caught up
+                key = (getattr(node.machine, "height", None), message)
+                if key in node.seen:
+                    return
+                node.seen.add(key)
+                self.delivered += 1
+                actions = node.machine.handle(event)
+                for dst in range(self.n):  # gossip: relay what is new to us
+                    self.send(node.index, dst, message)
         for action in actions:
             if isinstance(action, (BroadcastProposal, BroadcastVote)):
                 message = action.proposal if isinstance(action, BroadcastProposal) else action.vote
                 if action.new:
                     node.wal.append(message)
                 node.seen.add((node.machine.height, message))
-                self.flood(node, message)
+                self.flood(node, message, resend=not action.new)
             elif isinstance(action, ScheduleTimeout):
                 self.at(self.now + action.duration, node.index,
                         TimeoutFired(action.height, action.round, action.step))
@@ -213,7 +223,10 @@ class Sim:
             elif isinstance(action, MessageRejected):
                 node.rejected.append(action)
 
-    def on_commit(self, node: Node, commit: Commit) -> None:
+    def on_commit(self, node: Node, commit: Commit, start_next_now: bool = False) -> None:
+        """Record a commit, then start the next height: after a short write for the
+        machine's own decisions, at once for a synced block (the reactor imports a sync
+        batch and starts the next height in one step: its machine sees no event between)."""
         assert commit.height not in node.commits, "committed a height twice"
         commit.certificate.verify(CHAIN_ID, self.validators.addresses, commit.block_hash)
         decoded = CommitCertificate.decode(commit.certificate.encode())
@@ -225,8 +238,15 @@ class Sim:
                 raise SafetyViolation(
                     f"fork at height {commit.height}: {agreed.hex()[:8]} vs {commit.block_hash.hex()[:8]}"
                 )
-        if commit.height < self.max_height:
-            self.at(self.now + 0.01, node.index, StartHeight(commit.height + 1))
+        # Up to one height past `max_height`: a machine re-sends a decision (the proposal
+        # and precommits a peer still at that height needs) once it has started the next
+        # height, as a node always does; stopping at `max_height` itself left the last
+        # height's laggards with no one to hear it from.
+        if commit.height <= self.max_height:
+            if start_next_now:
+                self.perform(node, node.machine.handle(StartHeight(commit.height + 1)))
+            else:
+                self.at(self.now + 0.01, node.index, StartHeight(commit.height + 1))
 
     def block_sync(self, node: Node) -> None:
         """What the reactor's block sync does for a node more than one height behind a
@@ -241,7 +261,7 @@ class Sim:
                 commit = peer.commits[height]
                 commit.certificate.verify(CHAIN_ID, self.validators.addresses, commit.block_hash)
                 node.synced = getattr(node, "synced", 0) + 1
-                self.on_commit(node, commit)
+                self.on_commit(node, commit, start_next_now=True)
                 return
 
     # ---- faults ------------------------------------------------------------------------

@@ -274,7 +274,7 @@ def test_invalid_proposal_gets_nil_prevotes_and_the_next_proposer_commits():
     assert commit.block_hash != block_hash_of(bad) and commit.round >= 1
     nil_prevotes = [
         m for node in sim.nodes for m in node.wal
-        if isinstance(m, Vote) and m.kind == Step.PREVOTE and m.round == 0
+        if isinstance(m, Vote) and m.kind == Step.PREVOTE and m.height == 1 and m.round == 0
     ]
     assert all(v.block_hash is None for v in nil_prevotes if v.validator != 1)
 
@@ -311,7 +311,7 @@ def run_random_schedule(n, byzantines, seed, drop, max_delay, gst):
         assert not [e for e in node.evidence if e.validator not in byzantines]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     seed=st.integers(0, 2**32 - 1),
     drop=st.floats(0.0, 0.5),
@@ -323,7 +323,7 @@ def test_random_schedules_are_safe_and_live_after_gst(seed, drop, max_delay, gst
     run_random_schedule(4, {byzantine}, seed, drop, max_delay, gst)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     seed=st.integers(0, 2**32 - 1),
     drop=st.floats(0.0, 0.4),
@@ -339,12 +339,18 @@ def test_random_schedules_seven_validators_two_byzantine(seed, drop, max_delay, 
     run_random_schedule(7, byzantines, seed, drop, max_delay, gst)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32 - 1), crash_at=st.floats(0.0, 3.0), down_for=st.floats(0.0, 5.0))
 # Found stuck when re-sends left out blocks every validator had voted for (the restarted
 # validator had lost them): liveness needs the re-sends whatever the votes say.
 @example(seed=1, crash_at=2.0, down_for=1.0)
 @example(seed=1666799294, crash_at=0.6707491008301195, down_for=3.00530448560238)
+# The simulator's block sync used to start the next height 10 ms after a synced commit,
+# and in between the machine decided the synced height itself ("committed a height
+# twice"; found when the examples went from 6 to 100). The reactor starts the next height
+# in the same step as a sync batch; the simulator now does too. This schedule fails
+# without that.
+@example(seed=9786428, crash_at=0.59375, down_for=0.59375)
 def test_crash_and_restore_mid_height_never_double_signs(seed, crash_at, down_for):
     sim = Sim(4, seed=seed, max_height=3, delay=lambda r: r.uniform(0.05, 0.6))
     victim = seed % 4

@@ -57,6 +57,8 @@ def free_port_block(count: int) -> int:
     low, high = ephemeral_port_range()
     spans = [(LOWEST_TEST_PORT, low - 1), (high + 1, HIGHEST_PORT)]
     bases = [b for first, last in spans for b in range(first, last - count + 2)]
+    if not bases:
+        raise RuntimeError(f"the ephemeral port range {low}-{high} leaves no room for test ports")
     rng = random.SystemRandom()
     for _ in range(200):
         base = rng.choice(bases)
